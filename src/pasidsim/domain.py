@@ -1,0 +1,245 @@
+"""``iommu_domain`` objects and PASID attachment of groups.
+
+A group's ``pasid_array`` maps a PASID to what is attached there (a bare domain or a handle);
+attaching programs the PASID-table entry of every PASID-capable device of the group, detaching
+puts every one of them back on the blocked domain (entry non-present).  Devices without PASID
+support (max_pasids 0) are never programmed.
+
+Kernel sources modeled: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``,
+``iommu_detach_device_pasid()``, ``iommu_replace_device_pasid()``, ``iommu_attach_handle_get()``,
+``__iommu_set_group_pasid()``, ``iommu_domain_alloc_paging()``, ``iommu_domain_free()``,
+``domain_iommu_ops_compatible()``.
+"""
+
+from __future__ import annotations
+
+from .errors import EBUSY, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ModelUsageError, Warn
+from .mm import mmdrop
+from .pasid import pasid_get, pasid_put, warn
+from .state import (IOMMU_NO_PASID, Domain, DomainType, PasidEntryMode, SystemState)
+
+
+def dev_group(s: SystemState, dev: int) -> int:
+    """Group index of device ``dev`` (``dev->iommu_group``), -1 when none."""
+    if not 0 <= dev < len(s.config.devices):
+        raise ModelUsageError(f"unknown device index {dev}")
+    return s.config.device_group[dev]
+
+
+def domain_get(s: SystemState, domain: int) -> Domain:
+    """The record of ``domain``; ModelUsageError if it does not exist."""
+    rec = s.domains.get(domain)
+    if rec is None:
+        raise ModelUsageError(f"unknown or freed iommu_domain {domain}")
+    return rec
+
+
+def set_group(s: SystemState, g: int, **changes) -> SystemState:
+    """Replace fields of group ``g``."""
+    groups = list(s.groups)
+    groups[g] = groups[g]._replace(**changes)
+    return s._replace(groups=tuple(groups))
+
+
+def domain_compatible(s: SystemState, dev: int, domain: int) -> bool:
+    """``domain_iommu_ops_compatible()``: the domain was allocated by the same IOMMU driver
+    (ops family) as the one in front of ``dev``."""
+    cfg = s.config
+    unit = cfg.device_iommu(dev)
+    if unit < 0:
+        return False
+    return cfg.iommus[s.domains[domain].iommu].ops == cfg.iommus[unit].ops
+
+
+def new_domain(s: SystemState, rec: Domain) -> tuple[SystemState, int]:
+    """Insert a domain record under a fresh id."""
+    did = s.next_id
+    return s._replace(next_id=did + 1, domains=s.domains.set(did, rec)), did
+
+
+def iommu_domain_alloc_paging(s: SystemState, dev: int,
+                              pasid_compat: bool = True) -> tuple[SystemState, int]:
+    """Allocate an UNMANAGED paging domain for ``dev``'s IOMMU.
+
+    Args:
+        dev: device index.
+        pasid_compat: allocated with ``IOMMU_HWPT_ALLOC_PASID`` (may be attached to PASIDs).
+    Returns: the domain id, or -ENODEV when the device has no IOMMU.
+    Models: drivers/iommu/iommu.c ``iommu_paging_domain_alloc_flags()``.
+    """
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, -ENODEV
+    return new_domain(s, Domain(DomainType.UNMANAGED, s.config.groups[g].iommu,
+                                pasid_compat=pasid_compat))
+
+
+def iommu_domain_free(s: SystemState, domain: int) -> tuple[SystemState, int]:
+    """Free a domain; an SVA domain drops the mm_count reference it took (``mmdrop``), which
+    may run ``__mmdrop`` and free the mm's PASID.  Returns 0.
+    Models: drivers/iommu/iommu.c ``iommu_domain_free()`` (+ ``mmdrop`` for SVA)."""
+    rec = domain_get(s, domain)
+    s = s._replace(domains=s.domains.delete(domain))
+    if rec.type == DomainType.SVA:
+        s = mmdrop(s, rec.mm)
+    return s, 0
+
+
+# -- pasid_array helpers -------------------------------------------------------------------------
+
+def slot_get(s: SystemState, g: int, pasid: int) -> tuple[int, int] | None:
+    """``(domain, handle)`` attached at ``pasid`` of group ``g``, or None."""
+    for p, dom, h in s.groups[g].pasid_array:
+        if p == pasid:
+            return dom, h
+    return None
+
+
+def slot_store(s: SystemState, g: int, pasid: int, domain: int, handle: int) -> SystemState:
+    """Store (or overwrite) the entry at ``pasid``."""
+    arr = [e for e in s.groups[g].pasid_array if e[0] != pasid]
+    arr.append((pasid, domain, handle))
+    arr.sort()
+    return set_group(s, g, pasid_array=tuple(arr))
+
+
+def slot_erase(s: SystemState, g: int, pasid: int) -> SystemState:
+    """``xa_erase(&group->pasid_array, pasid)``."""
+    return set_group(s, g, pasid_array=tuple(
+        e for e in s.groups[g].pasid_array if e[0] != pasid))
+
+
+def pasid_devices(s: SystemState, g: int) -> list[int]:
+    """Members of group ``g`` that support PASID (max_pasids > 0)."""
+    cfg = s.config
+    return [d for d in cfg.groups[g].devices if cfg.max_pasids[d] > 0]
+
+
+def program_pasid(s: SystemState, dev: int, pasid: int, domain: int) -> SystemState:
+    """Hardware: write the PASID-table entry of (dev, pasid) to translate through
+    ``domain`` (``set_dev_pasid``).  The device holds a reference on the PASID while it is
+    programmed."""
+    key = (dev, pasid)
+    if key not in s.pasid_table:
+        s = pasid_get(s, pasid)
+    return s._replace(pasid_table=s.pasid_table.set(key, (domain, int(PasidEntryMode.TRANSLATE))))
+
+
+def block_pasid(s: SystemState, dev: int, pasid: int) -> SystemState:
+    """Hardware: make the (dev, pasid) entry non-present (the blocked domain's
+    ``set_dev_pasid``): IOTLB/ATC invalidated and the page-request queue drained for it, so
+    the device's reference on the PASID is dropped."""
+    key = (dev, pasid)
+    if key not in s.pasid_table:
+        return s
+    s = s._replace(pasid_table=s.pasid_table.delete(key))
+    return pasid_put(s, pasid)
+
+
+# -- attach / detach / replace ----------------------------------------------------------------
+
+def _pasid_attach_checks(s: SystemState, domain: int, dev: int, pasid: int) -> int:
+    g = dev_group(s, dev)
+    if g < 0:
+        return -ENODEV
+    unit = s.config.iommus[s.config.groups[g].iommu]
+    if not unit.pasid_ops:
+        return -EOPNOTSUPP
+    if not domain_compatible(s, dev, domain) or pasid == IOMMU_NO_PASID:
+        return -EINVAL
+    return 0
+
+
+def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
+                              handle: int = 0) -> tuple[SystemState, int]:
+    """Attach ``domain`` at ``pasid`` of ``dev``'s whole group.
+
+    Args:
+        domain: domain id; dev: device index; pasid: 1 <= pasid < 2**20;
+        handle: handle id to store in the slot (0 = store the bare domain).
+    Returns: 0; -ENODEV (no group); -EOPNOTSUPP (driver lacks set_dev_pasid);
+        -EINVAL (incompatible domain, ``pasid == IOMMU_NO_PASID``, or ``pasid >= max_pasids``
+        of some PASID-capable group member); -EBUSY (slot occupied).  On failure nothing
+        changes (all members reverted, slot released).
+    Models: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``.
+    """
+    domain_get(s, domain)
+    err = _pasid_attach_checks(s, domain, dev, pasid)
+    if err:
+        return s, err
+    g = s.config.device_group[dev]
+    cfg = s.config
+    for d in cfg.groups[g].devices:
+        if cfg.max_pasids[d] > 0 and pasid >= cfg.max_pasids[d]:
+            return s, -EINVAL
+    if slot_get(s, g, pasid) is not None:
+        return s, -EBUSY
+    for d in pasid_devices(s, g):
+        s = program_pasid(s, d, pasid, domain)
+    if handle:
+        s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(domain=domain)))
+    return slot_store(s, g, pasid, domain, handle), 0
+
+
+def iommu_detach_device_pasid(s: SystemState, domain: int, dev: int,
+                              pasid: int) -> tuple[SystemState, int]:
+    """Put every PASID-capable member of ``dev``'s group on the blocked domain for ``pasid``
+    and erase the slot.  No check that ``domain`` is the one attached (as the kernel).
+    Returns 0.  Models: drivers/iommu/iommu.c ``iommu_detach_device_pasid()``."""
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, 0
+    for d in pasid_devices(s, g):
+        s = block_pasid(s, d, pasid)
+    return slot_erase(s, g, pasid), 0
+
+
+def iommu_replace_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
+                               handle: int) -> tuple[SystemState, int]:
+    """Replace what is attached at ``pasid`` with ``domain`` (iommufd).
+
+    Returns 0; -ENODEV, -EOPNOTSUPP, -EINVAL (incompatible, IOMMU_NO_PASID, ``handle == 0``,
+    slot empty: "not a replace", or the same handle stored again, which also WARNs).  On
+    failure the old attachment stays.
+    Models: drivers/iommu/iommu.c ``iommu_replace_device_pasid()``.
+    """
+    domain_get(s, domain)
+    err = _pasid_attach_checks(s, domain, dev, pasid)
+    if err:
+        return s, err
+    if not handle:
+        return s, -EINVAL
+    g = s.config.device_group[dev]
+    cfg = s.config
+    for d in cfg.groups[g].devices:
+        if cfg.max_pasids[d] > 0 and pasid >= cfg.max_pasids[d]:
+            return s, -EINVAL
+    cur = slot_get(s, g, pasid)
+    if cur is None:
+        return s, -EINVAL
+    if cur[1] == handle:
+        return warn(s, Warn.REPLACE_SAME_HANDLE, handle), -EINVAL
+    if cur[0] != domain:
+        for d in pasid_devices(s, g):
+            s = program_pasid(s, d, pasid, domain)
+    s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(domain=domain)))
+    return slot_store(s, g, pasid, domain, handle), 0
+
+
+def iommu_attach_handle_get(s: SystemState, group: int, pasid: int,
+                            type: int = -1) -> tuple[SystemState, int]:  # noqa: A002
+    """The handle attached at ``pasid`` of ``group``.
+
+    Args:
+        group: group index; pasid: PASID (0 = the RID slot);
+        type: a :class:`DomainType` the handle's domain must have, or -1 for any.
+    Returns: the handle id; -ENOENT when the slot is empty or holds a bare domain;
+        -EBUSY when the attached domain has another type.
+    Models: drivers/iommu/iommu.c ``iommu_attach_handle_get()``.
+    """
+    cur = slot_get(s, group, pasid)
+    if cur is None or cur[1] == 0:
+        return s, -ENOENT
+    if type >= 0 and s.domains[cur[0]].type != type:
+        return s, -EBUSY
+    return s, cur[1]

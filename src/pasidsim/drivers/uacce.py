@@ -1,0 +1,61 @@
+"""uacce (Unified/User-space-access-intended Accelerator Framework): HiSilicon ZIP/SEC/HPRE.
+
+Order of operations (drivers/misc/uacce/uacce.c): ``open`` binds the device to
+``current->mm`` (``uacce_bind_queue`` → ``iommu_sva_bind_device``); ``mmap`` of the queue's
+MMIO/DUS regions creates a VM_DONTCOPY VMA that holds the file; ``release`` stops the queue
+(``uacce_put_queue``: the hardware stops DMA on the PASID) and then unbinds; ``remove`` does the
+same for every open queue.
+"""
+
+from __future__ import annotations
+
+from ..state import SystemState
+from .base import Driver
+
+
+class UacceDriver(Driver):
+    """uacce accelerator queue per open file."""
+
+    kind = "uacce"
+
+    def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
+        from ..sva import iommu_sva_bind_device
+        f = s.files[file]
+        s, h = iommu_sva_bind_device(s, f.dev, f.mm, drvdata=file)
+        if h < 0:
+            return s, h
+        return s._replace(files=s.files.set(file, f._replace(handles=(h,)))), 0
+
+    def stop_queue(self, s: SystemState, file: int) -> SystemState:
+        """``uacce_stop_queue`` / ``hisi_qm_stop_qp``: the device stops DMA for this queue."""
+        from ..hooks import device_stop_pasid
+        f = s.files[file]
+        for h in f.handles:
+            if h in s.handles:
+                s = device_stop_pasid(s, f.dev, s.handles[h].pasid)
+        return s
+
+    def _put_queue(self, s: SystemState, file: int) -> SystemState:
+        from ..sva import iommu_sva_unbind_device
+        s = self.stop_queue(s, file)
+        for h in s.files[file].handles:
+            s, _ = iommu_sva_unbind_device(s, h)
+        return s._replace(files=s.files.set(file, s.files[file]._replace(handles=())))
+
+    def release(self, s: SystemState, file: int) -> SystemState:
+        return self._put_queue(s, file)
+
+    def remove(self, s: SystemState, dev: int) -> SystemState:
+        for fid, f in sorted(s.files.items()):
+            if f.dev == dev and f.handles:
+                s = self._put_queue(s, fid)
+        return s
+
+    def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
+        return s, 1
+
+    def mm_exit(self, s: SystemState, dev: int, handle: int) -> SystemState:
+        for fid, f in sorted(s.files.items()):
+            if handle in f.handles:
+                s = self.stop_queue(s, fid)
+        return s

@@ -1,0 +1,204 @@
+"""Processes, threads, open device files and mappings.
+
+A process has an mm, threads and one fd table shared by its threads.  Opening a device node
+creates a ``struct file`` (f_count 1) and calls the driver's ``open``; ``mmap`` of it creates a
+VMA that holds a file reference; the last ``fput`` defers ``__fput`` (the driver's ``release``)
+to task work, which runs when the current system call or exit finishes (:func:`run_task_work`).
+Thread exit drops the thread's mm_users reference (``exit_mm``) *before* the process's files are
+closed (``exit_files``): this order is what makes the seed-000 mm↔fd cycle possible.
+
+Kernel sources modeled: kernel/fork.c ``copy_process()``/``dup_mm()``/``dup_mmap()``
+(VM_DONTCOPY), ``dup_task_struct()``; kernel/exit.c ``do_exit()`` (``exit_mm`` then
+``exit_files``), ``do_group_exit()``; fs/file_table.c ``fput()``/``__fput()`` (task work);
+mm/mmap.c ``mmap_region()`` (``get_file``), ``munmap``.
+"""
+
+from __future__ import annotations
+
+from .errors import EBADF, EINVAL, ENODEV, ModelUsageError
+from .mm import mm_alloc, mm_get, mmget, mmput
+from .policy import Enqcmd
+from .state import File, Proc, SystemState, Task
+
+
+def proc_get(s: SystemState, pid: int) -> Proc:
+    """The live process ``pid``; ModelUsageError otherwise."""
+    p = s.procs.get(pid)
+    if p is None:
+        raise ModelUsageError(f"unknown or exited process {pid}")
+    return p
+
+
+def _task(s: SystemState, tid: int) -> Task:
+    t = s.tasks.get(tid)
+    if t is None:
+        raise ModelUsageError(f"unknown or exited task {tid}")
+    return t
+
+
+def process_create(s: SystemState) -> tuple[SystemState, int]:
+    """A new process with a fresh mm and one thread.  Returns the thread id, which is also
+    the process id."""
+    s, mm = mm_alloc(s)
+    tid = s.next_id
+    s = s._replace(next_id=tid + 1, tasks=s.tasks.set(tid, Task(pid=tid, mm=mm)),
+                   procs=s.procs.set(tid, Proc(mm=mm, threads=(tid,))))
+    return s, tid
+
+
+def clone_thread(s: SystemState, tid: int) -> tuple[SystemState, int]:
+    """``clone(CLONE_VM|CLONE_FILES|CLONE_THREAD)``: a new thread sharing mm (mmget) and fd
+    table; ``pasid_activated`` cleared and the PASID xstate not inherited.  Returns the tid."""
+    t = _task(s, tid)
+    s = mmget(s, t.mm)
+    new = s.next_id
+    p = s.procs[t.pid]
+    s = s._replace(next_id=new + 1, tasks=s.tasks.set(new, Task(pid=t.pid, mm=t.mm)),
+                   procs=s.procs.set(t.pid, p._replace(threads=p.threads + (new,))))
+    return s, new
+
+
+def fork(s: SystemState, tid: int) -> tuple[SystemState, int]:
+    """``fork()``: a child process with a *fresh* mm (``mm_init`` zeroes ``iommu_mm``: no
+    PASID), copies of the fd table (each file's f_count + 1) and of the VMAs without
+    VM_DONTCOPY (each holding its file), one thread with ``pasid_activated = 0``.
+    Returns the child's tid (= pid)."""
+    t = _task(s, tid)
+    parent = s.procs[t.pid]
+    s, mm = mm_alloc(s)
+    vmas = []
+    for vma_id, file, dontcopy in mm_get(s, t.mm).vmas:
+        if dontcopy:
+            continue
+        s, vid = _new_id(s)
+        vmas.append((vid, file, dontcopy))
+        if file:
+            s = get_file(s, file)
+    s = s._replace(mms=s.mms.set(mm, s.mms[mm]._replace(vmas=tuple(vmas))))
+    for f in parent.files:
+        s = get_file(s, f)
+    child = s.next_id
+    s = s._replace(next_id=child + 1, tasks=s.tasks.set(child, Task(pid=child, mm=mm)),
+                   procs=s.procs.set(child, Proc(mm=mm, threads=(child,), files=parent.files)))
+    return s, child
+
+
+def _new_id(s: SystemState) -> tuple[SystemState, int]:
+    return s._replace(next_id=s.next_id + 1), s.next_id
+
+
+def get_file(s: SystemState, file: int) -> SystemState:
+    """``get_file()``: f_count + 1."""
+    f = s.files[file]
+    return s._replace(files=s.files.set(file, f._replace(f_count=f.f_count + 1)))
+
+
+def fput(s: SystemState, file: int) -> SystemState:
+    """``fput()``: f_count - 1; the last reference queues ``__fput`` as task work."""
+    f = s.files[file]
+    if f.f_count > 1:
+        return s._replace(files=s.files.set(file, f._replace(f_count=f.f_count - 1)))
+    return s._replace(files=s.files.set(file, f._replace(f_count=0)),
+                      delayed_fput=s.delayed_fput + (file,))
+
+
+def run_task_work(s: SystemState) -> SystemState:
+    """Run queued ``__fput`` calls (the driver's ``release``), oldest first, until none is
+    left (a release may queue more)."""
+    from .drivers import driver_release
+    while s.delayed_fput:
+        file = s.delayed_fput[0]
+        s = s._replace(delayed_fput=s.delayed_fput[1:])
+        s = driver_release(s, file)
+        s = s._replace(files=s.files.delete(file))
+    return s
+
+
+def task_exit(s: SystemState, tid: int) -> tuple[SystemState, int]:
+    """``do_exit()`` of one thread: (per-task PASID reference put, in the Sep 2021 design),
+    ``exit_mm`` (mmput), and for the last thread ``exit_files`` (each file fput).  The
+    deferred ``__fput`` calls run after, as task work.  Returns 0."""
+    t = _task(s, tid)
+    p = s.procs[t.pid]
+    s = s._replace(tasks=s.tasks.delete(tid))
+    if t.pasid_activated and s.policy.enqcmd == Enqcmd.TASK_REFCOUNT and t.mm in s.mms:
+        from .sva import maybe_free_refcounted_pasid
+        s = maybe_free_refcounted_pasid(s, t.mm)
+    s = mmput(s, t.mm)
+    threads = tuple(x for x in p.threads if x != tid)
+    if threads:
+        s = s._replace(procs=s.procs.set(t.pid, p._replace(threads=threads)))
+        return s, 0
+    s = s._replace(procs=s.procs.delete(t.pid))
+    for f in p.files:
+        s = fput(s, f)
+    return s, 0
+
+
+def do_group_exit(s: SystemState, pid: int) -> SystemState:
+    """``do_group_exit()``: every thread of the process exits (lowest tid last)."""
+    p = proc_get(s, pid)
+    for tid in reversed(p.threads):
+        s, _ = task_exit(s, tid)
+    return s
+
+
+def dev_open(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
+    """``open()`` of device ``dev``'s node by task ``tid``.  Returns the new file id (the fd);
+    -ENODEV when no driver is bound; the driver's open error (nothing left behind)."""
+    from .drivers import driver_open
+    t = _task(s, tid)
+    if not 0 <= dev < len(s.config.devices):
+        raise ModelUsageError(f"unknown device index {dev}")
+    if s.devs[dev].driver < 0:
+        return s, -ENODEV
+    s0 = s
+    fid = s.next_id
+    s = s._replace(next_id=fid + 1, files=s.files.set(fid, File(dev=dev, mm=t.mm)))
+    s, ret = driver_open(s, fid, tid)
+    if ret < 0:
+        return s0, ret
+    p = s.procs[t.pid]
+    return s._replace(procs=s.procs.set(t.pid, p._replace(files=p.files + (fid,)))), fid
+
+
+def close(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
+    """``close(fd)``: removes the fd and drops its file reference.  Returns 0 or -EBADF."""
+    t = _task(s, tid)
+    p = s.procs[t.pid]
+    if fd not in p.files:
+        return s, -EBADF
+    s = s._replace(procs=s.procs.set(t.pid, p._replace(
+        files=tuple(f for f in p.files if f != fd))))
+    return fput(s, fd), 0
+
+
+def mmap(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
+    """``mmap()`` of an open device file (e.g. a uacce queue or a DSA portal): a VMA holding a
+    reference on the file.  Returns the VMA id; -EBADF; the driver's error."""
+    from .drivers import driver_mmap
+    t = _task(s, tid)
+    if fd not in s.procs[t.pid].files:
+        return s, -EBADF
+    s0 = s
+    s, dontcopy = driver_mmap(s, fd)
+    if dontcopy < 0:
+        return s0, dontcopy
+    s = get_file(s, fd)
+    s, vid = _new_id(s)
+    rec = s.mms[t.mm]
+    s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=rec.vmas + ((vid, fd, bool(dontcopy)),))))
+    return s, vid
+
+
+def munmap(s: SystemState, tid: int, vma: int) -> tuple[SystemState, int]:
+    """``munmap()`` of a VMA: its file reference is dropped.  Returns 0 or -EINVAL."""
+    t = _task(s, tid)
+    rec = s.mms[t.mm]
+    match = [v for v in rec.vmas if v[0] == vma]
+    if not match:
+        return s, -EINVAL
+    s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=tuple(v for v in rec.vmas if v[0] != vma))))
+    if match[0][1]:
+        s = fput(s, match[0][1])
+    return s, 0

@@ -1,0 +1,244 @@
+"""IOMMU-group DMA ownership and RID domain attachment.
+
+Two disjoint modes (v5.19+): counted kernel DMA-API use (``owner_cnt`` with ``owner == NULL``),
+taken by the bus ``dma_configure`` hook when a driver without ``driver_managed_dma`` probes; and
+one exclusive user owner identified by an opaque cookie (VFIO group, iommufd context), which
+attaches the blocking domain.  Owner cookies are ints (0 = NULL).
+
+Kernel sources modeled: drivers/iommu/iommu.c ``iommu_device_use_default_domain()``,
+``iommu_device_unuse_default_domain()``, ``__iommu_take_dma_ownership()``,
+``iommu_group_claim_dma_owner()``, ``iommu_device_claim_dma_owner()``,
+``__iommu_release_dma_ownership()``, ``iommu_group_release_dma_owner()``,
+``iommu_device_release_dma_owner()``, ``iommu_group_dma_owner_claimed()``,
+``__iommu_attach_group()``, ``iommu_attach_device()``, ``iommu_detach_device()``,
+``iommu_attach_group()``, ``iommu_detach_group()``, ``__iommu_group_set_domain_internal()``;
+drivers/pci/pci-driver.c ``pci_dma_configure()/pci_dma_cleanup()``.
+"""
+
+from __future__ import annotations
+
+from .domain import dev_group, domain_compatible, domain_get, new_domain, set_group
+from .errors import EBUSY, EINVAL, ENODEV, EPERM, EPROBE_DEFER, Warn
+from .pasid import warn
+from .policy import OwnerModel
+from .state import Domain, DomainType, SystemState
+
+
+def _set_domain(s: SystemState, g: int, domain: int) -> tuple[SystemState, int]:
+    """``__iommu_group_set_domain()``: same domain → 0; a device with ``require_direct``
+    cannot be put on a blocking domain (-EINVAL, nothing changed)."""
+    grp = s.groups[g]
+    if grp.domain == domain:
+        return s, 0
+    if s.domains[domain].type == DomainType.BLOCKED:
+        cfg = s.config
+        if any(cfg.devices[d].require_direct for d in cfg.groups[g].devices):
+            return s, -EINVAL
+    return set_group(s, g, domain=domain), 0
+
+
+def _blocking_domain(s: SystemState, g: int) -> tuple[SystemState, int]:
+    """``__iommu_group_alloc_blocking_domain()``: allocated on first use, kept."""
+    grp = s.groups[g]
+    if grp.blocking_domain:
+        return s, grp.blocking_domain
+    s, did = new_domain(s, Domain(DomainType.BLOCKED, s.config.groups[g].iommu))
+    return set_group(s, g, blocking_domain=did), did
+
+
+def iommu_device_use_default_domain(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """Count a kernel DMA-API user of ``dev``'s group (driver probe).
+
+    Returns 0 (also when the device has no IOMMU); -EPROBE_DEFER when the group has no default
+    domain yet; -EBUSY when the group already has users and is on another domain, is
+    user-owned, or has PASIDs attached.
+    Models: drivers/iommu/iommu.c ``iommu_device_use_default_domain()``.  Policy
+    ``OwnerModel.ENUM_DEC2021`` models the Dec 2021 draft (``owner_cnt = 1``, any second user
+    -EBUSY); ``PRE_E8_BUG_ON`` has no check here (VFIO's notifier BUG_ONs instead).
+    """
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, 0
+    grp = s.groups[g]
+    model = s.policy.owner_model
+    if not grp.default_domain:
+        return s, -EPROBE_DEFER
+    if model == OwnerModel.PRE_E8_BUG_ON:
+        if grp.owner:
+            s = warn(s, Warn.BUG_ON, g, dev)
+        return set_group(s, g, owner_cnt=grp.owner_cnt + (0 if grp.owner else 1)), 0
+    if model == OwnerModel.ENUM_DEC2021:
+        if grp.owner_cnt != 0 or grp.domain != grp.default_domain:
+            return s, -EBUSY
+        return set_group(s, g, owner_cnt=1, owner=0), 0
+    if grp.owner_cnt and (grp.domain != grp.default_domain or grp.owner or grp.pasid_array):
+        return s, -EBUSY
+    return set_group(s, g, owner_cnt=grp.owner_cnt + 1), 0
+
+
+def iommu_device_unuse_default_domain(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """Drop a kernel DMA-API user.  WARN and no change when the count is 0 or PASIDs are
+    still attached.  Returns 0.  Models ``iommu_device_unuse_default_domain()``."""
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, 0
+    grp = s.groups[g]
+    if not grp.owner_cnt or grp.pasid_array:
+        return warn(s, Warn.UNUSE_DEFAULT_DOMAIN, g, grp.owner_cnt), 0
+    return set_group(s, g, owner_cnt=grp.owner_cnt - 1), 0
+
+
+def _take_dma_ownership(s: SystemState, g: int, owner: int) -> tuple[SystemState, int]:
+    grp = s.groups[g]
+    if (grp.domain and grp.domain != grp.default_domain) or grp.pasid_array:
+        return s, -EBUSY
+    s0 = s
+    if s.policy.claim_attaches_blocking:
+        s, blocking = _blocking_domain(s, g)
+        s, ret = _set_domain(s, g, blocking)
+        if ret:
+            return s0, ret
+    grp = s.groups[g]
+    return set_group(s, g, owner=owner, owner_cnt=grp.owner_cnt + 1), 0
+
+
+def iommu_group_claim_dma_owner(s: SystemState, group: int, owner: int) -> tuple[SystemState, int]:
+    """Take exclusive (user) DMA ownership of a group (VFIO legacy path).
+
+    Args:
+        group: group index; owner: non-zero cookie.
+    Returns: 0; -EINVAL (+WARN) for a NULL cookie; -EPERM when the group has any owner or
+        DMA-API user; -EBUSY when a non-default domain or a PASID is attached; -EINVAL when
+        the blocking domain cannot be attached (require_direct).
+    Models: drivers/iommu/iommu.c ``iommu_group_claim_dma_owner()``.
+    """
+    if not owner:
+        return warn(s, Warn.CLAIM_NULL_OWNER, group), -EINVAL
+    if s.groups[group].owner_cnt:
+        return s, -EPERM
+    return _take_dma_ownership(s, group, owner)
+
+
+def iommu_device_claim_dma_owner(s: SystemState, dev: int, owner: int) -> tuple[SystemState, int]:
+    """Take user DMA ownership through a device (iommufd); devices of one group claimed with
+    the same cookie share the ownership (owner_cnt counts them).
+
+    Returns: 0; -EINVAL (+WARN) NULL cookie; -ENODEV no group; -EPERM owned by another cookie
+        or by DMA-API users; -EBUSY / -EINVAL as :func:`iommu_group_claim_dma_owner`.
+    Models: drivers/iommu/iommu.c ``iommu_device_claim_dma_owner()``.
+    """
+    if not owner:
+        return warn(s, Warn.CLAIM_NULL_OWNER, dev), -EINVAL
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, -ENODEV
+    grp = s.groups[g]
+    if grp.owner_cnt:
+        if owner != grp.owner:
+            return s, -EPERM
+        return set_group(s, g, owner_cnt=grp.owner_cnt + 1), 0
+    return _take_dma_ownership(s, g, owner)
+
+
+def _release_dma_ownership(s: SystemState, g: int) -> SystemState:
+    grp = s.groups[g]
+    if not grp.owner_cnt or not grp.owner or grp.pasid_array:
+        return warn(s, Warn.RELEASE_DMA_OWNER, g, grp.owner_cnt)
+    s = set_group(s, g, owner_cnt=0, owner=0)
+    if grp.default_domain:  # __iommu_group_set_domain_nofail(group, default_domain)
+        s = set_group(s, g, domain=grp.default_domain)
+    return s
+
+
+def iommu_group_release_dma_owner(s: SystemState, group: int) -> tuple[SystemState, int]:
+    """Release user ownership; the group returns to its default domain.  WARN and no change
+    when not owned or PASIDs remain attached.  Returns 0.
+    Models ``iommu_group_release_dma_owner()``."""
+    return _release_dma_ownership(s, group), 0
+
+
+def iommu_device_release_dma_owner(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """Drop one device's share of user ownership; the last one releases the group.
+    Returns 0.  Models ``iommu_device_release_dma_owner()``."""
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, 0
+    grp = s.groups[g]
+    if grp.owner_cnt > 1:
+        return set_group(s, g, owner_cnt=grp.owner_cnt - 1), 0
+    return _release_dma_ownership(s, g), 0
+
+
+def iommu_group_dma_owner_claimed(s: SystemState, group: int) -> tuple[SystemState, int]:
+    """1 when ``owner_cnt != 0`` (kernel DMA users or a user owner), else 0.
+    Models ``iommu_group_dma_owner_claimed()``."""
+    return s, int(s.groups[group].owner_cnt != 0)
+
+
+# -- RID attach ------------------------------------------------------------------------------
+
+def __iommu_attach_group(s: SystemState, domain: int, g: int) -> tuple[SystemState, int]:
+    grp = s.groups[g]
+    if grp.domain and grp.domain not in (grp.default_domain, grp.blocking_domain):
+        return s, -EBUSY
+    first = s.config.groups[g].devices[0]
+    if not domain_compatible(s, first, domain):
+        return s, -EINVAL
+    return _set_domain(s, g, domain)
+
+
+def iommu_attach_device(s: SystemState, domain: int, dev: int) -> tuple[SystemState, int]:
+    """Attach ``domain`` to the RID of a device alone in its group.
+
+    Returns 0; -ENODEV no group; -EINVAL group has more than one device or incompatible
+    domain; -EBUSY another non-core domain attached.  Models ``iommu_attach_device()``."""
+    domain_get(s, domain)
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, -ENODEV
+    if len(s.config.groups[g].devices) != 1:
+        return s, -EINVAL
+    return __iommu_attach_group(s, domain, g)
+
+
+def iommu_attach_group(s: SystemState, domain: int, group: int) -> tuple[SystemState, int]:
+    """Attach ``domain`` to every device of ``group`` (no ownership check: VFIO/iommufd own
+    the group first).  Returns 0, -EBUSY or -EINVAL.  Models ``iommu_attach_group()``."""
+    domain_get(s, domain)
+    return __iommu_attach_group(s, domain, group)
+
+
+def _core_domain(s: SystemState, g: int) -> int:
+    grp = s.groups[g]
+    return grp.blocking_domain if grp.owner else grp.default_domain
+
+
+def iommu_detach_group(s: SystemState, domain: int, group: int) -> tuple[SystemState, int]:
+    """Return the group to its core domain (blocking when user-owned, else default).
+    Returns 0.  Models ``iommu_detach_group()``."""
+    if s.groups[group].owner and not s.groups[group].blocking_domain:
+        s, _ = _blocking_domain(s, group)
+    core = _core_domain(s, group)
+    if core:
+        s = set_group(s, group, domain=core)
+    return s, 0
+
+
+def iommu_detach_device(s: SystemState, domain: int, dev: int) -> tuple[SystemState, int]:
+    """Detach from a singleton group; WARN and no change if ``domain`` is not the group's or
+    the group is not singleton.  Returns 0.  Models ``iommu_detach_device()``."""
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, 0
+    if s.groups[g].domain != domain or len(s.config.groups[g].devices) != 1:
+        return warn(s, Warn.DETACH_WRONG_DOMAIN, dev, domain), 0
+    return iommu_detach_group(s, domain, g)
+
+
+def iommu_group_finalize(s: SystemState, group: int) -> tuple[SystemState, int]:
+    """``bus_iommu_probe()`` finishing a deferred group: allocate and attach its default DMA
+    domain.  Returns 0 (already set: no change)."""
+    if s.groups[group].default_domain:
+        return s, 0
+    s, did = new_domain(s, Domain(DomainType.DMA, s.config.groups[group].iommu))
+    return set_group(s, group, default_domain=did, domain=did), 0

@@ -1,0 +1,128 @@
+"""``mm_struct`` reference counting and teardown.
+
+Two counters (include/linux/mm_types.h): ``mm_users`` counts users of the address space (tasks,
+``mmget()`` holders); when it reaches 0 ``__mmput()`` tears the address space down (exit_mmap:
+VMAs unmapped, their file references dropped; the mmu-notifier ``release`` callbacks quiesce SVA
+PASIDs) and drops the mm_count reference that the users held.  ``mm_count`` counts references to
+the ``struct mm_struct`` itself (``mmgrab()``); when it reaches 0 ``__mmdrop()`` frees it and
+``mm_pasid_drop()`` returns its PASID (today's kernel, 2667ed10d9f0).
+
+Kernel sources modeled: kernel/fork.c ``mmget/mmput/__mmput/mmgrab/mmdrop/__mmdrop``,
+``mm_pasid_drop()`` (drivers/iommu/iommu-sva.c), mm/mmu_notifier.c ``__mmu_notifier_release``
+with the IOMMU drivers' ``release`` (intel ``intel_mm_release``, arm-smmu-v3 ``arm_smmu_mm_release``).
+"""
+
+from __future__ import annotations
+
+from .errors import ModelUsageError, Warn
+from .pasid import iommu_free_global_pasid, warn
+from .policy import FreePoint
+from .state import IOMMU_PASID_INVALID, Mm, MmState, PasidEntryMode, SystemState
+
+
+def mm_get(s: SystemState, mm: int) -> Mm:
+    """The live record of ``mm``; ModelUsageError if it does not exist."""
+    rec = s.mms.get(mm)
+    if rec is None:
+        raise ModelUsageError(f"unknown or freed mm {mm}")
+    return rec
+
+
+def mm_alloc(s: SystemState) -> tuple[SystemState, int]:
+    """A fresh mm (``mm_init()``: mm_users 1, mm_count 1, ``iommu_mm = NULL``)."""
+    mid = s.next_id
+    return s._replace(next_id=mid + 1, mms=s.mms.set(mid, Mm())), mid
+
+
+def _put(s: SystemState, mm: int, rec: Mm) -> SystemState:
+    return s._replace(mms=s.mms.set(mm, rec))
+
+
+def mmgrab(s: SystemState, mm: int) -> SystemState:
+    """``mmgrab()``: mm_count + 1.  A grab of a freed mm is a use-after-free (WARN)."""
+    rec = s.mms.get(mm)
+    if rec is None:
+        return warn(s, Warn.USE_AFTER_FREE, mm, 1)
+    return _put(s, mm, rec._replace(mm_count=rec.mm_count + 1))
+
+
+def mmget(s: SystemState, mm: int) -> SystemState:
+    """``mmget()``: mm_users + 1 (the caller must already hold a user reference)."""
+    rec = s.mms.get(mm)
+    if rec is None or rec.mm_users == 0:
+        return warn(s, Warn.USE_AFTER_FREE, mm, 2)
+    return _put(s, mm, rec._replace(mm_users=rec.mm_users + 1))
+
+
+def mmget_not_zero(s: SystemState, mm: int) -> tuple[SystemState, bool]:
+    """``mmget_not_zero()``: take a user reference unless the mm already exited."""
+    rec = s.mms.get(mm)
+    if rec is None or rec.mm_users == 0:
+        return s, False
+    return _put(s, mm, rec._replace(mm_users=rec.mm_users + 1)), True
+
+
+def mm_pasid_drop(s: SystemState, mm: int) -> SystemState:
+    """``mm_pasid_drop()``: free the mm's PASID (if any) and clear ``iommu_mm``."""
+    rec = s.mms[mm]
+    if rec.pasid == IOMMU_PASID_INVALID:
+        return s
+    s, _ = iommu_free_global_pasid(s, rec.pasid)
+    return _put(s, mm, rec._replace(pasid=IOMMU_PASID_INVALID))
+
+
+def mmdrop(s: SystemState, mm: int) -> SystemState:
+    """``mmdrop()``: mm_count - 1; at 0 ``__mmdrop()`` frees the mm (and, with the PASID
+    freed at __mmdrop as today, its PASID).  The record leaves the table."""
+    rec = s.mms.get(mm)
+    if rec is None:
+        return warn(s, Warn.USE_AFTER_FREE, mm, 3)
+    if rec.mm_count > 1:
+        return _put(s, mm, rec._replace(mm_count=rec.mm_count - 1))
+    # __mmdrop()
+    s = _put(s, mm, rec._replace(mm_count=0))
+    if s.policy.pasid_free_point == FreePoint.MMDROP:
+        s = mm_pasid_drop(s, mm)
+    return s._replace(mms=s.mms.delete(mm))
+
+
+def mmu_notifier_release(s: SystemState, mm: int) -> SystemState:
+    """The IOMMU drivers' mmu-notifier ``release``: every (device, PASID) entry translating
+    through one of the mm's SVA domains becomes QUIESCED (transactions aborted, faults not
+    reported; ATS answers R=W=0; page requests answered INVALID).  The PASID stays allocated.
+    Models intel ``intel_mm_release()`` (tear down entry with IGNORE_FAULT) and
+    arm-smmu-v3 ``arm_smmu_mm_release()`` (quiet CD)."""
+    rec = s.mms[mm]
+    if not rec.sva_domains:
+        return s
+    doms = set(rec.sva_domains)
+    table = s.pasid_table
+    for key, (dom, mode) in list(table.items()):
+        if dom in doms and mode == PasidEntryMode.TRANSLATE:
+            table = table.set(key, (dom, int(PasidEntryMode.QUIESCED)))
+    return s._replace(pasid_table=table)
+
+
+def mmput(s: SystemState, mm: int) -> SystemState:
+    """``mmput()``: mm_users - 1; at 0 ``__mmput()``: exit_mmap (each VMA's file reference is
+    dropped, the final ``__fput`` deferred as task work), mmu-notifier release, the E6 PASID
+    drop when the policy frees at ``__mmput``, and ``mmdrop()`` of the users' reference."""
+    rec = s.mms.get(mm)
+    if rec is None or rec.mm_users <= 0:
+        return warn(s, Warn.USE_AFTER_FREE, mm, 4)
+    if rec.mm_users > 1:
+        return _put(s, mm, rec._replace(mm_users=rec.mm_users - 1))
+    # __mmput(): exit_mmap() unmaps everything, then the notifiers run.
+    vmas = rec.vmas
+    s = _put(s, mm, rec._replace(mm_users=0, state=MmState.EXITED, vmas=()))
+    from .files import fput  # late import: files -> drivers -> sva -> mm
+    for vma in vmas:
+        if vma[1]:
+            s = fput(s, vma[1])
+    s = mmu_notifier_release(s, mm)
+    if s.policy.mm_exit_callback:
+        from .sva import io_mm_exit  # E0: driver mm_exit callbacks, bonds torn down
+        s = io_mm_exit(s, mm)
+    if s.policy.pasid_free_point == FreePoint.MMPUT:
+        s = mm_pasid_drop(s, mm)
+    return mmdrop(s, mm)

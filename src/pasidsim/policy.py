@@ -1,0 +1,97 @@
+"""Design variants: the kernel's PASID lifecycle as it was in each epoch, as switches.
+
+One code path reads these switches; a historical design is a :class:`Policy` value, never a
+forked copy of the subsystem.  :data:`CURRENT` is today's kernel (v6.8+ ``iommu_mm_data``, PASID
+freed in ``__mmdrop``, handle sharing, ENQCMD #GP fixup, E8 DMA ownership).  The named historical
+policies live in :mod:`pasidsim.designs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+
+class Allocator(IntEnum):
+    """How free PASIDs are chosen and when a freed one may be reused."""
+
+    LOWEST = 0  # IDA lowest free, immediate reuse (drivers/iommu/iommu.c, today)
+    CYCLIC = 1  # idr_alloc_cyclic: reuse only after wrap-around (amdgpu since 2026)
+    PENDING_FREE = 2  # lowest free, but a freed PASID still referenced stays FREE_PENDING (§1.5)
+
+
+class FreePoint(IntEnum):
+    """Where the mm's PASID is returned to the allocator."""
+
+    UNBIND = 0  # E4–E5: last unbind (ioasid_put), mm->pasid = 0
+    MMPUT = 1  # E6 (5.18-rc1..rc5): __mmput -> mm_pasid_drop
+    MMDROP = 2  # E7+ (2667ed10d9f0): __mmdrop -> mm_pasid_drop
+    MM_EXIT = 3  # E0 io_mm: io_mm kref -> 0 (unbind or mm exit), IDR removal immediate
+
+
+class Enqcmd(IntEnum):
+    """x86 ENQCMD / IA32_PASID handling."""
+
+    DISABLED = 0  # E5: X86_FEATURE_ENQCMD force-disabled; #GP is never fixed up
+    IPI = 1  # E3: MSR of every thread updated by IPI at bind/unbind (update_pasid())
+    GP_FIXUP = 2  # E6+: lazily on #GP, per-mm immutable PASID
+    TASK_REFCOUNT = 3  # Sep 2021 proposal: #GP takes a PASID ref, task exit puts it
+
+
+class OwnerModel(IntEnum):
+    """Group DMA-ownership rules."""
+
+    E8 = 0  # counted DMA-API use + one exclusive owner cookie (v5.19+)
+    PRE_E8_BUG_ON = 1  # VFIO notifier BUG_ON when a kernel driver binds into a user group
+    ENUM_DEC2021 = 2  # Dec 2021 DMA-owner enum series, with owner_cnt = 1 in use_dma_api
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A design variant.  Every field is read by the one code path.
+
+    Attributes:
+        name: label used in reports.
+        allocator: :class:`Allocator` of the global PASID space.
+        pasid_free_point: :class:`FreePoint`.
+        bind_takes_mmget: bind holds mm_users (the never-merged 5.18-rc fix; seed 000 cycle).
+        handle_sharing: a second bind of the same (device, mm) returns the same handle with
+            users+1 (false = E12 before 65d4418c5002: -EBUSY).
+        shared_sva_domain: one SVA domain per mm and IOMMU shared by devices (E12 1:n); false
+            = a domain per bind (E9).
+        enqcmd: :class:`Enqcmd`.
+        owner_model: :class:`OwnerModel`.
+        claim_attaches_blocking: ``iommu_group_claim_dma_owner`` attaches the blocking domain
+            (0286300e6045, E8+); false = only records the owner (H11 window).
+        unbind_touches_mm_after_free: H8: unbind walks ``iommu_mm`` lists after
+            ``iommu_domain_free`` (the E16 bug).
+        singleton_group_required: E1: SVA bind on a multi-device group fails -EINVAL.
+        mm_exit_callback: E0: the driver's ``mm_exit`` is called from the mmu-notifier
+            release and the bond is torn down there.
+        sva_disabled_x86: E15: every bind fails -EOPNOTSUPP.
+        private_pasid: allow ``SVM_FLAG_PRIVATE_PASID`` binds (seed 002 requirement 5).
+        amdgpu_cyclic: amdgpu's own PASID IDR is cyclic (14b81abe7bdc) rather than lowest-free.
+    """
+
+    name: str = "current"
+    allocator: Allocator = Allocator.LOWEST
+    pasid_free_point: FreePoint = FreePoint.MMDROP
+    bind_takes_mmget: bool = False
+    handle_sharing: bool = True
+    shared_sva_domain: bool = True
+    enqcmd: Enqcmd = Enqcmd.GP_FIXUP
+    owner_model: OwnerModel = OwnerModel.E8
+    claim_attaches_blocking: bool = True
+    unbind_touches_mm_after_free: bool = False
+    singleton_group_required: bool = False
+    mm_exit_callback: bool = False
+    sva_disabled_x86: bool = False
+    private_pasid: bool = False
+    amdgpu_cyclic: bool = True
+
+    def but(self, **changes) -> "Policy":
+        """A copy with some switches changed (``CURRENT.but(allocator=Allocator.CYCLIC)``)."""
+        return replace(self, **changes)
+
+
+CURRENT = Policy()

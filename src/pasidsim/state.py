@@ -1,0 +1,298 @@
+"""The whole machine as one immutable value.
+
+Records are :class:`typing.NamedTuple` values holding ints, bools and tuples of ints; tables are
+:class:`immutables.Map` keyed by integer ids.  Entities refer to each other by id.  Nothing in the
+hashed part of a state is a ``str``, ``None`` or an object identity, so ``hash(state)`` is the same
+64-bit fingerprint in every interpreter process whatever ``PYTHONHASHSEED`` is.
+
+Conventions (kernel NULL pointers become 0 or a sentinel):
+- object ids (mm, task, file, domain, handle, fence, set, VMA) are positive ints drawn from one
+  counter, ``SystemState.next_id``; 0 means NULL;
+- ``IOMMU_PASID_INVALID`` (0xFFFFFFFF) in :attr:`Mm.pasid` means ``mm->iommu_mm == NULL``;
+- the static :class:`~pasidsim.config.Config` and :class:`~pasidsim.policy.Policy` ride along in
+  :class:`Static`, whose hash is a constant (they are not state).
+
+Kernel structures modeled: ``struct mm_struct``/``iommu_mm_data`` (include/linux/mm_types.h,
+iommu.h), ``struct task_struct`` (pasid_activated), ``struct file``, ``struct iommu_group``,
+``struct iommu_domain``, ``struct iommu_sva``/``iommu_attach_handle`` (drivers/iommu/iommu.c,
+iommu-sva.c), ``struct ioasid_data``/``ioasid_set`` (drivers/iommu/ioasid.c).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NamedTuple
+
+from immutables import Map
+
+from .config import Config
+from .ida import Ida
+
+IOMMU_NO_PASID = 0
+IOMMU_FIRST_GLOBAL_PASID = 1
+IOMMU_PASID_INVALID = 0xFFFFFFFF
+INVALID_IOASID = IOMMU_PASID_INVALID
+MSR_IA32_PASID_VALID = 1 << 31
+EMPTY: Map = Map()
+
+
+class MmState(IntEnum):
+    """mm lifecycle (kernel/fork.c): LIVE (mm_users > 0) → EXITED (``__mmput`` ran:
+    exit_mmap and the mmu-notifier release; mm_count > 0) → freed (``__mmdrop``; the record
+    leaves the table)."""
+
+    LIVE = 0
+    EXITED = 1
+
+
+class DomainType(IntEnum):
+    """``IOMMU_DOMAIN_*`` (include/linux/iommu.h)."""
+
+    BLOCKED = 0
+    IDENTITY = 1
+    UNMANAGED = 2  # a paging domain owned by a driver or by user space (iommufd HWPT)
+    DMA = 3  # the kernel DMA-API default domain
+    SVA = 4
+
+
+class HandleKind(IntEnum):
+    """What put a handle in a ``pasid_array`` slot."""
+
+    SVA = 0  # struct iommu_sva (iommu_sva_bind_device)
+    IOMMUFD = 1  # struct iommufd_attach_handle
+    DRIVER = 2  # a kernel driver's own handle (e.g. idxd kernel PASID)
+
+
+class PasidEntryMode(IntEnum):
+    """Hardware PASID-table entry of one (device, PASID) (VT-d scalable-mode PASID entry,
+    SMMUv3 context descriptor).  Absent from the table = blocked (non-present)."""
+
+    TRANSLATE = 0  # present, translating through the attached domain
+    QUIESCED = 1  # mm exited: present but aborting, faults not reported (FPD / quiet CD)
+
+
+class IoasidState(IntEnum):
+    """``enum ioasid_state`` of the unmerged IOASID-set design (§1.5)."""
+
+    IDLE = 0
+    ACTIVE = 1
+    FREE_PENDING = 2
+
+
+class Mm(NamedTuple):
+    """``struct mm_struct`` with its ``iommu_mm_data``.
+
+    mm_users: address-space users (tasks, mmget holders); mm_count: references to the struct
+    itself (mmgrab), the mm_users>0 set holds one.  pasid: ``iommu_mm->pasid`` or
+    IOMMU_PASID_INVALID.  sva_domains: ``iommu_mm->sva_domains`` (domain ids, in list order).
+    vmas: (vma id, file id or 0, VM_DONTCOPY) triples; a file-backed VMA holds its file.
+    lam: Linear Address Masking enabled (``arch_pgtable_dma_compat()`` false).
+    """
+
+    mm_users: int = 1
+    mm_count: int = 1
+    state: int = MmState.LIVE
+    pasid: int = IOMMU_PASID_INVALID
+    sva_domains: tuple = ()
+    vmas: tuple = ()
+    lam: bool = False
+    private_pasids: tuple = ()  # extra PASIDs bound with SVM_FLAG_PRIVATE_PASID (policy flag)
+
+
+class Task(NamedTuple):
+    """A thread.  pid: its thread group (process) id; mm: its mm id; pasid_activated:
+    ``task_struct::pasid_activated``; msr: IA32_PASID value (0 or pasid | VALID)."""
+
+    pid: int
+    mm: int
+    pasid_activated: bool = False
+    msr: int = 0
+
+
+class Proc(NamedTuple):
+    """A process (thread group).  threads: live task ids; files: open file ids (its fd
+    table, ``files_struct``, shared by its threads); mm: the mm id."""
+
+    mm: int
+    threads: tuple = ()
+    files: tuple = ()
+
+
+class File(NamedTuple):
+    """``struct file`` of an open device node.  f_count: references (fd tables and VMAs);
+    dev: device index; mm: the mm of the opener (``current->mm`` at open); handles: SVA bonds
+    made by the driver for this file; drvdata: driver-private int."""
+
+    dev: int
+    f_count: int = 1
+    mm: int = 0
+    handles: tuple = ()
+    drvdata: int = 0
+
+
+class Dev(NamedTuple):
+    """Per-device runtime state.  driver: bound driver index or -1."""
+
+    driver: int = -1
+
+
+class Group(NamedTuple):
+    """``struct iommu_group``.  Domain fields are domain ids (0 = NULL).  owner: the owner
+    cookie (0 = NULL).  pasid_array: sorted ``(pasid, domain, handle)`` triples; pasid 0 is the
+    RID slot used by the *_group_handle APIs; handle 0 = a bare domain entry."""
+
+    default_domain: int = 0
+    blocking_domain: int = 0
+    domain: int = 0
+    owner_cnt: int = 0
+    owner: int = 0
+    pasid_array: tuple = ()
+
+
+class Domain(NamedTuple):
+    """``struct iommu_domain``.  iommu: index of the unit whose ops allocated it.  mm: the
+    bound mm (SVA).  users: SVA ``domain->users``.  pasid_compat: allocated with
+    ``IOMMU_HWPT_ALLOC_PASID``."""
+
+    type: int
+    iommu: int
+    mm: int = 0
+    users: int = 0
+    pasid_compat: bool = True
+
+
+class Handle(NamedTuple):
+    """``struct iommu_sva`` / ``iommu_attach_handle``.  users: outstanding binds for the
+    (group, pasid) slot.  drvdata: driver-private data for (device, PASID), found again
+    through ``iommu_attach_handle_get``."""
+
+    kind: int
+    domain: int
+    dev: int
+    group: int
+    pasid: int
+    users: int = 1
+    drvdata: int = 0
+
+
+class Ioasid(NamedTuple):
+    """``struct ioasid_data`` (legacy allocator).  set: set id (0 = NULL set)."""
+
+    set: int = 0
+    private: int = 0
+    refs: int = 1
+    state: int = IoasidState.IDLE
+
+
+class IoasidSet(NamedTuple):
+    """``struct ioasid_set`` (§1.5).  type 0 = NULL, 1 = MM."""
+
+    token: int
+    quota: int
+    type: int
+    nr_ioasids: int = 0
+    free_pending: bool = False
+
+
+class Static:
+    """The configuration and policy of a state: compared by value, hashed as a constant so
+    that they never perturb fingerprints."""
+
+    __slots__ = ("config", "policy")
+
+    def __init__(self, config: Config, policy) -> None:
+        self.config = config
+        self.policy = policy
+
+    def __hash__(self) -> int:
+        return 0x5A51D
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Static) and (self is other or (
+            self.config == other.config and self.policy == other.policy)))
+
+    def __repr__(self) -> str:
+        return f"Static(policy={self.policy.name!r})"
+
+
+class SystemState(NamedTuple):
+    """The machine.  See the module docstring for conventions.
+
+    Tables: ``mms``, ``tasks``, ``procs``, ``files``, ``domains``, ``handles``, ``ioasids``,
+    ``ioasid_sets``, ``fences`` (id -> signalled), ``amdgpu_pending`` (pasid -> fence id),
+    ``pasid_refs`` (pasid -> device references that may still use it), ``pending_free``
+    (pasids freed by their owner but still referenced), ``pasid_table``
+    ((device, pasid) -> (domain, PasidEntryMode)).  Tuples: ``devs`` and ``groups`` indexed like
+    the Config.  ``warnings``: ``(Warn code, arg, arg)`` triples, oldest first.
+    """
+
+    static: Static
+    ida: Ida
+    amdgpu_ida: Ida
+    mms: Map
+    tasks: Map
+    procs: Map
+    files: Map
+    devs: tuple
+    groups: tuple
+    domains: Map
+    handles: Map
+    pasid_table: Map
+    pasid_refs: Map
+    pending_free: Map
+    ioasids: Map
+    ioasid_sets: Map
+    ioasid_capacity: int
+    allocators: tuple  # registered custom ioasid allocators: (ops token, fns token)
+    fences: Map
+    amdgpu_pending: Map
+    delayed_fput: tuple  # files whose last reference was dropped; __fput runs as task work
+    warnings: tuple
+    next_id: int
+
+    @property
+    def config(self) -> Config:
+        return self.static.config
+
+    @property
+    def policy(self):
+        return self.static.policy
+
+    def fingerprint(self) -> int:
+        """64-bit fingerprint, stable across processes."""
+        return hash(self) & 0xFFFF_FFFF_FFFF_FFFF
+
+    def fingerprint_nowarn(self) -> int:
+        """Fingerprint ignoring the warning log (for failure-atomicity checks)."""
+        return hash(self._replace(warnings=())) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def initial_state(config: Config, policy) -> SystemState:
+    """The machine at boot: every group with its default domain (unless deferred), devices
+    with their configured drivers not yet probed (drivers are bound by actions), nothing else.
+
+    Domain ids 1..n are the groups' default domains.
+    """
+    domains = {}
+    groups = []
+    next_id = 1
+    for gi, g in enumerate(config.groups):
+        if g.deferred:
+            groups.append(Group())
+            continue
+        did = next_id
+        next_id += 1
+        domains[did] = Domain(DomainType.DMA, g.iommu, pasid_compat=True)
+        groups.append(Group(default_domain=did, domain=did))
+    return SystemState(
+        static=Static(config, policy), ida=Ida(), amdgpu_ida=Ida(), mms=EMPTY, tasks=EMPTY,
+        procs=EMPTY, files=EMPTY, devs=tuple(Dev() for _ in config.devices),
+        groups=tuple(groups), domains=Map(domains), handles=EMPTY, pasid_table=EMPTY,
+        pasid_refs=EMPTY, pending_free=EMPTY, ioasids=EMPTY, ioasid_sets=EMPTY,
+        ioasid_capacity=0x100000, allocators=(), fences=EMPTY, amdgpu_pending=EMPTY,
+        delayed_fput=(), warnings=(), next_id=next_id)
+
+
+def new_id(s: SystemState) -> tuple[SystemState, int]:
+    """Draw a fresh object id."""
+    return s._replace(next_id=s.next_id + 1), s.next_id

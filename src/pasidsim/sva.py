@@ -1,0 +1,281 @@
+"""Shared Virtual Addressing: binding a process address space to devices.
+
+Today's algorithm (v6.8+ with handle sharing restored): one PASID per mm, allocated at the first
+bind attempt and kept until ``__mmdrop``; one SVA domain per mm and compatible IOMMU, shared by
+every device of that IOMMU the mm is bound to (``domain->users``); one handle per (group, PASID)
+slot, shared by repeated binds (``handle->users``).  The SVA domain holds ``mm_count``
+(``mmgrab``), never ``mm_users``.  Historical variants are :class:`~pasidsim.policy.Policy`
+switches read here.
+
+Kernel sources modeled: drivers/iommu/iommu-sva.c ``iommu_alloc_mm_data()``,
+``iommu_sva_bind_device()``, ``iommu_sva_unbind_device()``, ``iommu_sva_get_pasid()``,
+``iommu_sva_domain_alloc()``.
+"""
+
+from __future__ import annotations
+
+from .domain import (dev_group, domain_compatible, iommu_attach_device_pasid,
+                     iommu_attach_handle_get, iommu_detach_device_pasid, iommu_domain_free,
+                     new_domain)
+from .errors import (EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, EOVERFLOW, ESRCH,
+                     ModelUsageError, Warn)
+from .mm import mm_get, mmget, mmgrab, mmput
+from .pasid import iommu_alloc_global_pasid, iommu_free_global_pasid, warn
+from .policy import Enqcmd, FreePoint
+from .state import (IOMMU_PASID_INVALID, Domain, DomainType, Handle, HandleKind, SystemState)
+
+#: ``iommu_sva_bind_device`` flag: a PASID of its own for this bond (seed 002 requirement 5;
+#: Intel's old ``SVM_FLAG_PRIVATE_PASID``).  Needs ``Policy.private_pasid``.
+SVM_FLAG_PRIVATE_PASID = 1
+
+
+def iommu_alloc_mm_data(s: SystemState, mm: int, dev: int) -> tuple[SystemState, int]:
+    """Give ``mm`` its PASID for ``dev`` (static helper of bind).
+
+    Returns the PASID; -EBUSY for an LAM mm; -EOVERFLOW when the mm's existing PASID is not
+    below ``max_pasids(dev)``; -ENOSPC when a fresh PASID cannot be allocated.
+    Models: drivers/iommu/iommu-sva.c ``iommu_alloc_mm_data()``.
+    """
+    rec = mm_get(s, mm)
+    if rec.lam:
+        return s, -EBUSY
+    if rec.pasid != IOMMU_PASID_INVALID:
+        if rec.pasid >= s.config.max_pasids[dev]:
+            return s, -EOVERFLOW
+        return s, rec.pasid
+    s, pasid = iommu_alloc_global_pasid(s, dev)
+    if pasid == IOMMU_PASID_INVALID:
+        return s, -ENOSPC
+    return s._replace(mms=s.mms.set(mm, rec._replace(pasid=pasid))), pasid
+
+
+def _sva_domain_alloc(s: SystemState, dev: int, mm: int) -> tuple[SystemState, int]:
+    """``iommu_sva_domain_alloc()``: -EOPNOTSUPP without ``domain_alloc_sva``; else a new SVA
+    domain that holds ``mmgrab(mm)``."""
+    unit = s.config.device_iommu(dev)
+    if not s.config.iommus[unit].sva:
+        return s, -EOPNOTSUPP
+    s = mmgrab(s, mm)
+    return new_domain(s, Domain(DomainType.SVA, unit, mm=mm, users=0))
+
+
+def _set_mm(s: SystemState, mm: int, **changes) -> SystemState:
+    return s._replace(mms=s.mms.set(mm, s.mms[mm]._replace(**changes)))
+
+
+def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
+                          flags: int = 0) -> tuple[SystemState, int]:
+    """Bind the address space ``mm`` to ``dev``: DMA tagged with the mm's PASID translates
+    through the process page tables.
+
+    Args:
+        dev: device index.  mm: mm id; the caller holds an mm_users reference.
+        drvdata: driver-private int stored on a *new* handle (per (device, PASID) data, found
+            again with ``iommu_attach_handle_get``).
+        flags: ``SVM_FLAG_PRIVATE_PASID`` for a PASID of this bond's own (policy flag).
+    Returns:
+        a handle id (> 0); the same id again for a repeated bind of the same (group, mm).
+        Errors: -ENODEV (no IOMMU group), -EOPNOTSUPP (SVA disabled on x86 (E15), or the IOMMU
+        driver cannot allocate SVA domains), -EINVAL (E1: multi-device group; or a PASID the
+        group cannot hold, from attach), -EBUSY (LAM mm; slot owned by another mm or a non-SVA
+        domain), -EOVERFLOW (the mm's PASID is too large for this device), -ENOSPC (no PASID).
+        The mm's PASID, once allocated, is kept even when a later step fails.
+    Models: drivers/iommu/iommu-sva.c ``iommu_sva_bind_device()``.
+    """
+    pol = s.policy
+    g = dev_group(s, dev)
+    mm_get(s, mm)
+    if g < 0:
+        return s, -ENODEV
+    if pol.sva_disabled_x86:
+        return s, -EOPNOTSUPP
+    if pol.singleton_group_required and len(s.config.groups[g].devices) != 1:
+        return s, -EINVAL
+    if flags & ~SVM_FLAG_PRIVATE_PASID:
+        return s, -EINVAL
+    if flags & SVM_FLAG_PRIVATE_PASID:
+        return _bind_private(s, dev, mm, drvdata)
+    s0 = s
+    s, pasid = iommu_alloc_mm_data(s, mm, dev)
+    if pasid < 0:
+        return s0, pasid
+    kept = s  # the PASID stays with the mm from here on, whatever fails next
+    if pol.handle_sharing:
+        s, ah = iommu_attach_handle_get(s, g, pasid, DomainType.SVA)
+        if ah > 0:
+            if s.domains[s.handles[ah].domain].mm != mm:
+                return kept, -EBUSY
+            h = s.handles[ah]
+            s = s._replace(handles=s.handles.set(ah, h._replace(users=h.users + 1)))
+            return _bind_done(s, mm), ah
+        if ah != -ENOENT:
+            return kept, ah
+    hid = s.next_id
+    s = s._replace(next_id=hid + 1, handles=s.handles.set(
+        hid, Handle(HandleKind.SVA, 0, dev, g, pasid, 1, drvdata)))
+    if pol.shared_sva_domain:
+        for dom in s.mms[mm].sva_domains:
+            if not domain_compatible(s, dev, dom):
+                continue
+            s2, ret = iommu_attach_device_pasid(s, dom, dev, pasid, hid)
+            if ret == 0:
+                d = s2.domains[dom]
+                s2 = s2._replace(domains=s2.domains.set(dom, d._replace(users=d.users + 1)))
+                return _bind_done(s2, mm), hid
+    s, dom = _sva_domain_alloc(s, dev, mm)
+    if dom < 0:
+        return kept, dom
+    s, ret = iommu_attach_device_pasid(s, dom, dev, pasid, hid)
+    if ret:
+        return kept, ret
+    d = s.domains[dom]
+    s = s._replace(domains=s.domains.set(dom, d._replace(users=1)))
+    s = _set_mm(s, mm, sva_domains=s.mms[mm].sva_domains + (dom,))
+    return _bind_done(s, mm), hid
+
+
+def _bind_done(s: SystemState, mm: int) -> SystemState:
+    """Success epilogue: the policy's mm reference; E3 IPI MSR propagation."""
+    if s.policy.bind_takes_mmget:
+        s = mmget(s, mm)
+    if s.policy.enqcmd == Enqcmd.IPI:
+        from .x86 import update_pasid_ipi
+        s = update_pasid_ipi(s, mm)
+    return s
+
+
+def _bind_private(s: SystemState, dev: int, mm: int, drvdata: int) -> tuple[SystemState, int]:
+    """A bond with a PASID of its own and its own SVA domain (not the mm's PASID)."""
+    if not s.policy.private_pasid:
+        return s, -EINVAL
+    s0 = s
+    g = s.config.device_group[dev]
+    s, pasid = iommu_alloc_global_pasid(s, dev)
+    if pasid == IOMMU_PASID_INVALID:
+        return s0, -ENOSPC
+    hid = s.next_id
+    s = s._replace(next_id=hid + 1, handles=s.handles.set(
+        hid, Handle(HandleKind.SVA, 0, dev, g, pasid, 1, drvdata)))
+    s, dom = _sva_domain_alloc(s, dev, mm)
+    if dom < 0:
+        return s0, dom
+    s, ret = iommu_attach_device_pasid(s, dom, dev, pasid, hid)
+    if ret:
+        return s0, ret
+    d = s.domains[dom]
+    s = s._replace(domains=s.domains.set(dom, d._replace(users=1)))
+    rec = s.mms[mm]
+    s = _set_mm(s, mm, sva_domains=rec.sva_domains + (dom,),
+                private_pasids=rec.private_pasids + (pasid,))
+    return _bind_done(s, mm), hid
+
+
+def iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, int]:
+    """Drop one bind.  The last unbind of a handle detaches the PASID from the group (entries
+    blocked, caches invalidated, page requests drained) and frees the handle; when the SVA
+    domain loses its last user it is freed, dropping its ``mm_count`` reference, which may
+    free the mm and its PASID.  The caller must have stopped the device's DMA on the PASID.
+
+    Returns 0; -ESRCH when ``handle`` is not a live SVA handle (the kernel would
+    use-after-free; E0 returned -ESRCH for an unknown bond).
+    Models: drivers/iommu/iommu-sva.c ``iommu_sva_unbind_device()``.
+    """
+    h = s.handles.get(handle)
+    if h is None or h.kind != HandleKind.SVA:
+        return s, -ESRCH
+    dom = s.domains[h.domain]
+    mm = dom.mm
+    if h.users > 1:
+        s = s._replace(handles=s.handles.set(handle, h._replace(users=h.users - 1)))
+        return _unbind_done(s, mm), 0
+    s, _ = iommu_detach_device_pasid(s, h.domain, h.dev, h.pasid)
+    s = s._replace(handles=s.handles.delete(handle))
+    users = dom.users - 1
+    private = h.pasid in s.mms[mm].private_pasids
+    if users > 0:
+        s = s._replace(domains=s.domains.set(h.domain, dom._replace(users=users)))
+        return _unbind_done(s, mm), 0
+    rec = s.mms[mm]
+    if private:
+        s, _ = iommu_free_global_pasid(s, h.pasid)
+        rec = rec._replace(private_pasids=tuple(p for p in rec.private_pasids if p != h.pasid))
+    if s.policy.unbind_touches_mm_after_free:
+        # H8 (E16 bug): iommu_domain_free() first, then iommu_mm list manipulation.
+        s, _ = iommu_domain_free(s, h.domain)
+        if mm not in s.mms:
+            return _unbind_done(warn(s, Warn.USE_AFTER_FREE, mm, 5), mm), 0
+        rec = s.mms[mm]
+        s = _set_mm(s, mm, sva_domains=tuple(d for d in rec.sva_domains if d != h.domain))
+    else:
+        s = _set_mm(s, mm, sva_domains=tuple(d for d in rec.sva_domains if d != h.domain),
+                    private_pasids=rec.private_pasids)
+        s, _ = iommu_domain_free(s, h.domain)
+    return _unbind_done(s, mm), 0
+
+
+def _unbind_done(s: SystemState, mm: int) -> SystemState:
+    """Epilogue: E4–E5 PASID freed with the last bond; the policy's mm reference put."""
+    pol = s.policy
+    if pol.pasid_free_point == FreePoint.UNBIND and mm in s.mms:
+        s = maybe_free_refcounted_pasid(s, mm)
+    if pol.bind_takes_mmget and mm in s.mms:
+        s = mmput(s, mm)
+    return s
+
+
+def maybe_free_refcounted_pasid(s: SystemState, mm: int) -> SystemState:
+    """E4–E5 / per-task refcount proposal: the PASID is freed when no bond and (under
+    ``Enqcmd.TASK_REFCOUNT``) no task that activated it remains; ``mm->pasid`` is reset."""
+    rec = s.mms[mm]
+    if rec.pasid == IOMMU_PASID_INVALID or rec.sva_domains:
+        return s
+    if s.policy.enqcmd == Enqcmd.TASK_REFCOUNT and any(
+            t.mm == mm and t.pasid_activated for t in s.tasks.values()):
+        return s
+    s, _ = iommu_free_global_pasid(s, rec.pasid)
+    if s.policy.enqcmd == Enqcmd.IPI:
+        from .x86 import update_pasid_ipi
+        s = _set_mm(s, mm, pasid=IOMMU_PASID_INVALID)
+        return update_pasid_ipi(s, mm)
+    return _set_mm(s, mm, pasid=IOMMU_PASID_INVALID)
+
+
+def iommu_sva_get_pasid(s: SystemState, handle: int) -> tuple[SystemState, int]:
+    """The PASID of a bond: the mm's PASID (or the bond's private PASID), or
+    ``IOMMU_PASID_INVALID`` when the mm has none any more.
+    Models: iommu-sva.c ``iommu_sva_get_pasid()`` → ``mm_get_enqcmd_pasid()``."""
+    h = s.handles.get(handle)
+    if h is None:
+        raise ModelUsageError(f"unknown SVA handle {handle}")
+    mm = s.domains[h.domain].mm
+    rec = s.mms.get(mm)
+    if rec is None:
+        return warn(s, Warn.USE_AFTER_FREE, mm, 6), IOMMU_PASID_INVALID
+    if h.pasid in rec.private_pasids:
+        return s, h.pasid
+    return s, rec.pasid
+
+
+def io_mm_exit(s: SystemState, mm: int) -> SystemState:
+    """E0 (2018 io_mm RFC): at mm exit every bond's driver ``mm_exit`` callback is told to
+    stop DMA, the bond is detached and dropped, and when the io_mm's last bond goes the PASID
+    is removed from the IDR at once.  A later unbind of those bonds finds nothing (-ESRCH)."""
+    from .drivers import driver_mm_exit
+    rec = s.mms[mm]
+    for hid, h in sorted(s.handles.items()):
+        if h.kind == HandleKind.SVA and h.domain in rec.sva_domains:
+            s = driver_mm_exit(s, h.dev, hid)
+            h = s.handles.get(hid)
+            if h is None:
+                continue
+            s = s._replace(handles=s.handles.set(hid, h._replace(users=1)))
+            s, _ = iommu_sva_unbind_device(s, hid)
+    rec = s.mms.get(mm)
+    if rec is not None and rec.pasid != IOMMU_PASID_INVALID and not rec.sva_domains:
+        s, _ = iommu_free_global_pasid(s, rec.pasid)
+        s = _set_mm(s, mm, pasid=IOMMU_PASID_INVALID)
+    return s
+
+
+__all__ = ["iommu_sva_bind_device", "iommu_sva_unbind_device", "iommu_sva_get_pasid",
+           "iommu_alloc_mm_data", "SVM_FLAG_PRIVATE_PASID", "EINVAL", "ENODEV"]

@@ -1,0 +1,125 @@
+"""The mutable facade: a machine you call kernel functions on.
+
+``System`` holds the current :class:`~pasidsim.state.SystemState` and exposes every operation of
+:mod:`pasidsim.step` as a method of the same name.  A method applies one action with
+:func:`~pasidsim.step.step`, keeps the new state, and returns the kernel's return value; a
+negative return raises :class:`~pasidsim.errors.KernelError` (``.errno``, ``.function``).
+
+Devices, drivers and groups may be given by name or index.  Example::
+
+    sys = System(config)
+    t = sys.process_create()
+    h = sys.iommu_sva_bind_device(dev="dsa0", mm=sys.mm_of(t))
+    pasid = sys.iommu_sva_get_pasid(h)
+"""
+
+from __future__ import annotations
+
+from .config import Config
+from .errors import KernelError, ModelUsageError, Warn, errname
+from .policy import CURRENT, Policy
+from .state import SystemState, initial_state
+from .step import OPS, Action, Op, step
+
+_RESOLVERS = {"dev": "device_index", "drv": "driver_index", "group": "group_index"}
+
+_ERR_DETAIL = {
+    "iommu_sva_bind_device": "dev={dev} mm={mm}",
+    "iommu_attach_device_pasid": "domain={domain} dev={dev} pasid={pasid}",
+}
+
+
+class System:
+    """A running machine.
+
+    Args:
+        config: the static machine.
+        policy: the design variant (default: today's kernel).
+    Attributes:
+        state: the current :class:`SystemState` (replace it to rewind).
+        trace: ``(action, ret)`` pairs applied so far.
+    """
+
+    def __init__(self, config: Config, policy: Policy = CURRENT) -> None:
+        self.config = config
+        self.policy = policy
+        self.state: SystemState = initial_state(config, policy)
+        self.trace: list[tuple[Action, int]] = []
+
+    def apply(self, action: Action) -> int:
+        """Apply an action; return ``ret`` without raising."""
+        self.state, ret = step(self.state, action)
+        self.trace.append((action, ret))
+        return ret
+
+    def call(self, name: str, **kwargs) -> int:
+        """Apply operation ``name``; raise KernelError on a negative return."""
+        from .step import OP_BY_NAME
+        op = OP_BY_NAME.get(name)
+        if op is None:
+            raise ModelUsageError(f"unknown operation {name!r}")
+        return self._invoke(op, kwargs)
+
+    def _invoke(self, op: Op, kwargs: dict) -> int:
+        resolved = {}
+        for k, v in kwargs.items():
+            if k in _RESOLVERS and isinstance(v, str):
+                v = getattr(self.config, _RESOLVERS[k])(v)
+            resolved[k] = v
+        ret = self.apply(Action.of(op.name, **resolved))
+        if ret < 0:
+            detail = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            raise KernelError(-ret, op.name, f"{detail}: -{errname(ret)}" if detail else "")
+        return ret
+
+    # -- convenience views ------------------------------------------------------------------
+    @property
+    def warnings(self) -> list[str]:
+        """The WARNs recorded so far, as text."""
+        return [Warn(c).describe(a, b) for c, a, b in self.state.warnings]
+
+    def mm_of(self, tid: int) -> int:
+        """The mm id of task ``tid``."""
+        t = self.state.tasks.get(tid)
+        if t is None:
+            raise ModelUsageError(f"unknown or exited task {tid}")
+        return t.mm
+
+    def mm(self, mm: int):
+        """The :class:`~pasidsim.state.Mm` record of ``mm``, or None once freed."""
+        return self.state.mms.get(mm)
+
+    def group_of(self, dev: int | str) -> int:
+        """Group index of a device (by name or index); -1 when it has none."""
+        return self.config.device_group[self.config.device_index(dev)]
+
+    def group(self, group: int | str):
+        """The :class:`~pasidsim.state.Group` record of a group (by name or index)."""
+        return self.state.groups[self.config.group_index(group)]
+
+    def pasid_allocated(self, pasid: int) -> bool:
+        """True while ``pasid`` is allocated (or pending free) in the global space."""
+        return pasid in self.state.ida
+
+
+def _make_method(op: Op):
+    def method(self: System, *args, **kwargs) -> int:
+        if args:
+            if len(args) > len(op.params):
+                raise ModelUsageError(f"{op.name}: too many arguments")
+            for p, v in zip(op.params, args):
+                if p in kwargs:
+                    raise ModelUsageError(f"{op.name}: argument {p!r} given twice")
+                kwargs[p] = v
+        return self._invoke(op, kwargs)
+
+    method.__name__ = op.name
+    method.__qualname__ = f"System.{op.name}"
+    method.__doc__ = (op.fn.__doc__ or "") + (
+        "\n\n(Facade: raises KernelError on a negative return; the state argument is "
+        "the System's own.)")
+    return method
+
+
+for _op in OPS:
+    setattr(System, _op.name, _make_method(_op))

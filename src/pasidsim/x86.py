@@ -1,0 +1,89 @@
+"""x86 ENQCMD and the per-thread IA32_PASID MSR.
+
+Today (E6+): the MSR of a thread is written lazily, by the thread itself, in its #GP handler,
+the first time it executes ENQCMD after its mm got a PASID (``try_fixup_enqcmd_gp``); fork and
+clone clear it; the PASID's lifetime is the mm's, not the thread's.  The E3 design propagated the
+PASID to every thread by IPI (``update_pasid()``), and the rejected Sep 2021 proposal took a
+PASID reference per activated thread (``Enqcmd.TASK_REFCOUNT``).
+
+Kernel sources modeled: arch/x86/kernel/traps.c ``try_fixup_enqcmd_gp()``,
+``exc_general_protection()``; kernel/fork.c ``dup_task_struct()`` (pasid_activated = 0).
+"""
+
+from __future__ import annotations
+
+from .errors import EFAULT, ModelUsageError
+from .policy import Enqcmd
+from .state import IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, SystemState, Task
+
+
+def task_get(s: SystemState, tid: int) -> Task:
+    """The live task ``tid``; ModelUsageError if it does not exist."""
+    t = s.tasks.get(tid)
+    if t is None:
+        raise ModelUsageError(f"unknown or exited task {tid}")
+    return t
+
+
+def try_fixup_enqcmd_gp(s: SystemState, tid: int) -> tuple[SystemState, bool]:
+    """Fix up a #GP taken by ENQCMD: when the task's mm has a PASID and the task has not yet
+    activated it, write ``IA32_PASID = pasid | VALID`` and set ``pasid_activated``; the
+    instruction is retried.  Returns ``(state, fixed)``; not fixed = a genuine #GP.
+    Models: arch/x86/kernel/traps.c ``try_fixup_enqcmd_gp()``."""
+    pol = s.policy
+    if pol.enqcmd not in (Enqcmd.GP_FIXUP, Enqcmd.TASK_REFCOUNT):
+        return s, False  # X86_FEATURE_ENQCMD disabled (E5), or E3 (MSR set by IPI only)
+    t = task_get(s, tid)
+    mm = s.mms.get(t.mm)
+    if mm is None or mm.pasid == IOMMU_PASID_INVALID:
+        return s, False
+    if t.pasid_activated:
+        return s, False
+    t = t._replace(pasid_activated=True, msr=mm.pasid | MSR_IA32_PASID_VALID)
+    return s._replace(tasks=s.tasks.set(tid, t)), True
+
+
+def exc_general_protection(s: SystemState, tid: int) -> tuple[SystemState, int]:
+    """A user-mode #GP in task ``tid``.  Returns 0 when it was an ENQCMD PASID fixup (the
+    instruction is retried), else ``-EFAULT``: SIGSEGV is delivered and the process is killed
+    (default disposition).  Models ``exc_general_protection()``."""
+    s, fixed = try_fixup_enqcmd_gp(s, tid)
+    if fixed:
+        return s, 0
+    from .files import do_group_exit
+    return do_group_exit(s, s.tasks[tid].pid), -EFAULT
+
+
+def enqcmd(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
+    """Task ``tid`` submits a descriptor to a shared work queue of ``dev`` with ENQCMD.
+
+    The descriptor carries the PASID in the task's IA32_PASID MSR.  Without a valid MSR the
+    instruction takes #GP: fixed up and retried when the mm has a PASID, else SIGSEGV (the
+    process is killed).  Returns the PASID the descriptor carried (> 0) or ``-EFAULT``.
+    """
+    t = task_get(s, tid)
+    if not 0 <= dev < len(s.config.devices):
+        raise ModelUsageError(f"unknown device index {dev}")
+    if not t.msr & MSR_IA32_PASID_VALID:
+        s, ret = exc_general_protection(s, tid)
+        if ret < 0:
+            return s, ret
+        t = s.tasks[tid]
+    return s, t.msr & ~MSR_IA32_PASID_VALID
+
+
+def update_pasid_ipi(s: SystemState, mm: int) -> SystemState:
+    """E3 ``update_pasid()``: the MSR of every thread of ``mm`` is rewritten by IPI (to the
+    mm's PASID, or cleared when it has none).  The remote write is what H4 forbids (X3)."""
+    rec = s.mms.get(mm)
+    pasid = rec.pasid if rec is not None else IOMMU_PASID_INVALID
+    tasks = s.tasks
+    for tid, t in s.tasks.items():
+        if t.mm != mm:
+            continue
+        if pasid == IOMMU_PASID_INVALID:
+            tasks = tasks.set(tid, t._replace(msr=0, pasid_activated=False))
+        else:
+            tasks = tasks.set(tid, t._replace(msr=pasid | MSR_IA32_PASID_VALID,
+                                              pasid_activated=True))
+    return s._replace(tasks=tasks)
