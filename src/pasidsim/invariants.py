@@ -1,0 +1,354 @@
+"""The invariants of kernel-spec §7 as named predicates over states.
+
+Two kinds:
+- :data:`STATE_INVARIANTS`: ``check(state) -> message | None``;
+- :data:`TRANSITION_INVARIANTS`: ``check(before, action, ret, after) -> message | None`` for
+  rules about what a step may change (a PASID never changes while its mm lives, ownership does
+  not move while PASIDs are attached, new tasks start with no PASID).
+
+``scope`` says who guarantees it: ``"kernel"`` invariants hold whatever callers do;
+``"contract"`` invariants hold when callers follow the kernel's documented rules (e.g. only a
+bound driver attaches PASIDs; VFIO claims ownership before attaching a domain).  Tests, the
+scenario runner and the model checker all use these same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .policy import FreePoint, OwnerModel
+from .state import (IOMMU_NO_PASID, IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, DomainType,
+                    HandleKind, IoasidState, SystemState)
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A named property.  ``check`` returns None when it holds, else a message."""
+
+    name: str
+    title: str
+    check: Callable
+    scope: str = "kernel"
+
+
+def _mm_pasids(s: SystemState):
+    for mid, m in s.mms.items():
+        if m.pasid != IOMMU_PASID_INVALID:
+            yield mid, m.pasid
+        for p in m.private_pasids:
+            yield mid, p
+
+
+def a1_unique(s: SystemState):
+    seen: dict[int, int] = {}
+    for mid, p in _mm_pasids(s):
+        if p in seen:
+            return f"PASID {p} held by mm {seen[p]} and mm {mid}"
+        seen[p] = mid
+        if p not in s.ida:
+            return f"mm {mid} holds PASID {p} that the allocator considers free"
+    for ident in s.ioasids.keys():
+        if ident in seen:
+            return f"PASID {ident} is both mm {seen[ident]}'s and an IOASID"
+        if ident not in s.ida:
+            return f"IOASID {ident} not allocated in the PASID space"
+    return None
+
+
+def a2_range(s: SystemState):
+    limit = max(s.config.max_pasids, default=0)
+    for mid, p in _mm_pasids(s):
+        if not 1 <= p < max(limit, 2):
+            return f"mm {mid} PASID {p} outside [1, {limit - 1}]"
+    return None
+
+
+def a3_no_reuse_while_reachable(s: SystemState):
+    """A PASID reachable by a device through an SVA domain is allocated and is its mm's."""
+    for (dev, p), (dom, _mode) in s.pasid_table.items():
+        d = s.domains.get(dom)
+        if d is None:
+            return f"device {dev} PASID {p} programmed with freed domain {dom}"
+        if d.type == DomainType.SVA:
+            if p not in s.ida:
+                return f"device {dev} may still use PASID {p}, which is free for reuse"
+            m = s.mms.get(d.mm)
+            if m is None:
+                return f"device {dev} PASID {p} translates through freed mm {d.mm}"
+            if p != m.pasid and p not in m.private_pasids:
+                return f"device {dev} PASID {p} translates through mm {d.mm} whose PASID is {m.pasid}"
+    return None
+
+
+def a5_pending_free(s: SystemState):
+    for p in s.pending_free.keys():
+        if p not in s.ida:
+            return f"pending-free PASID {p} is allocatable"
+        if s.pasid_refs.get(p, 0) <= 0:
+            return f"pending-free PASID {p} has no reference left but was not reclaimed"
+    for ident, rec in s.ioasids.items():
+        if rec.state == IoasidState.FREE_PENDING and rec.refs < 1:
+            return f"FREE_PENDING IOASID {ident} without references"
+    return None
+
+
+def m1_bound_mm_has_pasid(s: SystemState):
+    for hid, h in s.handles.items():
+        if h.kind != HandleKind.SVA:
+            continue
+        d = s.domains.get(h.domain)
+        if d is None:
+            return f"SVA handle {hid} points to freed domain {h.domain}"
+        m = s.mms.get(d.mm)
+        if m is None:
+            return f"SVA handle {hid} bound to freed mm {d.mm}"
+        if m.pasid == IOMMU_PASID_INVALID and h.pasid not in m.private_pasids:
+            return f"mm {d.mm} is bound (handle {hid}) but has no PASID"
+    return None
+
+
+def m4_mm_count(s: SystemState):
+    for mid, m in s.mms.items():
+        need = len(m.sva_domains) + (1 if m.mm_users > 0 else 0)
+        if m.mm_count < need:
+            return f"mm {mid}: mm_count {m.mm_count} < {len(m.sva_domains)} SVA domains + users"
+        if m.mm_users < 0 or m.mm_count < 1:
+            return f"mm {mid}: bad counters users={m.mm_users} count={m.mm_count}"
+    return None
+
+
+def _slots(s: SystemState):
+    for g, grp in enumerate(s.groups):
+        for p, dom, h in grp.pasid_array:
+            yield g, p, dom, h
+
+
+def m5_domain_users(s: SystemState):
+    attached: dict[int, int] = {}
+    for _g, _p, dom, _h in _slots(s):
+        attached[dom] = attached.get(dom, 0) + 1
+    for did, d in s.domains.items():
+        if d.type != DomainType.SVA:
+            continue
+        if d.users != attached.get(did, 0):
+            return f"SVA domain {did}: users {d.users} but attached to {attached.get(did, 0)} slots"
+        m = s.mms.get(d.mm)
+        if m is None or (did in m.sva_domains) != (d.users >= 1):
+            return f"SVA domain {did} listed in mm {d.mm} sva_domains iff users >= 1 is false"
+    for mid, m in s.mms.items():
+        for did in m.sva_domains:
+            if did not in s.domains:
+                return f"mm {mid} lists freed SVA domain {did}"
+    return None
+
+
+def m6_handle_users(s: SystemState):
+    in_slot = {}
+    for g, p, dom, h in _slots(s):
+        if h:
+            if h not in s.handles:
+                return f"group {g} PASID {p} holds freed handle {h}"
+            in_slot[h] = (g, p, dom)
+    for hid, h in s.handles.items():
+        if h.users < 1:
+            return f"handle {hid} with users {h.users}"
+        if in_slot.get(hid) != (h.group, h.pasid, h.domain):
+            return f"handle {hid} is not stored in its slot (group {h.group}, PASID {h.pasid})"
+    return None
+
+
+def m7_sva_at_mm_pasid(s: SystemState):
+    for g, p, dom, _h in _slots(s):
+        d = s.domains.get(dom)
+        if d is None or d.type != DomainType.SVA:
+            continue
+        m = s.mms.get(d.mm)
+        if p == IOMMU_NO_PASID or m is None or (p != m.pasid and p not in m.private_pasids):
+            return f"SVA domain {dom} of mm {d.mm} attached at PASID {p} of group {g}"
+    return None
+
+
+def p1_no_rid_slot(s: SystemState):
+    for g, p, _dom, h in _slots(s):
+        if p == IOMMU_NO_PASID and (h == 0 or s.handles[h].kind != HandleKind.IOMMUFD):
+            return f"group {g}: PASID 0 (RID) slot used outside the group-handle API"
+    return None
+
+
+def p2_slots_programmed(s: SystemState):
+    cfg = s.config
+    for g, p, dom, _h in _slots(s):
+        if p == IOMMU_NO_PASID:
+            continue
+        for d in cfg.groups[g].devices:
+            if cfg.max_pasids[d] == 0:
+                if (d, p) in s.pasid_table:
+                    return f"device {d} without PASID support programmed at PASID {p}"
+                continue
+            if p >= cfg.max_pasids[d]:
+                return f"group {g} PASID {p} >= max_pasids of device {d}"
+            e = s.pasid_table.get((d, p))
+            if e is None or e[0] != dom:
+                return f"device {d} of group {g} not programmed with domain {dom} at PASID {p}"
+    return None
+
+
+def p3_no_orphan_entries(s: SystemState):
+    cfg = s.config
+    for (d, p), (dom, _m) in s.pasid_table.items():
+        g = cfg.device_group[d]
+        if g < 0 or not any(e[0] == p and e[1] == dom for e in s.groups[g].pasid_array):
+            return f"device {d} PASID {p} programmed (domain {dom}) with no slot in its group"
+    return None
+
+
+def _dma_api_bound(s: SystemState, g: int) -> int:
+    cfg = s.config
+    return sum(1 for d in cfg.groups[g].devices
+               if s.devs[d].driver >= 0 and not cfg.drivers[s.devs[d].driver].driver_managed_dma)
+
+
+def o1_owner_cnt(s: SystemState):
+    for g, grp in enumerate(s.groups):
+        if grp.owner and grp.owner_cnt < 1:
+            return f"group {g}: owner set with owner_cnt {grp.owner_cnt}"
+        if not grp.owner and grp.owner_cnt != _dma_api_bound(s, g):
+            return (f"group {g}: owner_cnt {grp.owner_cnt} but {_dma_api_bound(s, g)} DMA-API "
+                    "drivers bound")
+    return None
+
+
+def o2_exclusive(s: SystemState):
+    for g, grp in enumerate(s.groups):
+        if grp.owner and _dma_api_bound(s, g):
+            return f"group {g}: user-owned while a kernel DMA-API driver is bound"
+    return None
+
+
+def o3_owned_not_default(s: SystemState):
+    for g, grp in enumerate(s.groups):
+        if grp.owner and grp.domain == grp.default_domain:
+            return f"group {g}: user-owned but still on the kernel default domain"
+    return None
+
+
+def o4_unowned_default(s: SystemState):
+    for g, grp in enumerate(s.groups):
+        if grp.owner_cnt == 0 and (grp.domain not in (grp.default_domain, 0) or grp.pasid_array):
+            return f"group {g}: no owner but domain {grp.domain} / PASIDs attached"
+    return None
+
+
+def x1_msr(s: SystemState):
+    for tid, t in s.tasks.items():
+        if not t.pasid_activated:
+            continue
+        m = s.mms.get(t.mm)
+        if m is None or m.pasid == IOMMU_PASID_INVALID:
+            return f"task {tid} has IA32_PASID active but its mm has no PASID"
+        if t.msr != (m.pasid | MSR_IA32_PASID_VALID):
+            return f"task {tid} IA32_PASID {t.msr:#x} != mm PASID {m.pasid} | VALID"
+    return None
+
+
+def no_warnings(s: SystemState):
+    if s.warnings:
+        from .errors import Warn
+        c, a, b = s.warnings[-1]
+        return f"kernel WARN: {Warn(c).describe(a, b)}"
+    return None
+
+
+STATE_INVARIANTS: tuple[Invariant, ...] = (
+    Invariant("A1", "a PASID has at most one owner and is allocated while owned", a1_unique),
+    Invariant("A2", "allocated PASIDs are in [1, max_pasids-1]", a2_range),
+    Invariant("A3", "no PASID is reusable while a device can reach it", a3_no_reuse_while_reachable),
+    Invariant("A5", "pending-free PASIDs are not allocatable until the last put", a5_pending_free),
+    Invariant("M1", "a bound mm has a PASID", m1_bound_mm_has_pasid),
+    Invariant("M4", "mm_count covers every SVA domain and the users", m4_mm_count),
+    Invariant("M5", "SVA domain users == attached slots", m5_domain_users),
+    Invariant("M6", "handle users >= 1 and the slot holds the handle", m6_handle_users),
+    Invariant("M7", "an SVA domain is attached only at its mm's PASID", m7_sva_at_mm_pasid),
+    Invariant("P1", "the RID slot is used only by the group-handle APIs", p1_no_rid_slot),
+    Invariant("P2", "an occupied slot is programmed in every PASID-capable member", p2_slots_programmed),
+    Invariant("P3", "no programmed PASID entry without its slot", p3_no_orphan_entries),
+    Invariant("O1", "owner_cnt counts the owner or the DMA-API drivers", o1_owner_cnt, "contract"),
+    Invariant("O2", "kernel DMA-API use and a user owner never coexist", o2_exclusive),
+    Invariant("O3", "a user-owned group is never on the default domain", o3_owned_not_default),
+    Invariant("O4", "an unowned group is on its default domain with no PASIDs", o4_unowned_default,
+              "contract"),
+    Invariant("X1", "an active IA32_PASID equals the mm's PASID", x1_msr),
+    Invariant("W", "no kernel WARN fired", no_warnings, "contract"),
+)
+
+
+# -- transition invariants ---------------------------------------------------------------------
+
+def m1_pasid_immutable(s0, a, ret, s1):
+    if s1.policy.pasid_free_point not in (FreePoint.MMDROP, FreePoint.MMPUT):
+        return None
+    for mid, m in s0.mms.items():
+        if m.pasid == IOMMU_PASID_INVALID:
+            continue
+        m1 = s1.mms.get(mid)
+        if m1 is None:
+            continue
+        if m1.pasid != m.pasid and not (s1.policy.pasid_free_point == FreePoint.MMPUT
+                                        and m1.mm_users == 0):
+            return f"mm {mid} PASID changed {m.pasid} -> {m1.pasid} while the mm lives"
+    return None
+
+
+def o5_no_owner_change_with_pasids(s0, a, ret, s1):
+    for g, (g0, g1) in enumerate(zip(s0.groups, s1.groups)):
+        if g0.pasid_array and (g0.owner, bool(g0.owner_cnt)) != (g1.owner, bool(g1.owner_cnt)):
+            return f"group {g}: ownership changed while PASIDs were attached"
+    return None
+
+
+def x2_new_task_clean(s0, a, ret, s1):
+    for tid, t in s1.tasks.items():
+        if tid not in s0.tasks and (t.pasid_activated or t.msr) and \
+                s1.policy.enqcmd != 1:  # E3 IPI sets MSRs of every thread, by design
+            return f"new task {tid} starts with IA32_PASID active"
+    return None
+
+
+TRANSITION_INVARIANTS: tuple[Invariant, ...] = (
+    Invariant("M1t", "an mm's PASID never changes while the mm lives", m1_pasid_immutable),
+    Invariant("O5", "ownership does not change while PASIDs are attached",
+              o5_no_owner_change_with_pasids),
+    Invariant("X2", "a new task starts with no PASID activated", x2_new_task_clean),
+)
+
+INVARIANTS_BY_NAME = {i.name: i for i in STATE_INVARIANTS + TRANSITION_INVARIANTS}
+
+
+def check_state(s: SystemState, scope: str | None = None) -> list[tuple[str, str]]:
+    """All violated state invariants as ``(name, message)``; ``scope="kernel"`` keeps only
+    the kernel-guaranteed ones."""
+    out = []
+    for inv in STATE_INVARIANTS:
+        if scope and inv.scope != scope:
+            continue
+        msg = inv.check(s)
+        if msg:
+            out.append((inv.name, msg))
+    return out
+
+
+def check_transition(s0, a, ret, s1, scope: str | None = None) -> list[tuple[str, str]]:
+    """All violated transition invariants for one step."""
+    out = []
+    for inv in TRANSITION_INVARIANTS:
+        if scope and inv.scope != scope:
+            continue
+        msg = inv.check(s0, a, ret, s1)
+        if msg:
+            out.append((inv.name, msg))
+    return out
+
+
+__all__ = ["Invariant", "STATE_INVARIANTS", "TRANSITION_INVARIANTS", "INVARIANTS_BY_NAME",
+           "check_state", "check_transition", "OwnerModel"]

@@ -1,0 +1,43 @@
+"""Shared builders for tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit
+from pasidsim.invariants import check_state
+from pasidsim.policy import CURRENT
+from pasidsim.system import System
+
+DRIVERS = [
+    DriverConfig("e1000e"),  # plain DMA-API driver
+    DriverConfig("vfio-pci", driver_managed_dma=True, kind="dma-api"),
+    DriverConfig("uacce", kind="uacce"),
+    DriverConfig("pci-stub", driver_managed_dma=True),
+]
+
+
+def machine(*devices, iommus=None, policy=CURRENT, deferred=()):
+    """A System with the given devices (DeviceConfig or (name, pasid_bits) tuples)."""
+    devs = []
+    for d in devices:
+        if isinstance(d, tuple):
+            d = DeviceConfig(d[0], iommu="iommu0", pasid_bits=d[1])
+        devs.append(d)
+    iommus = iommus or [IommuUnit("iommu0")]
+    cfg = Config.build(iommus=iommus, devices=devs, drivers=DRIVERS, deferred_groups=deferred)
+    return System(cfg, policy)
+
+
+def assert_invariants(sys: System, scope="kernel"):
+    """Direct kernel calls skip the caller-contract invariants unless scope=None."""
+    bad = check_state(sys.state, scope)
+    assert not bad, bad
+
+
+@pytest.fixture
+def dsa():
+    """One 20-bit PASID device behind one IOMMU, uacce driver bound, one process."""
+    sys = machine(("dsa0", 20))
+    sys.device_driver_attach("dsa0", "uacce")
+    return sys
