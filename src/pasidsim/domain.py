@@ -138,6 +138,18 @@ def block_pasid(s: SystemState, dev: int, pasid: int) -> SystemState:
 
 # -- attach / detach / replace ----------------------------------------------------------------
 
+def _handle_check(s: SystemState, handle: int) -> None:
+    """A handle passed to attach/replace is the caller's fresh one, not stored anywhere."""
+    if not handle:
+        return
+    if handle not in s.handles:
+        raise ModelUsageError(f"unknown attach handle {handle}")
+    for grp in s.groups:
+        for _p, _d, h in grp.pasid_array:
+            if h == handle:
+                raise ModelUsageError(f"attach handle {handle} is already stored in a slot")
+
+
 def _pasid_attach_checks(s: SystemState, domain: int, dev: int, pasid: int) -> int:
     g = dev_group(s, dev)
     if g < 0:
@@ -164,6 +176,7 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
     Models: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``.
     """
     domain_get(s, domain)
+    _handle_check(s, handle)
     err = _pasid_attach_checks(s, domain, dev, pasid)
     if err:
         return s, err
@@ -177,7 +190,8 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
     for d in pasid_devices(s, g):
         s = program_pasid(s, d, pasid, domain)
     if handle:
-        s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(domain=domain)))
+        s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(
+            domain=domain, group=g, pasid=pasid)))
     return slot_store(s, g, pasid, domain, handle), 0
 
 
@@ -219,10 +233,14 @@ def iommu_replace_device_pasid(s: SystemState, domain: int, dev: int, pasid: int
         return s, -EINVAL
     if cur[1] == handle:
         return warn(s, Warn.REPLACE_SAME_HANDLE, handle), -EINVAL
+    _handle_check(s, handle)
     if cur[0] != domain:
         for d in pasid_devices(s, g):
             s = program_pasid(s, d, pasid, domain)
-    s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(domain=domain)))
+    s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(
+        domain=domain, group=g, pasid=pasid)))
+    if cur[1] and cur[1] != handle:
+        s = s._replace(handles=s.handles.delete(cur[1]))  # the replaced handle is the caller's
     return slot_store(s, g, pasid, domain, handle), 0
 
 

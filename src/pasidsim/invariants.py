@@ -261,7 +261,8 @@ def no_warnings(s: SystemState):
 
 
 STATE_INVARIANTS: tuple[Invariant, ...] = (
-    Invariant("A1", "a PASID has at most one owner and is allocated while owned", a1_unique),
+    Invariant("A1", "a PASID has at most one owner and is allocated while owned", a1_unique,
+              "contract"),
     Invariant("A2", "allocated PASIDs are in [1, max_pasids-1]", a2_range),
     Invariant("A3", "no PASID is reusable while a device can reach it", a3_no_reuse_while_reachable),
     Invariant("A5", "pending-free PASIDs are not allocatable until the last put", a5_pending_free),
@@ -274,8 +275,10 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("P2", "an occupied slot is programmed in every PASID-capable member", p2_slots_programmed),
     Invariant("P3", "no programmed PASID entry without its slot", p3_no_orphan_entries),
     Invariant("O1", "owner_cnt counts the owner or the DMA-API drivers", o1_owner_cnt, "contract"),
-    Invariant("O2", "kernel DMA-API use and a user owner never coexist", o2_exclusive),
-    Invariant("O3", "a user-owned group is never on the default domain", o3_owned_not_default),
+    Invariant("O2", "kernel DMA-API use and a user owner never coexist", o2_exclusive,
+              "contract"),
+    Invariant("O3", "a user-owned group is never on the default domain", o3_owned_not_default,
+              "contract"),
     Invariant("O4", "an unowned group is on its default domain with no PASIDs", o4_unowned_default,
               "contract"),
     Invariant("X1", "an active IA32_PASID equals the mm's PASID", x1_msr),
@@ -318,7 +321,7 @@ def x2_new_task_clean(s0, a, ret, s1):
 TRANSITION_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("M1t", "an mm's PASID never changes while the mm lives", m1_pasid_immutable),
     Invariant("O5", "ownership does not change while PASIDs are attached",
-              o5_no_owner_change_with_pasids),
+              o5_no_owner_change_with_pasids, "contract"),
     Invariant("X2", "a new task starts with no PASID activated", x2_new_task_clean),
 )
 
