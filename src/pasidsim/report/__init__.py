@@ -1,0 +1,1 @@
+"""Rendering of traces and states for people (rich tables) and machines (JSON)."""
