@@ -69,7 +69,7 @@ class System:
         ret = self.apply(Action.of(op.name, **resolved))
         if ret < 0:
             detail = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-            raise KernelError(-ret, op.name, f"{detail}: -{errname(ret)}" if detail else "")
+            raise KernelError(-ret, op.name, detail)
         return ret
 
     # -- convenience views ------------------------------------------------------------------

@@ -117,12 +117,17 @@ class KernelCalls(RuleBasedStateMachine):
         self.last = []
         self.mine: set[int] = set()  # PASIDs this caller allocated with the global API
         self.attached: set[tuple] = set()  # (domain, dev, pasid) this caller attached
+        self.domains: list[int] = []  # paging domains this caller allocated
 
     @rule(data=st.data(), name=st.sampled_from(KERNEL_OPS))
     def call(self, data, name):
         op = OP_BY_NAME[name]
         kwargs = {p: data.draw(st.sampled_from(_pool(self.state, p)), label=p)
                   for p in op.params}
+        if "domain" in kwargs and name != "iommu_detach_device_pasid":
+            # SVA, default and blocking domains belong to the core: a caller passes its own
+            live = [d for d in self.domains if d in self.state.domains]
+            kwargs["domain"] = data.draw(st.sampled_from(live + [99999]), label="own domain")
         if name == "iommu_free_global_pasid":
             # a caller frees only what it allocated (or bogus values, which WARN); freeing
             # another owner's PASID is a double free the kernel cannot detect either
@@ -147,6 +152,8 @@ class KernelCalls(RuleBasedStateMachine):
             self.mine.add(ret)
         if name == "iommu_free_global_pasid":
             self.mine.discard(kwargs["pasid"])
+        if name == "iommu_domain_alloc_paging" and ret > 0:
+            self.domains.append(ret)
         if name == "iommu_attach_device_pasid" and ret == 0:
             self.attached.add((kwargs["domain"], kwargs["dev"], kwargs["pasid"]))
         if name == "iommu_detach_device_pasid":
