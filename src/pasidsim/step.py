@@ -146,3 +146,7 @@ for _fn in (files.process_create, files.clone_thread, files.fork, files.task_exi
     register_op(_fn, kind="process")
 register_op(x86.exc_general_protection, kind="process", atomic=False)
 register_op(x86.enqcmd, kind="process", atomic=False)
+
+# Extensions register their operations at import, in this fixed order (opcodes stay stable).
+from . import hw  # noqa: E402,F401  (hardware events)
+from . import iommufd  # noqa: E402,F401  (iommufd / VFIO cdev)

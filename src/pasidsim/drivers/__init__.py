@@ -29,6 +29,8 @@ def register(driver: Driver) -> Driver:
 
 register(DmaApiDriver())
 register(UacceDriver())
+# Further plug-ins register themselves when imported (each module calls ``register``).
+from . import amdgpu, idxd, vfio  # noqa: E402,F401
 
 
 def plugin(s: SystemState, drv: int) -> Driver:

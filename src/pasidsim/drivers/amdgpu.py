@@ -1,0 +1,1 @@
+"""The amdgpu driver plug-in (being written)."""

@@ -1,0 +1,1 @@
+"""The idxd driver plug-in (being written)."""

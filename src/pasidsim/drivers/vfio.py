@@ -1,0 +1,1 @@
+"""The vfio driver plug-in (being written)."""
