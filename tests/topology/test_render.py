@@ -1,0 +1,100 @@
+"""Rendering of topologies: units, groups, PASID devices and VFIO assignability."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit
+from pasidsim.topology import assignability, load_topology, render_topology, topology_summary
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "topologies"
+needs_data = pytest.mark.skipif(not DATA.is_dir(),
+                                reason=f"shared topology dumps not found at {DATA}")
+
+
+def _text(obj) -> str:
+    console = Console(record=True, width=160, file=io.StringIO())
+    console.print(render_topology(obj))
+    return console.export_text()
+
+
+@needs_data
+def test_render_cfl_laptop_dgpu_group_not_assignable():
+    out = _text(load_topology(DATA / "intel-cfl-hp-laptop-nvidia-tu117-lspci-vv.txt"))
+    # root port 00:01.0 (pcieport) + TU117 (nvidia) + its HDA function (snd_hda_intel)
+    assert ("group 2 (3 device(s)): no: member 01:00.0 bound to nvidia (DMA-API user, "
+            "owner_cnt>0 → VFIO claim gives -EPERM; 1 more DMA-API member(s))") in out
+    assert ("group 15 (4 device(s)): no: member 00:1f.3 bound to sof-audio-pci-intel-cnl "
+            "(DMA-API user") in out
+    assert "00:01.0 [pcieport], 01:00.0 [nvidia], 01:00.1 [snd_hda_intel]" in out
+    assert "10 group(s) yes: all members unbound or bound to driver_managed_dma drivers" in out
+    row = next(ln for ln in out.splitlines() if ln.startswith("│ 00:02.0"))
+    assert "20 bits" in row and "│ no " in row and "i915" in row   # capability, disabled
+
+
+@needs_data
+def test_render_plx_switch_group():
+    out = _text(load_topology(
+        DATA / "intel-xeon-e3v6-plx-pex8748-switch-report-lspci-vvnn-dmesg.txt"))
+    assert "group 2 (21 device(s)): no: member 0c:00.0 bound to mrf-pci (DMA-API user" in out
+    assert any(ln.startswith("│ 2 ") and "│ 21 " in ln for ln in out.splitlines())
+    assert "catch-all (INCLUDE_PCI_ALL)" in out
+    assert "seen only in dmesg" in out
+
+
+@needs_data
+def test_render_listing_without_drivers_says_unknown():
+    out = _text(load_topology(DATA / "intel-x99-iommu-group-listing-5.8-vs-5.9-email.txt"))
+    assert ("45 group(s) yes if unbound: the dump does not show the bound driver of every "
+            "device") in out
+    assert "94 devices, 45 groups, 1 IOMMU units" in out
+
+
+def test_render_config_reasons():
+    cfg = Config.build(
+        iommus=[IommuUnit("dmar0")],
+        devices=[DeviceConfig("0000:00:14.0", iommu="dmar0", group="1", require_direct=True,
+                              driver="xhci_hcd"),
+                 DeviceConfig("0000:01:00.0", iommu="dmar0", group="2", driver="vfio-pci",
+                              pasid_bits=20, ats=True),
+                 DeviceConfig("0000:01:00.1", iommu="dmar0", group="2"),
+                 DeviceConfig("0000:00:1f.3", iommu="dmar0", group="3",
+                              driver="snd_hda_intel"),
+                 DeviceConfig("0000:00:1f.0", iommu="dmar0", group="3")],
+        drivers=[DriverConfig("xhci_hcd"), DriverConfig("snd_hda_intel"),
+                 DriverConfig("vfio-pci", driver_managed_dma=True, kind="vfio-pci")])
+    assert assignability(cfg, "1")[1].startswith("no: require_direct")
+    assert assignability(cfg, "2") == (
+        True, "yes: all members unbound or bound to driver_managed_dma drivers")
+    assert assignability(cfg, "3") == (
+        False, "no: member 00:1f.3 bound to snd_hda_intel (DMA-API user, owner_cnt>0 → VFIO "
+               "claim gives -EPERM)")
+    out = _text(cfg)
+    assert "group 1 (1 device(s)): no: require_direct" in out
+    assert ("group 3 (2 device(s)): no: member 00:1f.3 bound to snd_hda_intel (DMA-API user, "
+            "owner_cnt>0 → VFIO claim gives -EPERM)") in out
+    assert "1 group(s) yes" in out
+    row = next(ln for ln in out.splitlines() if ln.startswith("│ 01:00.0"))
+    assert "20 bits" in row and "│ ?" in row          # a Config does not know "enabled"
+
+
+@needs_data
+def test_summary_is_json():
+    s = topology_summary(load_topology(DATA / "intel-emr-dsa-lspci-vvv-excerpt-email.txt"))
+    assert json.loads(json.dumps(s))["pasid_widths"] == {"0000:f2:01.0": 20}
+    assert (s["functions"], s["pasid_capable"], s["pasid_enabled"], s["ats_capable"],
+            s["pri_capable"], s["groups"]) == (1, 1, 1, 1, 1, 0)
+
+
+@needs_data
+def test_render_dmesg_only_drivers_are_partial():
+    out = _text(load_topology(DATA / "intel-skx-dell-t440-dmesg-8dmar-iommu-groups.txt"))
+    # the driver comes from "xhci_hcd 0000:00:14.0: …" messages (dev_driver_string)
+    assert "group 8 (2 device(s)): no: member 00:14.0 bound to xhci_hcd (DMA-API user" in out
+    assert "yes if unbound: the dump does not show the bound driver of every device" in out
+    assert "catch-all (INCLUDE_PCI_ALL); C QI DT IR EIM PT SC" in out
