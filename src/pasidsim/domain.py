@@ -13,6 +13,8 @@ Kernel sources modeled: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``,
 
 from __future__ import annotations
 
+from .hw.cache import flush_domain, flush_pasid
+from .hw.iopf import iopf_flush_pasid
 from .errors import EBUSY, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ModelUsageError, Warn
 from .mm import mmdrop
 from .pasid import pasid_get, pasid_put, warn
@@ -79,6 +81,7 @@ def iommu_domain_free(s: SystemState, domain: int) -> tuple[SystemState, int]:
     may run ``__mmdrop`` and free the mm's PASID.  Returns 0.
     Models: drivers/iommu/iommu.c ``iommu_domain_free()`` (+ ``mmdrop`` for SVA)."""
     rec = domain_get(s, domain)
+    s = flush_domain(s, domain)
     s = s._replace(domains=s.domains.delete(domain))
     if rec.type == DomainType.SVA:
         s = mmdrop(s, rec.mm)
@@ -120,8 +123,11 @@ def program_pasid(s: SystemState, dev: int, pasid: int, domain: int) -> SystemSt
     ``domain`` (``set_dev_pasid``).  The device holds a reference on the PASID while it is
     programmed."""
     key = (dev, pasid)
-    if key not in s.pasid_table:
+    old = s.pasid_table.get(key)
+    if old is None:
         s = pasid_get(s, pasid)
+    elif old[0] != domain:
+        s = flush_pasid(s, dev, pasid)  # replace: the old domain's translations go
     return s._replace(pasid_table=s.pasid_table.set(key, (domain, int(PasidEntryMode.TRANSLATE))))
 
 
@@ -133,6 +139,8 @@ def block_pasid(s: SystemState, dev: int, pasid: int) -> SystemState:
     if key not in s.pasid_table:
         return s
     s = s._replace(pasid_table=s.pasid_table.delete(key))
+    s = flush_pasid(s, dev, pasid)
+    s = iopf_flush_pasid(s, dev, pasid)  # queued page requests handled before release (F2)
     return pasid_put(s, pasid)
 
 

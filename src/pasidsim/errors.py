@@ -32,6 +32,7 @@ EOVERFLOW = _errno.EOVERFLOW
 EOPNOTSUPP = _errno.EOPNOTSUPP
 EBADF = _errno.EBADF
 EFAULT = _errno.EFAULT
+EIO = _errno.EIO
 EPROBE_DEFER = 517
 
 _NAMES = {v: k for k, v in globals().items() if k.startswith("E") and isinstance(v, int)}

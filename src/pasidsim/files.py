@@ -18,7 +18,7 @@ from __future__ import annotations
 from .errors import EBADF, EINVAL, ENODEV, ModelUsageError
 from .mm import mm_alloc, mm_get, mmget, mmput
 from .policy import Enqcmd
-from .state import File, Proc, SystemState, Task
+from .state import PROT_READ, PROT_WRITE, File, Proc, SystemState, Task, Vma
 
 
 def proc_get(s: SystemState, pid: int) -> Proc:
@@ -67,14 +67,17 @@ def fork(s: SystemState, tid: int) -> tuple[SystemState, int]:
     parent = s.procs[t.pid]
     s, mm = mm_alloc(s)
     vmas = []
-    for vma_id, file, dontcopy in mm_get(s, t.mm).vmas:
-        if dontcopy:
+    pmm = mm_get(s, t.mm)
+    for vma in pmm.vmas:
+        if vma.dontcopy:
             continue
         s, vid = _new_id(s)
-        vmas.append((vid, file, dontcopy))
-        if file:
-            s = get_file(s, file)
-    s = s._replace(mms=s.mms.set(mm, s.mms[mm]._replace(vmas=tuple(vmas))))
+        vmas.append(vma._replace(id=vid))
+        if vma.file:
+            s = get_file(s, vma.file)
+    # The child's anonymous memory is demand-zero (copy-on-write is not modeled).
+    s = s._replace(mms=s.mms.set(mm, s.mms[mm]._replace(vmas=tuple(vmas),
+                                                        next_vpage=pmm.next_vpage)))
     for f in parent.files:
         s = get_file(s, f)
     child = s.next_id
@@ -187,18 +190,25 @@ def mmap(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
     s = get_file(s, fd)
     s, vid = _new_id(s)
     rec = s.mms[t.mm]
-    s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=rec.vmas + ((vid, fd, bool(dontcopy)),))))
+    vma = Vma(vid, fd, bool(dontcopy), rec.next_vpage, 1, PROT_READ | PROT_WRITE)
+    s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=rec.vmas + (vma,),
+                                                     next_vpage=rec.next_vpage + 2)))
     return s, vid
 
 
 def munmap(s: SystemState, tid: int, vma: int) -> tuple[SystemState, int]:
-    """``munmap()`` of a VMA: its file reference is dropped.  Returns 0 or -EINVAL."""
+    """``munmap()`` of a VMA: its pages are unmapped (frames freed after the IOMMU and
+    device TLBs are invalidated through the mmu notifier) and a file reference is dropped.
+    Returns 0 or -EINVAL."""
     t = _task(s, tid)
     rec = s.mms[t.mm]
-    match = [v for v in rec.vmas if v[0] == vma]
+    match = [v for v in rec.vmas if v.id == vma]
     if not match:
         return s, -EINVAL
-    s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=tuple(v for v in rec.vmas if v[0] != vma))))
-    if match[0][1]:
-        s = fput(s, match[0][1])
+    from .hw.mem import unmap_range
+    v = match[0]
+    s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=tuple(x for x in rec.vmas if x.id != vma))))
+    s = unmap_range(s, t.mm, v.start, v.npages)
+    if v.file:
+        s = fput(s, v.file)
     return s, 0

@@ -18,6 +18,7 @@ drivers/pci/pci-driver.c ``pci_dma_configure()/pci_dma_cleanup()``.
 from __future__ import annotations
 
 from .domain import dev_group, domain_compatible, domain_get, new_domain, set_group
+from .hw.cache import flush_domain
 from .errors import EBUSY, EINVAL, ENODEV, EPERM, EPROBE_DEFER, Warn
 from .pasid import warn
 from .policy import OwnerModel
@@ -34,6 +35,8 @@ def _set_domain(s: SystemState, g: int, domain: int) -> tuple[SystemState, int]:
         cfg = s.config
         if any(cfg.devices[d].require_direct for d in cfg.groups[g].devices):
             return s, -EINVAL
+    if grp.domain:
+        s = flush_domain(s, grp.domain)
     return set_group(s, g, domain=domain), 0
 
 
@@ -146,6 +149,8 @@ def _release_dma_ownership(s: SystemState, g: int) -> SystemState:
         return warn(s, Warn.RELEASE_DMA_OWNER, g, grp.owner_cnt)
     s = set_group(s, g, owner_cnt=0, owner=0)
     if grp.default_domain:  # __iommu_group_set_domain_nofail(group, default_domain)
+        if grp.domain and grp.domain != grp.default_domain:
+            s = flush_domain(s, grp.domain)
         s = set_group(s, g, domain=grp.default_domain)
     return s
 
@@ -220,7 +225,7 @@ def iommu_detach_group(s: SystemState, domain: int, group: int) -> tuple[SystemS
         s, _ = _blocking_domain(s, group)
     core = _core_domain(s, group)
     if core:
-        s = set_group(s, group, domain=core)
+        s, _ = _set_domain(s, group, core)
     return s, 0
 
 

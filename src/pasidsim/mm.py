@@ -95,12 +95,18 @@ def mmu_notifier_release(s: SystemState, mm: int) -> SystemState:
     rec = s.mms[mm]
     if not rec.sva_domains:
         return s
+    from .hw.cache import flush_pasid
     doms = set(rec.sva_domains)
     table = s.pasid_table
+    quiesced = []
     for key, (dom, mode) in list(table.items()):
         if dom in doms and mode == PasidEntryMode.TRANSLATE:
             table = table.set(key, (dom, int(PasidEntryMode.QUIESCED)))
-    return s._replace(pasid_table=table)
+            quiesced.append(key)
+    s = s._replace(pasid_table=table)
+    for dev, pasid in quiesced:
+        s = flush_pasid(s, dev, pasid)
+    return s
 
 
 def mmput(s: SystemState, mm: int) -> SystemState:
@@ -112,14 +118,18 @@ def mmput(s: SystemState, mm: int) -> SystemState:
         return warn(s, Warn.USE_AFTER_FREE, mm, 4)
     if rec.mm_users > 1:
         return _put(s, mm, rec._replace(mm_users=rec.mm_users - 1))
-    # __mmput(): exit_mmap() unmaps everything, then the notifiers run.
-    vmas = rec.vmas
-    s = _put(s, mm, rec._replace(mm_users=0, state=MmState.EXITED, vmas=()))
-    from .files import fput  # late import: files -> drivers -> sva -> mm
-    for vma in vmas:
-        if vma[1]:
-            s = fput(s, vma[1])
+    # __mmput() -> exit_mmap(): the mmu-notifier release runs first (SVA PASIDs quiesced,
+    # their IOTLB/ATC entries flushed), then every VMA is unmapped and its file put.
+    s = _put(s, mm, rec._replace(mm_users=0, state=MmState.EXITED))
     s = mmu_notifier_release(s, mm)
+    from .files import fput  # late import: files -> drivers -> sva -> mm
+    from .hw.mem import unmap_range
+    vmas = s.mms[mm].vmas
+    s = _put(s, mm, s.mms[mm]._replace(vmas=()))
+    for vma in vmas:
+        s = unmap_range(s, mm, vma.start, vma.npages, notify=False)
+        if vma.file:
+            s = fput(s, vma.file)
     if s.policy.mm_exit_callback:
         from .sva import io_mm_exit  # E0: driver mm_exit callbacks, bonds torn down
         s = io_mm_exit(s, mm)

@@ -79,13 +79,36 @@ class IoasidState(IntEnum):
     FREE_PENDING = 2
 
 
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+#: access / protection bits (IOMMU_READ, IOMMU_WRITE, and exec as ~IOMMU_NOEXEC)
+PROT_READ = 1
+PROT_WRITE = 2
+PROT_EXEC = 4
+
+
+class Vma(NamedTuple):
+    """A mapping of an mm.  id; file: file id (0 = anonymous memory); dontcopy: VM_DONTCOPY;
+    start: first virtual page number; npages: length in 4 KiB pages; prot: PROT_* bits.
+    A file VMA (device MMIO portal) holds a reference on its file and has no RAM pages."""
+
+    id: int
+    file: int
+    dontcopy: bool
+    start: int
+    npages: int
+    prot: int
+
+
 class Mm(NamedTuple):
     """``struct mm_struct`` with its ``iommu_mm_data``.
 
     mm_users: address-space users (tasks, mmget holders); mm_count: references to the struct
     itself (mmgrab), the mm_users>0 set holds one.  pasid: ``iommu_mm->pasid`` or
     IOMMU_PASID_INVALID.  sva_domains: ``iommu_mm->sva_domains`` (domain ids, in list order).
-    vmas: (vma id, file id or 0, VM_DONTCOPY) triples; a file-backed VMA holds its file.
+    vmas: :class:`Vma` records; a file-backed VMA holds its file.  pt: the CPU page table
+    (populated on first touch or by an IOPF).
     lam: Linear Address Masking enabled (``arch_pgtable_dma_compat()`` false).
     """
 
@@ -97,6 +120,8 @@ class Mm(NamedTuple):
     vmas: tuple = ()
     lam: bool = False
     private_pasids: tuple = ()  # extra PASIDs bound with SVM_FLAG_PRIVATE_PASID (policy flag)
+    pt: Map = EMPTY  # page table: virtual page -> (physical frame, PROT_* bits)
+    next_vpage: int = 0x10  # where the next mapping goes (mmap_base), in pages
 
 
 class Task(NamedTuple):
@@ -159,6 +184,7 @@ class Domain(NamedTuple):
     mm: int = 0
     users: int = 0
     pasid_compat: bool = True
+    iova: Map = EMPTY  # UNMANAGED/DMA domains: IOVA page -> (physical frame, PROT_* bits)
 
 
 class Handle(NamedTuple):
@@ -247,6 +273,15 @@ class SystemState(NamedTuple):
     fences: Map
     amdgpu_pending: Map
     delayed_fput: tuple  # files whose last reference was dropped; __fput runs as task work
+    frames: Ida  # physical frames of user memory in use (lowest free reused first)
+    iotlb: Map  # (iommu, domain, pasid, vpage) -> (pfn, prot, seq)
+    atc: Map  # (dev, pasid, vpage) -> (pfn, prot, seq): device ATC (ATS-capable devices)
+    cache_seq: int  # insertion counter for FIFO eviction
+    faults: tuple  # the last fault records: (dev, pasid, vpage, FaultReason)
+    iopf: Map  # dev -> IopfQueue
+    responses: tuple  # the last page responses: (dev, pasid, grpid, IopfResponse)
+    inflight: Map  # descriptor id -> Desc
+    breaches: tuple  # isolation breaches seen by the hardware: (Breach, dev, pasid, a, b)
     warnings: tuple
     next_id: int
 
@@ -290,7 +325,8 @@ def initial_state(config: Config, policy) -> SystemState:
         groups=tuple(groups), domains=Map(domains), handles=EMPTY, pasid_table=EMPTY,
         pasid_refs=EMPTY, pending_free=EMPTY, ioasids=EMPTY, ioasid_sets=EMPTY,
         ioasid_capacity=0x100000, allocators=(), fences=EMPTY, amdgpu_pending=EMPTY,
-        delayed_fput=(), warnings=(), next_id=next_id)
+        delayed_fput=(), frames=Ida(), iotlb=EMPTY, atc=EMPTY, cache_seq=0, faults=(),
+        iopf=EMPTY, responses=(), inflight=EMPTY, breaches=(), warnings=(), next_id=next_id)
 
 
 def new_id(s: SystemState) -> tuple[SystemState, int]:

@@ -148,5 +148,5 @@ register_op(x86.exc_general_protection, kind="process", atomic=False)
 register_op(x86.enqcmd, kind="process", atomic=False)
 
 # Extensions register their operations at import, in this fixed order (opcodes stay stable).
-from . import hw  # noqa: E402,F401  (hardware events)
+from .hw import ops as _hw_ops  # noqa: E402,F401  (hardware events)
 from . import iommufd  # noqa: E402,F401  (iommufd / VFIO cdev)

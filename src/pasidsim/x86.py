@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .errors import EFAULT, ModelUsageError
 from .policy import Enqcmd
-from .state import IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, SystemState, Task
+from .state import IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PROT_WRITE, SystemState, Task
 
 
 def task_get(s: SystemState, tid: int) -> Task:
@@ -57,19 +57,30 @@ def exc_general_protection(s: SystemState, tid: int) -> tuple[SystemState, int]:
 def enqcmd(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
     """Task ``tid`` submits a descriptor to a shared work queue of ``dev`` with ENQCMD.
 
-    The descriptor carries the PASID in the task's IA32_PASID MSR.  Without a valid MSR the
+    The task's mm must map a portal of ``dev`` (an mmap of the device file), else the store
+    faults and the process gets SIGSEGV.  The descriptor carries the PASID in the task's
+    IA32_PASID MSR and stays queued (``inflight``) until the device completes or drains it; its
+    completion write goes to the submitter's address 0.  Without a valid MSR the
     instruction takes #GP: fixed up and retried when the mm has a PASID, else SIGSEGV (the
     process is killed).  Returns the PASID the descriptor carried (> 0) or ``-EFAULT``.
     """
     t = task_get(s, tid)
     if not 0 <= dev < len(s.config.devices):
         raise ModelUsageError(f"unknown device index {dev}")
+    mm = s.mms.get(t.mm)
+    if mm is None or not any(v.file and s.files[v.file].dev == dev for v in mm.vmas):
+        # no portal of this device mapped: the store faults, SIGSEGV
+        from .files import do_group_exit
+        return do_group_exit(s, t.pid), -EFAULT
     if not t.msr & MSR_IA32_PASID_VALID:
         s, ret = exc_general_protection(s, tid)
         if ret < 0:
             return s, ret
         t = s.tasks[tid]
-    return s, t.msr & ~MSR_IA32_PASID_VALID
+    pasid = t.msr & ~MSR_IA32_PASID_VALID
+    from .hw.wq import submit
+    s, _desc = submit(s, dev, pasid, 0, PROT_WRITE, t.mm, True)
+    return s, pasid
 
 
 def update_pasid_ipi(s: SystemState, mm: int) -> SystemState:

@@ -10,7 +10,7 @@ from pasidsim.policy import CURRENT
 from pasidsim.state import (IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, DomainType, MmState,
                             PasidEntryMode)
 
-from ..conftest import assert_invariants, machine
+from ..conftest import assert_invariants, machine, portal
 
 
 def _slot(sys, dev, pasid):
@@ -198,6 +198,7 @@ def test_M_06_failed_bind_keeps_pasid():
 def test_M_07_enqcmd_after_unbind():
     sys = machine(("d", 20))
     t = sys.process_create()
+    portal(sys, t, "d")
     mm = sys.mm_of(t)
     h = sys.iommu_sva_bind_device("d", mm)
     p = sys.iommu_sva_get_pasid(h)
@@ -214,6 +215,7 @@ def test_M_07_enqcmd_after_unbind():
 def test_X_01_first_enqcmd_fixes_up():
     sys = machine(("d", 20))
     t = sys.process_create()
+    portal(sys, t, "d")
     h = sys.iommu_sva_bind_device("d", sys.mm_of(t))
     p = sys.iommu_sva_get_pasid(h)
     assert not sys.state.tasks[t].pasid_activated
@@ -225,6 +227,7 @@ def test_X_01_first_enqcmd_fixes_up():
 def test_X_02_unrelated_gp_is_sigsegv():
     sys = machine(("d", 20))
     t = sys.process_create()
+    portal(sys, t, "d")
     sys.iommu_sva_bind_device("d", sys.mm_of(t))
     sys.enqcmd(t, "d")
     with pytest.raises(KernelError) as e:
@@ -236,6 +239,7 @@ def test_X_02_unrelated_gp_is_sigsegv():
 def test_X_03_no_pasid_sigsegv():
     sys = machine(("d", 20))
     t = sys.process_create()
+    portal(sys, t, "d")
     with pytest.raises(KernelError) as e:
         sys.enqcmd(t, "d")
     assert e.value.errno == errno.EFAULT and t not in sys.state.tasks
@@ -244,6 +248,7 @@ def test_X_03_no_pasid_sigsegv():
 def test_X_04_new_thread_takes_its_own_gp():
     sys = machine(("d", 20))
     t = sys.process_create()
+    portal(sys, t, "d")
     h = sys.iommu_sva_bind_device("d", sys.mm_of(t))
     p = sys.iommu_sva_get_pasid(h)
     sys.enqcmd(t, "d")
@@ -256,6 +261,7 @@ def test_X_04_new_thread_takes_its_own_gp():
 def test_X_05_fork_child_has_no_pasid():
     sys = machine(("d", 20))
     t = sys.process_create()
+    portal(sys, t, "d")
     sys.iommu_sva_bind_device("d", sys.mm_of(t))
     sys.enqcmd(t, "d")
     c = sys.fork(t)

@@ -1,0 +1,201 @@
+"""I/O page faults: PCIe page requests (PRI), fault queues and the IOPF worker.
+
+A page request carries (PASID, page, access, group index, last-page flag).  Requests without the
+last flag wait in the device's partial list; the last one closes its group, which is queued for
+the worker.  The worker resolves each request of the group against the bound mm (alive, a VMA
+with the rights, populated by ``handle_mm_fault``), stops at the first failure (sticky status),
+and sends exactly one response for the group.  Before a PASID is released its pending groups are
+flushed (handled while the domain is still attached), so no queued fault can reach the next
+owner of the PASID.  Removing a device from the queue answers every pending group INVALID.
+
+Kernel sources modeled: drivers/iommu/io-pgfault.c ``iommu_report_device_fault()``,
+``iopf_queue_flush_dev()``, ``iopf_queue_add_device()``, ``iopf_queue_remove_device()``,
+``iopf_group_response()``; drivers/iommu/iommu-sva.c ``iommu_sva_handle_iopf()``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NamedTuple
+
+from ..errors import EBUSY, EINVAL, ENODEV, ENOMEM, Warn
+from ..pasid import warn
+from ..state import PAGE_SHIFT, DomainType, PasidEntryMode, SystemState
+
+MAX_RESPONSES = 16
+
+
+class IopfResponse(IntEnum):
+    """``enum iommu_page_response_code``."""
+
+    SUCCESS = 0
+    INVALID = 1
+    FAILURE = 2
+
+
+class IopfGroup(NamedTuple):
+    """A page-request group waiting for the worker: id (unique), pasid, grpid, faults
+    ((vpage, access) pairs, last one last) and the domain whose handler takes it."""
+
+    id: int
+    pasid: int
+    grpid: int
+    faults: tuple
+    domain: int
+
+
+class IopfQueue(NamedTuple):
+    """``iommu_fault_param`` of one device: registered, partial requests
+    ((pasid, grpid, vpage, access)), pending groups."""
+
+    registered: bool = True
+    partial: tuple = ()
+    groups: tuple = ()
+
+
+def _queue(s: SystemState, dev: int) -> IopfQueue | None:
+    q = s.iopf.get(dev)
+    if q is None:
+        return IopfQueue() if s.config.devices[dev].pri else None
+    return q if q.registered else None
+
+
+def _set_queue(s: SystemState, dev: int, q: IopfQueue) -> SystemState:
+    return s._replace(iopf=s.iopf.set(dev, q))
+
+
+def _respond(s: SystemState, dev: int, pasid: int, grpid: int,
+             code: IopfResponse) -> SystemState:
+    return s._replace(responses=(s.responses + ((dev, pasid, grpid, int(code)),))[-MAX_RESPONSES:])
+
+
+def _handler_domain(s: SystemState, dev: int, pasid: int) -> int:
+    g = s.config.device_group[dev]
+    if g < 0:
+        return 0
+    for p, dom, _h in s.groups[g].pasid_array:
+        if p == pasid:
+            d = s.domains.get(dom)
+            return dom if d is not None and d.type == DomainType.SVA else 0
+    return 0
+
+
+def iommu_report_device_fault(s: SystemState, dev: int, pasid: int, addr: int, access: int = 1,
+                              grpid: int = 0, last: int = 1,
+                              oom: int = 0) -> tuple[SystemState, int]:
+    """The IOMMU reports a page request from ``dev``.
+
+    Args: pasid; addr (byte address); access PROT_* bits; grpid: page-request group index;
+        last: the last-page flag; oom: model an allocation failure (-ENOMEM for a partial
+        request, a FAILURE response for a last one).
+    Returns 0 (queued, or answered FAILURE); -EINVAL when no handler is attached at the PASID
+        (a last request is answered INVALID at once) or the device has no fault queue.
+    Models: drivers/iommu/io-pgfault.c ``iommu_report_device_fault()``.
+    """
+    q = _queue(s, dev)
+    dom = _handler_domain(s, dev, pasid)
+    vpage = addr >> PAGE_SHIFT
+    if q is None or not dom:
+        if last:
+            s = _respond(s, dev, pasid, grpid, IopfResponse.INVALID)
+        return s, -EINVAL
+    if not last:
+        if oom:
+            return s, -ENOMEM
+        return _set_queue(s, dev, q._replace(partial=q.partial + ((pasid, grpid, vpage, access),))), 0
+    mine = tuple((p[2], p[3]) for p in q.partial if p[0] == pasid and p[1] == grpid)
+    rest = tuple(p for p in q.partial if not (p[0] == pasid and p[1] == grpid))
+    if oom:
+        s = _set_queue(s, dev, q._replace(partial=rest))
+        return _respond(s, dev, pasid, grpid, IopfResponse.FAILURE), 0
+    gid = s.next_id
+    group = IopfGroup(gid, pasid, grpid, mine + ((vpage, access),), dom)
+    s = s._replace(next_id=gid + 1)
+    return _set_queue(s, dev, q._replace(partial=rest, groups=q.groups + (group,))), 0
+
+
+def _handle_group(s: SystemState, dev: int, group: IopfGroup) -> SystemState:
+    """``iommu_sva_handle_iopf``: sticky status over the group, one response."""
+    from ..mm import mmget_not_zero
+    from .mem import handle_mm_fault
+    status = IopfResponse.SUCCESS
+    d = s.domains.get(group.domain)
+    e = s.pasid_table.get((dev, group.pasid))
+    quiesced = e is not None and e[1] == PasidEntryMode.QUIESCED
+    for vpage, access in group.faults:
+        if d is None or quiesced:
+            status = IopfResponse.INVALID
+            break
+        s2, alive = mmget_not_zero(s, d.mm)
+        if not alive:
+            status = IopfResponse.INVALID
+            break
+        s2, pfn = handle_mm_fault(s, d.mm, vpage, access)  # the mmget is put at once
+        if pfn < 0:
+            status = IopfResponse.INVALID
+            break
+        s = s2
+    return _respond(s, dev, group.pasid, group.grpid, status)
+
+
+def iopf_handle(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """The IOPF worker takes the oldest pending group of ``dev`` and responds to it.
+    Returns the response code (0 SUCCESS, 1 INVALID), or -ENODEV when nothing is pending."""
+    q = _queue(s, dev)
+    if q is None or not q.groups:
+        return s, -ENODEV
+    group = q.groups[0]
+    s = _set_queue(s, dev, q._replace(groups=q.groups[1:]))
+    s = _handle_group(s, dev, group)
+    return s, s.responses[-1][3]
+
+
+def iopf_flush_pasid(s: SystemState, dev: int, pasid: int) -> SystemState:
+    """Handle every pending group of (dev, pasid) now (the flush before a PASID is
+    released), while its domain is still attached."""
+    q = s.iopf.get(dev)
+    if q is None or not q.registered or not any(g.pasid == pasid for g in q.groups):
+        return s
+    mine = [g for g in q.groups if g.pasid == pasid]
+    s = _set_queue(s, dev, q._replace(groups=tuple(g for g in q.groups if g.pasid != pasid),
+                                      partial=tuple(p for p in q.partial if p[0] != pasid)))
+    for g in mine:
+        s = _handle_group(s, dev, g)
+    return s
+
+
+def iopf_queue_flush_dev(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """Run the worker until ``dev`` has no pending group.  WARN and -ENODEV when the device
+    has no fault queue (H18).  Models ``iopf_queue_flush_dev()``."""
+    q = _queue(s, dev)
+    if q is None:
+        return warn(s, Warn.IOPF_FLUSH_NO_PARAM, dev), -ENODEV
+    while s.iopf.get(dev) is not None and s.iopf[dev].groups:
+        s, _ = iopf_handle(s, dev)
+    return s, 0
+
+
+def iopf_queue_add_device(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """Register ``dev``'s fault queue.  -ENODEV without PRI; -EBUSY if registered.
+    Models ``iopf_queue_add_device()``."""
+    if not s.config.devices[dev].pri:
+        return s, -ENODEV
+    if _queue(s, dev) is not None:
+        return s, -EBUSY
+    return _set_queue(s, dev, IopfQueue()), 0
+
+
+def iopf_queue_remove_device(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """Unregister: partial requests dropped, every pending group answered INVALID once;
+    later reports fail -EINVAL.  Returns 0.  Models ``iopf_queue_remove_device()``."""
+    q = _queue(s, dev)
+    if q is None:
+        return s, 0
+    for g in q.groups:
+        s = _respond(s, dev, g.pasid, g.grpid, IopfResponse.INVALID)
+    return _set_queue(s, dev, IopfQueue(registered=False)), 0
+
+
+__all__ = ["IopfResponse", "IopfGroup", "IopfQueue", "iommu_report_device_fault",
+           "iopf_handle", "iopf_flush_pasid", "iopf_queue_flush_dev", "iopf_queue_add_device",
+           "iopf_queue_remove_device", "EINVAL"]
