@@ -19,7 +19,7 @@ from typing import Callable
 
 from .policy import FreePoint, OwnerModel
 from .state import (IOMMU_NO_PASID, IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, DomainType,
-                    HandleKind, IoasidState, SystemState)
+                    HandleKind, IoasidState, PasidEntryMode, SystemState)
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,57 @@ def x1_msr(s: SystemState):
     return None
 
 
+def c1_caches_current(s: SystemState):
+    """Every IOTLB/ATC entry is a translation the attached tables still give."""
+    from .hw.cache import entry_is_current
+    from .hw.translate import current_domain
+    for (unit, dom, pasid, vpage), (pfn, prot, _seq) in s.iotlb.items():
+        if not entry_is_current(s, dom, vpage, pfn, prot):
+            return f"IOTLB of unit {unit} holds stale {dom}/{pasid}/{vpage:#x} -> {pfn:#x}"
+    for (dev, pasid, vpage), (pfn, prot, _seq, dom) in s.atc.items():
+        cur, mode = current_domain(s, dev, pasid)
+        if cur != dom or mode != PasidEntryMode.TRANSLATE:
+            return f"ATC of device {dev} holds PASID {pasid} page {vpage:#x} of a detached domain {dom}"
+        if not entry_is_current(s, dom, vpage, pfn, prot):
+            return f"ATC of device {dev} holds stale PASID {pasid} page {vpage:#x} -> {pfn:#x}"
+    return None
+
+
+def f2_faults_flushed(s: SystemState):
+    """A pending page-request group always belongs to a PASID still attached to its device."""
+    for dev, q in s.iopf.items():
+        for g in q.groups:
+            if (dev, g.pasid) not in s.pasid_table:
+                return f"device {dev}: page-request group {g.grpid} pending for released PASID {g.pasid}"
+    return None
+
+
+def i1_no_stale_dma(s: SystemState):
+    for kind, dev, pasid, a, b in s.breaches:
+        if kind == 1:
+            return f"device {dev} PASID {pasid}: DMA through a stale cached translation (page {a:#x} -> frame {b:#x})"
+    return None
+
+
+def i2_no_foreign_completion(s: SystemState):
+    for kind, dev, pasid, a, b in s.breaches:
+        if kind == 2:
+            return f"device {dev} PASID {pasid}: a descriptor of mm {a} completed into mm {b}"
+    return None
+
+
+def a3q_no_reuse_while_queued(s: SystemState):
+    for did, d in s.inflight.items():
+        if not d.mm or not d.pasid:
+            continue
+        if d.pasid not in s.ida:
+            return f"descriptor {did} of mm {d.mm} queued on PASID {d.pasid}, which is free for reuse"
+        m = s.mms.get(d.mm)
+        if m is not None and d.pasid != m.pasid and d.pasid not in m.private_pasids:
+            return f"descriptor {did} of mm {d.mm} tagged PASID {d.pasid}, not its mm's {m.pasid}"
+    return None
+
+
 def no_warnings(s: SystemState):
     if s.warnings:
         from .errors import Warn
@@ -282,6 +333,13 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("O4", "an unowned group is on its default domain with no PASIDs", o4_unowned_default,
               "contract"),
     Invariant("X1", "an active IA32_PASID equals the mm's PASID", x1_msr),
+    Invariant("C1", "IOTLB and ATC hold only current translations", c1_caches_current),
+    Invariant("F2", "page requests are flushed before their PASID is released", f2_faults_flushed),
+    Invariant("I1", "no DMA through a stale translation", i1_no_stale_dma),
+    Invariant("I2", "no descriptor completes into another process's memory",
+              i2_no_foreign_completion, "contract"),
+    Invariant("A3q", "no PASID is reusable while descriptors tagged with it are queued",
+              a3q_no_reuse_while_queued, "contract"),
     Invariant("W", "no kernel WARN fired", no_warnings, "contract"),
 )
 

@@ -27,16 +27,16 @@ from pasidsim.step import OP_BY_NAME, Action, step
 from pasidsim.state import initial_state
 
 DEVICES = [
-    DeviceConfig("g0a", iommu="i0", group="G0", pasid_bits=20),
+    DeviceConfig("g0a", iommu="i0", group="G0", pasid_bits=20, ats=True, pri=True),
     DeviceConfig("g0b", iommu="i0", group="G0", pasid_bits=3),
     DeviceConfig("g0c", iommu="i0", group="G0", pasid_bits=0),
-    DeviceConfig("acc", iommu="i0", pasid_bits=20),
+    DeviceConfig("acc", iommu="i0", pasid_bits=20, ats=True, pri=True, atc_entries=2),
     DeviceConfig("arm", iommu="i1", pasid_bits=4),
     DeviceConfig("nic", iommu="i1", pasid_bits=0),
     DeviceConfig("rmrr", iommu="i0", require_direct=True),
     DeviceConfig("bare", iommu=None, pasid_bits=20),
 ]
-IOMMUS = [IommuUnit("i0", ops="intel-iommu"), IommuUnit("i1", ops="arm-smmu-v3", max_pasids=8)]
+IOMMUS = [IommuUnit("i0", ops="intel-iommu", iotlb_entries=3), IommuUnit("i1", ops="arm-smmu-v3", max_pasids=8)]
 DRIVERS = [DriverConfig("e1000e"), DriverConfig("vfio-pci", driver_managed_dma=True),
            DriverConfig("uacce", kind="uacce")]
 CONFIG = Config.build(iommus=IOMMUS, devices=DEVICES, drivers=DRIVERS)
@@ -52,6 +52,10 @@ KERNEL_OPS = [
     "device_release_driver", "iommu_sva_bind_device", "iommu_sva_unbind_device",
     "process_create", "clone_thread", "fork", "task_exit", "dev_open", "close", "mmap",
     "munmap", "enqcmd", "exc_general_protection", "amdgpu_pasid_alloc", "amdgpu_pasid_free",
+    # hardware and memory
+    "dma", "wq_submit", "dma_complete", "wq_drain", "iommu_report_device_fault", "iopf_handle",
+    "iopf_queue_flush_dev", "iopf_queue_remove_device", "iommu_map", "iommu_unmap",
+    "mmap_anon", "touch", "mprotect", "munmap_range",
 ]
 
 
@@ -75,6 +79,18 @@ def _pool(s, name):
         return sorted(s.files.keys())[:4] + [99999]
     if name == "vma":
         return [v[0] for m in s.mms.values() for v in m.vmas][:4] + [99999]
+    if name == "addr":
+        return [v.start << 12 for m in s.mms.values() for v in m.vmas][:4] + [0, 0x10000]
+    if name in ("access", "prot"):
+        return [1, 2, 3]
+    if name == "desc":
+        return sorted(s.inflight.keys())[:4] + [99999]
+    if name in ("iova", "paddr"):
+        return [0x10000, 0x11000, 0x80000]
+    if name == "size":
+        return [4096, 8192, 100]
+    if name == "npages":
+        return [1, 2, 0]
     if name in ("pasid", "ident"):
         return s.ida.ids()[:4] + [0, 1, 5, 9, IOMMU_PASID_INVALID]
     if name in ("owner",):
@@ -222,6 +238,41 @@ class DriverWorkload(RuleBasedStateMachine):
         elif ev == "enqcmd":
             if self.state.mms[self.state.tasks[tid].mm].pasid != IOMMU_PASID_INVALID:
                 self._do("enqcmd", tid=tid, dev=3)
+
+    @rule(data=st.data())
+    def hardware_event(self, data):
+        from pasidsim.hw import enabled_events
+        evs = enabled_events(self.state)
+        if evs:
+            a = data.draw(st.sampled_from(evs))
+            before = self.state
+            self.state, ret = step(before, a)
+            assert not check_transition(before, a, ret, self.state)
+
+    @rule(data=st.data())
+    def memory_and_dma(self, data):
+        if not self.state.tasks:
+            return
+        tid = data.draw(st.sampled_from(sorted(self.state.tasks.keys())))
+        mm = self.state.mms[self.state.tasks[tid].mm]
+        kind = data.draw(st.sampled_from(["mmap", "touch", "mprotect", "munmap", "submit", "dma"]))
+        anon = [v for v in mm.vmas if not v.file]
+        if kind == "mmap":
+            self._do("mmap_anon", tid=tid, npages=2, prot=3)
+        elif anon and kind in ("touch", "mprotect", "munmap"):
+            v = data.draw(st.sampled_from(anon))
+            if kind == "touch":
+                self._do("touch", tid=tid, addr=v.start << 12, access=data.draw(st.sampled_from([1, 2])))
+            elif kind == "mprotect":
+                self._do("mprotect", tid=tid, addr=v.start << 12, prot=data.draw(st.sampled_from([1, 3])))
+            else:
+                self._do("munmap_range", tid=tid, addr=v.start << 12)
+        elif kind in ("submit", "dma") and mm.pasid != IOMMU_PASID_INVALID and anon:
+            dev = data.draw(st.sampled_from([0, 1, 3, 4]))
+            if (dev, mm.pasid) in self.state.pasid_table:
+                v = data.draw(st.sampled_from(anon))
+                op = "wq_submit" if kind == "submit" else "dma"
+                self._do(op, dev=dev, pasid=mm.pasid, addr=v.start << 12, access=2)
 
     @rule(dev=st.integers(0, len(DEVICES) - 1), drv=st.integers(0, len(DRIVERS) - 1))
     def bind_driver(self, dev, drv):
