@@ -77,10 +77,16 @@ def translate(s: SystemState, dev: int, pasid: int, addr: int, access: int,
         addr: I/O virtual byte address; access: PROT_READ/PROT_WRITE bits;
         origin_mm: for a work descriptor, the mm that submitted it (0 = not checked).
     """
+    vpage = addr >> PAGE_SHIFT
+    if not origin_mm:
+        # Fast path: an ATC hit is used by the device without asking the IOMMU.  ATC entries
+        # are removed whenever their (dev, PASID) is detached, quiesced or remapped (C1).
+        hit = s.atc.get((dev, pasid, vpage))
+        if hit is not None and not access & ~hit[1]:
+            return s, (hit[0] << PAGE_SHIFT) | (addr & (PAGE_SIZE - 1))
     cfg = s.config
     if not 0 <= dev < len(cfg.devices):
         raise ModelUsageError(f"unknown device index {dev}")
-    vpage = addr >> PAGE_SHIFT
     off = addr & (PAGE_SIZE - 1)
     g = cfg.device_group[dev]
     if g < 0:
@@ -99,10 +105,10 @@ def translate(s: SystemState, dev: int, pasid: int, addr: int, access: int,
     hit = s.atc.get((dev, pasid, vpage))
     if hit is None:
         hit = s.iotlb.get((unit, dom, pasid, vpage))
-        if hit is not None:
+        if hit is not None and cfg.devices[dev].ats:
             s = atc_fill(s, dev, dom, pasid, vpage, hit[0], hit[1])
     if hit is not None and not access & ~hit[1]:
-        if not entry_is_current(s, dom, vpage, hit[0], access):
+        if origin_mm and not entry_is_current(s, dom, vpage, hit[0], access):
             s = breach(s, Breach.STALE_TRANSLATION, dev, pasid, vpage, hit[0])
         return s, (hit[0] << PAGE_SHIFT) | off
     if d.type == DomainType.SVA:
