@@ -27,8 +27,29 @@ DESIGNS: dict[str, Policy] = {
     "H11-claim-no-blocking": CURRENT.but(name="H11-claim-no-blocking",
                                          claim_attaches_blocking=False),
     "amdgpu-lowest": CURRENT.but(name="amdgpu-lowest", amdgpu_cyclic=False),
+    "H7-iommu_mm-aliased": CURRENT.but(name="H7-iommu_mm-aliased", fork_shares_iommu_mm=True),
     "pending-free": CURRENT.but(name="pending-free", allocator=Allocator.PENDING_FREE),
     "cyclic": CURRENT.but(name="cyclic", allocator=Allocator.CYCLIC),
+}
+
+
+#: One line per design: epoch, what it does, where it breaks (kernel-spec §0, §6).
+DESCRIPTIONS: dict[str, str] = {
+    "current": "v6.8+: iommu_mm_data, PASID freed at __mmdrop, handle sharing, #GP fixup, E8 ownership",
+    "E0-io_mm": "2018 RFC: io_mm with mm_exit callbacks; PASID removed from the IDR at mm exit",
+    "E4-unbind-free": "v5.10-v5.13: PASID freed at last unbind; MSRs updated by IPI (update_pasid)",
+    "E6-mmput-free": "v5.18-rc1: PASID freed at __mmput (H1: use-after-free with an inherited fd)",
+    "H2-mmget-bind": "5.18-rc proposal: bind holds mm_users (mm->fd->mm cycle, seed 000)",
+    "E12-no-handle-sharing": "v6.8 before 65d4418c5002: second bind of (dev, mm) fails -EBUSY",
+    "H5-task-refcount": "Sep 2021 proposal: per-task PASID references taken at the #GP fixup (seed 004)",
+    "pre-E8-bug-on": "before v5.19: VFIO BUG_ON when a kernel driver binds into a user-owned group",
+    "dma-owner-enum-2021": "Dec 2021 DMA-owner series with owner_cnt = 1 in iommu_device_use_dma_api (seed 003)",
+    "H8-unbind-uaf": "E16: unbind touches iommu_mm after iommu_domain_free (use after free)",
+    "H11-claim-no-blocking": "before 0286300e6045: claim leaves the group on the kernel default domain",
+    "amdgpu-lowest": "amdgpu before 14b81abe7bdc: lowest-free PASID reuse (H13)",
+    "H7-iommu_mm-aliased": "2023 iommu_mm_data revision without mm_pasid_init: fork aliases iommu_mm (seed 001)",
+    "pending-free": "allocator variant: freed PASIDs stay pending until every device drained them",
+    "cyclic": "allocator variant: cyclic PASID allocation (reuse after wrap-around)",
 }
 
 

@@ -76,8 +76,10 @@ def fork(s: SystemState, tid: int) -> tuple[SystemState, int]:
         if vma.file:
             s = get_file(s, vma.file)
     # The child's anonymous memory is demand-zero (copy-on-write is not modeled).
-    s = s._replace(mms=s.mms.set(mm, s.mms[mm]._replace(vmas=tuple(vmas),
-                                                        next_vpage=pmm.next_vpage)))
+    child_mm = s.mms[mm]._replace(vmas=tuple(vmas), next_vpage=pmm.next_vpage)
+    if s.policy.fork_shares_iommu_mm:  # H7: dup_mm()'s memcpy leaves iommu_mm aliased
+        child_mm = child_mm._replace(pasid=pmm.pasid)
+    s = s._replace(mms=s.mms.set(mm, child_mm))
     for f in parent.files:
         s = get_file(s, f)
     child = s.next_id

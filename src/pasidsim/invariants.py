@@ -376,11 +376,24 @@ def x2_new_task_clean(s0, a, ret, s1):
     return None
 
 
+def x3_msr_written_by_owner(s0, a, ret, s1):
+    """The IA32_PASID MSR of a task changes only in that task's own #GP path (E6+)."""
+    own = None
+    if a is not None and a.name in ("enqcmd", "exc_general_protection"):
+        own = a.kwargs().get("tid")
+    for tid, t1 in s1.tasks.items():
+        t0 = s0.tasks.get(tid)
+        if t0 is not None and t0.msr != t1.msr and tid != own:
+            return f"task {tid}: IA32_PASID rewritten from outside its #GP path ({t0.msr:#x} -> {t1.msr:#x})"
+    return None
+
+
 TRANSITION_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("M1t", "an mm's PASID never changes while the mm lives", m1_pasid_immutable),
     Invariant("O5", "ownership does not change while PASIDs are attached",
               o5_no_owner_change_with_pasids, "contract"),
     Invariant("X2", "a new task starts with no PASID activated", x2_new_task_clean),
+    Invariant("X3", "IA32_PASID is written only by its task's #GP fixup", x3_msr_written_by_owner),
 )
 
 INVARIANTS_BY_NAME = {i.name: i for i in STATE_INVARIANTS + TRANSITION_INVARIANTS}

@@ -71,6 +71,9 @@ class Policy:
         sva_disabled_x86: E15: every bind fails -EOPNOTSUPP.
         private_pasid: allow ``SVM_FLAG_PRIVATE_PASID`` binds (seed 002 requirement 5).
         amdgpu_cyclic: amdgpu's own PASID IDR is cyclic (14b81abe7bdc) rather than lowest-free.
+        fork_shares_iommu_mm: H7: ``mm_init()`` does not clear ``iommu_mm`` (an early
+            iommu_mm_data revision removed ``mm_pasid_init``): the child aliases the parent's
+            PASID and the first ``__mmdrop`` frees it.
     """
 
     name: str = "current"
@@ -88,6 +91,7 @@ class Policy:
     sva_disabled_x86: bool = False
     private_pasid: bool = False
     amdgpu_cyclic: bool = True
+    fork_shares_iommu_mm: bool = False
 
     def but(self, **changes) -> "Policy":
         """A copy with some switches changed (``CURRENT.but(allocator=Allocator.CYCLIC)``)."""
