@@ -303,6 +303,22 @@ def a3q_no_reuse_while_queued(s: SystemState):
     return None
 
 
+def m9_no_use_after_free(s: SystemState):
+    from .errors import Warn
+    for c, a, b in s.warnings:
+        if c == Warn.USE_AFTER_FREE:
+            return f"use after free of mm {a} (site {b})"
+    return None
+
+
+def b1_no_bug_on(s: SystemState):
+    from .errors import Warn
+    for c, a, b in s.warnings:
+        if c == Warn.BUG_ON:
+            return f"kernel BUG_ON: kernel driver bound into user-owned group {a} (device {b})"
+    return None
+
+
 def no_warnings(s: SystemState):
     if s.warnings:
         from .errors import Warn
@@ -340,6 +356,9 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
               i2_no_foreign_completion, "contract"),
     Invariant("A3q", "no PASID is reusable while descriptors tagged with it are queued",
               a3q_no_reuse_while_queued, "contract"),
+    Invariant("M9", "no use of an mm or iommu_mm after the mmdrop that freed it",
+              m9_no_use_after_free),
+    Invariant("B1", "the kernel never crashes (BUG_ON)", b1_no_bug_on),
     Invariant("W", "no kernel WARN fired", no_warnings, "contract"),
 )
 

@@ -1,0 +1,126 @@
+"""The PASID subsystem as a model for the search engine.
+
+A compiled scenario (:mod:`pasidsim.scenario.compile`) gives the initial run state, the actor
+steps and hardware events enabled in a state, and how to apply one — all on the one
+:func:`pasidsim.step.step` that users call.  This module wraps it as a
+:class:`~pasidsim.check.model.Model`:
+
+- ``always``: every state invariant of :mod:`pasidsim.invariants` (both scopes: scenario actors
+  are the callers whose conformance is being checked), plus the transition invariants, failure
+  atomicity and the scenario's step expectations, evaluated on each transition and carried into
+  the next state as indices (:class:`CheckState`);
+- ``at quiescence``: :func:`pasidsim.check.properties.quiescence_leaks`;
+- ``sometimes``: the scenario's reachability goals, by name from
+  :data:`pasidsim.check.properties.PREDICATES`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ..invariants import STATE_INVARIANTS, TRANSITION_INVARIANTS
+from ..step import OPS
+from .model import Goal, Invariant
+from .properties import PREDICATES, quiescence_leaks
+
+#: Names of the transition-level checks, indexed by what CheckState.last stores.
+TRANSITION_CHECKS: tuple[str, ...] = tuple(i.name for i in TRANSITION_INVARIANTS) + (
+    "ATOMIC", "EXPECT")
+_ATOMIC = len(TRANSITION_INVARIANTS)
+_EXPECT = _ATOMIC + 1
+TRANSITION_TITLES = {i.name: i.title for i in TRANSITION_INVARIANTS}
+TRANSITION_TITLES["ATOMIC"] = "a failed call leaves the state unchanged"
+TRANSITION_TITLES["EXPECT"] = "every step returns what the scenario expects"
+
+
+class CheckState(NamedTuple):
+    """A run state plus the transition checks the step into it violated (indices into
+    :data:`TRANSITION_CHECKS`)."""
+
+    rs: Any
+    last: tuple = ()
+
+
+def sys_state(rs):
+    """The SystemState inside a scenario run state."""
+    return rs.sys
+
+
+class ScenarioModel:
+    """A :class:`~pasidsim.check.model.Model` over a compiled scenario.
+
+    Args:
+        compiled: a compiled scenario (``initial``, ``enabled``, ``apply``, ``quiescent``).
+        sometimes: names of :data:`PREDICATES` that must be reachable.
+        check_expectations: report a step whose return differs from the scenario's ``expect``.
+        exclude: invariant names not to check (e.g. ``("W",)``).
+    """
+
+    def __init__(self, compiled, *, sometimes=(), check_expectations=True, exclude=("W",)):
+        self.compiled = compiled
+        self.check_expectations = check_expectations
+        invs = []
+        for inv in STATE_INVARIANTS:
+            if inv.name in exclude:
+                continue
+            invs.append(Invariant(inv.name, _state_check(inv.check)))
+        invs.append(Invariant("transition", _transition_check))
+        self.invariants = tuple(invs)
+        self.sometimes = tuple(Goal(n, _pred(PREDICATES[n])) for n in sometimes)
+
+    # -- Model protocol -------------------------------------------------------------------
+    def initial_states(self):
+        return [CheckState(self.compiled.initial())]
+
+    def actions(self, cs: CheckState):
+        return self.compiled.enabled(cs.rs)
+
+    def step(self, cs: CheckState, ref) -> CheckState:
+        rs2, ev = self.compiled.apply(cs.rs, ref)
+        s0, s1 = sys_state(cs.rs), sys_state(rs2)
+        action, ret = ev.action, ev.ret
+        bad = []
+        for i, inv in enumerate(TRANSITION_INVARIANTS):
+            if inv.check(s0, action, ret, s1):
+                bad.append(i)
+        if action is not None and isinstance(ret, int) and ret < 0 and OPS[action.op].atomic \
+                and s0.fingerprint_nowarn() != s1.fingerprint_nowarn():
+            bad.append(_ATOMIC)
+        if self.check_expectations and getattr(ev, "expect_ok", True) is False:
+            bad.append(_EXPECT)
+        return CheckState(rs2, tuple(bad))
+
+    def is_quiescent(self, cs: CheckState) -> bool:
+        return self.compiled.quiescent(cs.rs)
+
+    def at_quiescence(self, cs: CheckState):
+        return quiescence_leaks(sys_state(cs.rs))
+
+
+def _state_check(fn):
+    def check(cs: CheckState):
+        return fn(sys_state(cs.rs))
+    return check
+
+
+def _transition_check(cs: CheckState):
+    if not cs.last:
+        return None
+    name = TRANSITION_CHECKS[cs.last[0]]
+    return f"{name}: {TRANSITION_TITLES[name]}"
+
+
+def _pred(fn):
+    def holds(cs: CheckState) -> bool:
+        return bool(fn(sys_state(cs.rs)))
+    return holds
+
+
+def violation_name(result) -> str | None:
+    """The invariant a result's violation names (transition checks by their own name)."""
+    v = result.violation
+    if v is None:
+        return None
+    if v.name == "transition":
+        return v.message.split(":", 1)[0]
+    return v.name
