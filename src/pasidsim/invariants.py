@@ -41,6 +41,7 @@ def _mm_pasids(s: SystemState):
 
 
 def a1_unique(s: SystemState):
+    """A1: A PASID has at most one owner and is allocated while owned."""
     seen: dict[int, int] = {}
     for mid, p in _mm_pasids(s):
         if p in seen:
@@ -57,6 +58,7 @@ def a1_unique(s: SystemState):
 
 
 def a2_range(s: SystemState):
+    """A2: Allocated PASIDs are in [1, max_pasids-1]."""
     limit = max(s.config.max_pasids, default=0)
     for mid, p in _mm_pasids(s):
         if not 1 <= p < max(limit, 2):
@@ -82,6 +84,7 @@ def a3_no_reuse_while_reachable(s: SystemState):
 
 
 def a5_pending_free(s: SystemState):
+    """A5: Pending-free PASIDs are not allocatable until the last put."""
     for p in s.pending_free.keys():
         if p not in s.ida:
             return f"pending-free PASID {p} is allocatable"
@@ -94,6 +97,7 @@ def a5_pending_free(s: SystemState):
 
 
 def m1_bound_mm_has_pasid(s: SystemState):
+    """M1: A bound mm has a PASID."""
     for hid, h in s.handles.items():
         if h.kind != HandleKind.SVA:
             continue
@@ -109,6 +113,7 @@ def m1_bound_mm_has_pasid(s: SystemState):
 
 
 def m4_mm_count(s: SystemState):
+    """M4: Mm_count covers every SVA domain and the users."""
     for mid, m in s.mms.items():
         need = len(m.sva_domains) + (1 if m.mm_users > 0 else 0)
         if m.mm_count < need:
@@ -125,6 +130,7 @@ def _slots(s: SystemState):
 
 
 def m5_domain_users(s: SystemState):
+    """M5: SVA domain users == attached slots."""
     attached: dict[int, int] = {}
     for _g, _p, dom, _h in _slots(s):
         attached[dom] = attached.get(dom, 0) + 1
@@ -144,6 +150,7 @@ def m5_domain_users(s: SystemState):
 
 
 def m6_handle_users(s: SystemState):
+    """M6: Handle users >= 1 and the slot holds the handle."""
     in_slot = {}
     for g, p, dom, h in _slots(s):
         if h:
@@ -159,6 +166,7 @@ def m6_handle_users(s: SystemState):
 
 
 def m7_sva_at_mm_pasid(s: SystemState):
+    """M7: An SVA domain is attached only at its mm's PASID."""
     for g, p, dom, _h in _slots(s):
         d = s.domains.get(dom)
         if d is None or d.type != DomainType.SVA:
@@ -170,6 +178,7 @@ def m7_sva_at_mm_pasid(s: SystemState):
 
 
 def p1_no_rid_slot(s: SystemState):
+    """P1: The RID slot is used only by the group-handle APIs."""
     for g, p, _dom, h in _slots(s):
         if p == IOMMU_NO_PASID and (h == 0 or s.handles[h].kind != HandleKind.IOMMUFD):
             return f"group {g}: PASID 0 (RID) slot used outside the group-handle API"
@@ -177,6 +186,7 @@ def p1_no_rid_slot(s: SystemState):
 
 
 def p2_slots_programmed(s: SystemState):
+    """P2: An occupied slot is programmed in every PASID-capable member."""
     cfg = s.config
     for g, p, dom, _h in _slots(s):
         if p == IOMMU_NO_PASID:
@@ -195,6 +205,7 @@ def p2_slots_programmed(s: SystemState):
 
 
 def p3_no_orphan_entries(s: SystemState):
+    """P3: No programmed PASID entry without its slot."""
     cfg = s.config
     for (d, p), (dom, _m) in s.pasid_table.items():
         g = cfg.device_group[d]
@@ -210,6 +221,7 @@ def _dma_api_bound(s: SystemState, g: int) -> int:
 
 
 def o1_owner_cnt(s: SystemState):
+    """O1: Owner_cnt counts the owner or the DMA-API drivers."""
     for g, grp in enumerate(s.groups):
         if grp.owner and grp.owner_cnt < 1:
             return f"group {g}: owner set with owner_cnt {grp.owner_cnt}"
@@ -220,6 +232,7 @@ def o1_owner_cnt(s: SystemState):
 
 
 def o2_exclusive(s: SystemState):
+    """O2: Kernel DMA-API use and a user owner never coexist."""
     for g, grp in enumerate(s.groups):
         if grp.owner and _dma_api_bound(s, g):
             return f"group {g}: user-owned while a kernel DMA-API driver is bound"
@@ -227,6 +240,7 @@ def o2_exclusive(s: SystemState):
 
 
 def o3_owned_not_default(s: SystemState):
+    """O3: A user-owned group is never on the default domain."""
     for g, grp in enumerate(s.groups):
         if grp.owner and grp.domain == grp.default_domain:
             return f"group {g}: user-owned but still on the kernel default domain"
@@ -234,6 +248,7 @@ def o3_owned_not_default(s: SystemState):
 
 
 def o4_unowned_default(s: SystemState):
+    """O4: An unowned group is on its default domain with no PASIDs."""
     for g, grp in enumerate(s.groups):
         if grp.owner_cnt == 0 and (grp.domain not in (grp.default_domain, 0) or grp.pasid_array):
             return f"group {g}: no owner but domain {grp.domain} / PASIDs attached"
@@ -241,6 +256,7 @@ def o4_unowned_default(s: SystemState):
 
 
 def x1_msr(s: SystemState):
+    """X1: An active IA32_PASID equals the mm's PASID."""
     for tid, t in s.tasks.items():
         if not t.pasid_activated:
             continue
@@ -278,6 +294,7 @@ def f2_faults_flushed(s: SystemState):
 
 
 def i1_no_stale_dma(s: SystemState):
+    """I1: No DMA through a stale translation."""
     for kind, dev, pasid, a, b in s.breaches:
         if kind == 1:
             return f"device {dev} PASID {pasid}: DMA through a stale cached translation (page {a:#x} -> frame {b:#x})"
@@ -285,6 +302,7 @@ def i1_no_stale_dma(s: SystemState):
 
 
 def i2_no_foreign_completion(s: SystemState):
+    """I2: No descriptor completes into another process's memory."""
     for kind, dev, pasid, a, b in s.breaches:
         if kind == 2:
             return f"device {dev} PASID {pasid}: a descriptor of mm {a} completed into mm {b}"
@@ -292,6 +310,7 @@ def i2_no_foreign_completion(s: SystemState):
 
 
 def a3q_no_reuse_while_queued(s: SystemState):
+    """A3q: No PASID is reusable while descriptors tagged with it are queued."""
     for did, d in s.inflight.items():
         if not d.mm or not d.pasid:
             continue
@@ -304,6 +323,7 @@ def a3q_no_reuse_while_queued(s: SystemState):
 
 
 def m9_no_use_after_free(s: SystemState):
+    """M9: No use of an mm or iommu_mm after the mmdrop that freed it."""
     from .errors import Warn
     for c, a, b in s.warnings:
         if c == Warn.USE_AFTER_FREE:
@@ -312,6 +332,7 @@ def m9_no_use_after_free(s: SystemState):
 
 
 def b1_no_bug_on(s: SystemState):
+    """B1: The kernel never crashes (BUG_ON)."""
     from .errors import Warn
     for c, a, b in s.warnings:
         if c == Warn.BUG_ON:
@@ -320,6 +341,7 @@ def b1_no_bug_on(s: SystemState):
 
 
 def no_warnings(s: SystemState):
+    """W: No kernel WARN fired."""
     if s.warnings:
         from .errors import Warn
         c, a, b = s.warnings[-1]
@@ -366,6 +388,7 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
 # -- transition invariants ---------------------------------------------------------------------
 
 def m1_pasid_immutable(s0, a, ret, s1):
+    """M1t: An mm's PASID never changes while the mm lives."""
     if s1.policy.pasid_free_point not in (FreePoint.MMDROP, FreePoint.MMPUT):
         return None
     for mid, m in s0.mms.items():
@@ -381,6 +404,7 @@ def m1_pasid_immutable(s0, a, ret, s1):
 
 
 def o5_no_owner_change_with_pasids(s0, a, ret, s1):
+    """O5: Ownership does not change while PASIDs are attached."""
     for g, (g0, g1) in enumerate(zip(s0.groups, s1.groups)):
         if g0.pasid_array and (g0.owner, bool(g0.owner_cnt)) != (g1.owner, bool(g1.owner_cnt)):
             return f"group {g}: ownership changed while PASIDs were attached"
@@ -388,6 +412,7 @@ def o5_no_owner_change_with_pasids(s0, a, ret, s1):
 
 
 def x2_new_task_clean(s0, a, ret, s1):
+    """X2: A new task starts with no PASID activated."""
     for tid, t in s1.tasks.items():
         if tid not in s0.tasks and (t.pasid_activated or t.msr) and \
                 s1.policy.enqcmd != 1:  # E3 IPI sets MSRs of every thread, by design
