@@ -389,8 +389,6 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
 
 def m1_pasid_immutable(s0, a, ret, s1):
     """M1t: An mm's PASID never changes while the mm lives."""
-    if s1.policy.pasid_free_point not in (FreePoint.MMDROP, FreePoint.MMPUT):
-        return None
     for mid, m in s0.mms.items():
         if m.pasid == IOMMU_PASID_INVALID:
             continue
@@ -406,7 +404,8 @@ def m1_pasid_immutable(s0, a, ret, s1):
 def o5_no_owner_change_with_pasids(s0, a, ret, s1):
     """O5: Ownership does not change while PASIDs are attached."""
     for g, (g0, g1) in enumerate(zip(s0.groups, s1.groups)):
-        if g0.pasid_array and (g0.owner, bool(g0.owner_cnt)) != (g1.owner, bool(g1.owner_cnt)):
+        if g0.pasid_array and g1.pasid_array and \
+                (g0.owner, bool(g0.owner_cnt)) != (g1.owner, bool(g1.owner_cnt)):
             return f"group {g}: ownership changed while PASIDs were attached"
     return None
 

@@ -209,6 +209,9 @@ def iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, i
     else:
         s = _set_mm(s, mm, sva_domains=tuple(d for d in rec.sva_domains if d != h.domain),
                     private_pasids=rec.private_pasids)
+        if s.policy.pasid_free_point == FreePoint.UNBIND:
+            # E4-E5: iommu_sva_free_pasid() -> ioasid_put() ran before the mm was dropped
+            s = maybe_free_refcounted_pasid(s, mm)
         s, _ = iommu_domain_free(s, h.domain)
     return _unbind_done(s, mm), 0
 

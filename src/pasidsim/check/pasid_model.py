@@ -10,8 +10,8 @@ steps and hardware events enabled in a state, and how to apply one — all on th
   atomicity and the scenario's step expectations, evaluated on each transition and carried into
   the next state as indices (:class:`CheckState`);
 - ``at quiescence``: :func:`pasidsim.check.properties.quiescence_leaks`;
-- ``sometimes``: the scenario's reachability goals, by name from
-  :data:`pasidsim.check.properties.PREDICATES`.
+- ``sometimes``: the scenario's reachability goals (``CompiledScenario.sometimes``), so that a
+  vacuous model is caught.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from ..invariants import STATE_INVARIANTS, TRANSITION_INVARIANTS
 from ..step import OPS
 from .model import Goal, Invariant
-from .properties import PREDICATES, quiescence_leaks
+from .properties import quiescence_leaks
 
 #: Names of the transition-level checks, indexed by what CheckState.last stores.
 TRANSITION_CHECKS: tuple[str, ...] = tuple(i.name for i in TRANSITION_INVARIANTS) + (
@@ -51,7 +51,8 @@ class ScenarioModel:
 
     Args:
         compiled: a compiled scenario (``initial``, ``enabled``, ``apply``, ``quiescent``).
-        sometimes: names of :data:`PREDICATES` that must be reachable.
+        sometimes: extra ``(name, predicate(run_state) -> bool)`` goals besides the
+            scenario's own.
         check_expectations: report a step whose return differs from the scenario's ``expect``.
         exclude: invariant names not to check (e.g. ``("W",)``).
     """
@@ -66,7 +67,8 @@ class ScenarioModel:
             invs.append(Invariant(inv.name, _state_check(inv.check)))
         invs.append(Invariant("transition", _transition_check))
         self.invariants = tuple(invs)
-        self.sometimes = tuple(Goal(n, _pred(PREDICATES[n])) for n in sometimes)
+        goals = tuple(getattr(compiled, "sometimes", ())) + tuple(sometimes)
+        self.sometimes = tuple(Goal(n, _goal(fn)) for n, fn in goals)
 
     # -- Model protocol -------------------------------------------------------------------
     def initial_states(self):
@@ -86,12 +88,18 @@ class ScenarioModel:
         if action is not None and isinstance(ret, int) and ret < 0 and OPS[action.op].atomic \
                 and s0.fingerprint_nowarn() != s1.fingerprint_nowarn():
             bad.append(_ATOMIC)
-        if self.check_expectations and getattr(ev, "expect_ok", True) is False:
+        if self.check_expectations and not ev.ok:
             bad.append(_EXPECT)
         return CheckState(rs2, tuple(bad))
 
     def is_quiescent(self, cs: CheckState) -> bool:
-        return self.compiled.quiescent(cs.rs)
+        """No actor can move and (with hardware events) the hardware is idle."""
+        if not self.compiled.quiescent(cs.rs):
+            return False
+        if self.compiled.hardware:
+            from ..hw import enabled_events
+            return not enabled_events(sys_state(cs.rs))
+        return True
 
     def at_quiescence(self, cs: CheckState):
         return quiescence_leaks(sys_state(cs.rs))
@@ -110,9 +118,9 @@ def _transition_check(cs: CheckState):
     return f"{name}: {TRANSITION_TITLES[name]}"
 
 
-def _pred(fn):
+def _goal(fn):
     def holds(cs: CheckState) -> bool:
-        return bool(fn(sys_state(cs.rs)))
+        return bool(fn(cs.rs))
     return holds
 
 

@@ -5,8 +5,8 @@
   may be leaked: every PASID is free or held by a live owner, every mm without tasks is freed,
   every file is reachable from a live process, every page request was answered, every reference
   count is back to its floor.
-- :data:`PREDICATES`: named state predicates for ``sometimes`` goals (reachability), so that a
-  vacuous model is caught.
+Reachability (``sometimes``) goals are the scenario's own, compiled with it
+(:attr:`pasidsim.scenario.compile.CompiledScenario.sometimes`).
 """
 
 from __future__ import annotations
@@ -60,25 +60,3 @@ def quiescence_leaks(s: SystemState) -> str | None:
     if s.delayed_fput:
         return "deferred __fput work left behind"
     return None
-
-
-def _pasid_allocated(s: SystemState) -> bool:
-    return s.ida.allocated > 0
-
-
-PREDICATES = {
-    "pasid_allocated": _pasid_allocated,
-    "no_pasid_allocated": lambda s: s.ida.allocated == 0,
-    "bound": lambda s: len(s.handles) > 0,
-    "quiesced": lambda s: any(v[1] == 1 for v in s.pasid_table.values()),
-    "mm_exited_while_bound": lambda s: any(m.state == MmState.EXITED and m.sva_domains
-                                           for m in s.mms.values()),
-    "all_exited": lambda s: not s.procs,
-    "all_mms_freed": lambda s: not s.mms,
-    "page_request_answered": lambda s: len(s.responses) > 0,
-    "descriptor_queued": lambda s: len(s.inflight) > 0,
-    "group_user_owned": lambda s: any(g.owner for g in s.groups),
-    "group_kernel_owned": lambda s: any(g.owner_cnt and not g.owner for g in s.groups),
-    "warned": lambda s: len(s.warnings) > 0,
-    "msr_active": lambda s: any(t.pasid_activated for t in s.tasks.values()),
-}

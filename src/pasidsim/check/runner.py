@@ -35,13 +35,15 @@ class Cell:
     refs: list = field(default_factory=list)  # the StepRefs of the counterexample
     unreached: list = field(default_factory=list)  # sometimes-goals never reached
     expected: str | None = None  # the invariant this design is expected to break, if any
+    broken: list = field(default_factory=list)  # every invariant the violating state breaks
 
     @property
     def ok(self) -> bool:
         """Verdict as expected: Always when nothing is expected, else that invariant."""
         if self.expected is None:
             return self.verdict == "Always" and not self.unreached
-        return self.verdict in ("Sometimes", "Never") and self.invariant == self.expected
+        return self.verdict in ("Sometimes", "Never") and (
+            self.invariant == self.expected or self.expected in self.broken)
 
     def to_json(self) -> dict:
         return {"scenario": self.scenario, "design": self.design, "verdict": self.verdict,
@@ -80,10 +82,30 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
         cell.kind = v.kind
         cell.refs = list(v.trace)
         cell.trace = describe_trace(compiled, v.trace)
+        cell.broken = broken_at(compiled, v.trace, cell.invariant)
     elif result.verdict == "bounded":
         cell.verdict = "Bounded"
         cell.message = result.message
     return cell
+
+
+def broken_at(compiled, refs, first: str | None) -> list:
+    """Every invariant (state, transition, quiescence) broken by the last step of a trace."""
+    from ..invariants import check_state, check_transition
+    from .properties import quiescence_leaks
+    rs = compiled.initial()
+    prev, action, ret = rs, None, 0
+    for ref in refs:
+        prev = rs
+        rs, ev = compiled.apply(rs, ref)
+        action, ret = ev.action, ev.ret
+    names = [n for n, _m in check_state(rs.sys)]
+    if refs:
+        names += [n for n, _m in check_transition(prev.sys, action, ret, rs.sys)]
+    if compiled.quiescent(rs) and quiescence_leaks(rs.sys):
+        names.append("quiescence")
+    out = [first] if first else []
+    return out + [n for n in names if n not in out and n != "W"]
 
 
 def describe_trace(compiled, refs) -> list:
@@ -93,7 +115,7 @@ def describe_trace(compiled, refs) -> list:
     out = []
     for ref in refs:
         rs2, ev = compiled.apply(rs, ref)
-        actor = getattr(ev, "actor_name", None) or str(getattr(ev, "actor", "hw"))
+        actor = compiled.actor_name(ev.actor)
         call = action_text(sys_state(rs), ev.action) if ev.action is not None else str(ref)
         out.append((actor, call, ret_text(ev.ret) if isinstance(ev.ret, int) else str(ev.ret)))
         rs = rs2
