@@ -1,0 +1,229 @@
+"""``pasidsim check``: the model checker on built-in scenarios × designs, or on one file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from .history import HISTORY
+from .runner import Cell, check_scenario
+
+DEFAULT_OUT = "pasidsim-counterexamples"
+
+
+def _expected_map() -> dict[tuple[str, str], str]:
+    return {(h.scenario, h.design): h.breaks for h in HISTORY}
+
+
+def _cell_text(c: Cell) -> str:
+    if c.verdict == "Always":
+        text = f"[green]Always[/green] {c.states}"
+    elif c.verdict == "Bounded":
+        text = f"[yellow]Bounded[/yellow] {c.states}"
+    else:
+        text = f"[red]{c.verdict}[/red] {c.invariant} @{len(c.refs)}"
+    if c.expected is not None:
+        text += " [green]✓[/green]" if c.ok else " [red]✗ expected " + c.expected + "[/red]"
+    elif c.verdict != "Always" and c.design == "current":
+        text += " [red]✗[/red]"
+    return text
+
+
+def matrix_table(cells: list[Cell], scenarios: list[str], designs: list[str]) -> Table:
+    """A scenario × design table of verdicts (herd7 style: Always / Sometimes / Never, with the
+    number of distinct states explored, or the invariant broken and the counterexample length)."""
+    t = Table(title="pasidsim check: scenario × design", show_lines=False)
+    t.add_column("scenario")
+    for d in designs:
+        t.add_column(d, overflow="fold")
+    by = {(c.scenario, c.design): c for c in cells}
+    for s in scenarios:
+        t.add_row(s, *[_cell_text(by[(s, d)]) if (s, d) in by else "" for d in designs])
+    return t
+
+
+def counterexample_yaml(cell: Cell, compiled, source_text: str) -> str:
+    """The counterexample as a scenario file ``pasidsim run`` accepts unchanged: the original
+    scenario with its ``design`` set and ``order`` = the violating interleaving."""
+    import yaml
+    data = yaml.safe_load(source_text)
+    data["design"] = cell.design
+    order = []
+    for ref in cell.refs:
+        if ref.actor == 0:
+            continue  # setup runs first on its own
+        order.append(compiled.actor_name(ref.actor))
+    data["order"] = order
+    head = (f"# Counterexample found by `pasidsim check`: design {cell.design} breaks "
+            f"{cell.invariant}\n# {cell.message}\n# Replay: pasidsim run <this file>\n")
+    return head + yaml.safe_dump(data, sort_keys=False, width=100)
+
+
+def _print_trace(console: Console, cell: Cell) -> None:
+    console.print(f"[bold red]{cell.scenario} on {cell.design}: {cell.invariant}[/bold red] "
+                  f"({cell.kind}) — {cell.message}")
+    if cell.broken[1:]:
+        console.print(f"  also broken in that state: {', '.join(cell.broken[1:])}")
+    for i, (actor, call, ret) in enumerate(cell.trace, 1):
+        if actor == "setup":
+            continue
+        console.print(f"  {i:3}. {actor:>8}: {call} = {ret}")
+
+
+def junit_xml(cells: list[Cell]) -> str:
+    """A JUnit XML report: one testcase per cell, failed when the verdict is not expected."""
+    from xml.sax.saxutils import escape, quoteattr
+    fails = sum(1 for c in cells if not c.ok)
+    out = [f'<testsuite name="pasidsim-check" tests="{len(cells)}" failures="{fails}">']
+    for c in cells:
+        out.append(f'  <testcase classname={quoteattr(c.scenario)} name={quoteattr(c.design)} '
+                   f'time="{c.elapsed:.3f}">')
+        if not c.ok:
+            msg = c.message or c.verdict
+            out.append(f'    <failure message={quoteattr(msg)}>'
+                       f'{escape(chr(10).join(f"{a}: {x} = {r}" for a, x, r in c.trace))}'
+                       '</failure>')
+        out.append("  </testcase>")
+    out.append("</testsuite>")
+    return "\n".join(out) + "\n"
+
+
+@click.command("check")
+@click.argument("scenario", required=False)
+@click.option("--design", "designs", multiple=True,
+              help="design(s) to check (default: all with no SCENARIO, the file's with one)")
+@click.option("--strategy", type=click.Choice(["bfs", "dfs"]), default="bfs", show_default=True,
+              help="bfs gives shortest counterexamples, dfs uses less memory")
+@click.option("--max-states", type=int, default=200_000, show_default=True)
+@click.option("--max-depth", type=int, default=None)
+@click.option("--max-seconds", type=float, default=120.0, show_default=True,
+              help="time bound per cell")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="processes for level-parallel BFS (results identical to serial)")
+@click.option("--hardware/--no-hardware", default=None,
+              help="interleave hardware events (default: as the scenario says)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable results on stdout")
+@click.option("--junit", type=click.Path(dir_okay=False), help="write a JUnit XML report")
+@click.option("--html", type=click.Path(dir_okay=False),
+              help="write an HTML report with each counterexample as a sequence diagram")
+@click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
+              help="directory for counterexample scenario files")
+def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, workers,
+              hardware, as_json, junit, html, out):
+    """Explore every interleaving of SCENARIO (a file or a built-in name) and report the
+    shortest violation of any invariant.  With no SCENARIO: every built-in scenario against
+    today's design and every historical design, as a matrix.
+
+    Exit status: 0 when every verdict is as expected (today's design passes everything; each
+    historical design breaks its documented property on its scenario), 1 otherwise, 2 on bad
+    input."""
+    from ..designs import DESIGNS
+    from ..scenario import builtin_scenarios, resolve_scenario
+    from ..scenario.compile import compile_scenario
+    from ..scenario.loader import ScenarioError, load_scenario
+    console = Console(stderr=as_json)
+    try:
+        if scenario:
+            paths = {Path(resolve_scenario(scenario)).stem: Path(resolve_scenario(scenario))}
+        else:
+            paths = dict(sorted(builtin_scenarios().items()))
+        for d in designs:
+            if d not in DESIGNS:
+                raise click.BadParameter(f"unknown design {d!r}; known: {', '.join(DESIGNS)}",
+                                         param_hint="--design")
+        loaded = {name: load_scenario(p) for name, p in paths.items()}
+    except ScenarioError as e:
+        console.print(f"[red]error:[/red] {e}")
+        sys.exit(2)
+    expected = _expected_map()
+    if designs:
+        design_list = list(designs)
+    elif scenario:
+        design_list = [loaded[next(iter(loaded))].model.design]
+    else:
+        design_list = list(DESIGNS)
+    jobs = [(s, d) for s in loaded for d in design_list]
+    cells: list[Cell] = []
+    compiled_by = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("checking", total=len(jobs))
+        for s, d in jobs:
+            progress.update(task, description=f"{s} × {d}")
+            try:
+                c = compile_scenario(loaded[s], design=d)
+            except ScenarioError as e:
+                console.print(f"[red]error:[/red] {e}")
+                sys.exit(2)
+            if hardware is not None:
+                c.hardware = hardware
+            exp = expected.get((s, d))
+            cell = check_scenario(c, scenario_name=s, design_name=d, strategy=strategy,
+                                  max_states=max_states, max_depth=max_depth,
+                                  max_seconds=max_seconds, workers=workers,
+                                  expected=exp)
+            cells.append(cell)
+            compiled_by[(s, d)] = c
+            progress.advance(task)
+    bad = [c for c in cells if not c.ok and (c.design == "current" or c.expected is not None
+                                             or scenario)]
+    saved = []
+    violations = [c for c in cells if c.verdict in ("Sometimes", "Never")]
+    if violations:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for c in violations:
+            text = counterexample_yaml(c, compiled_by[(c.scenario, c.design)],
+                                       paths[c.scenario].read_text())
+            p = Path(out) / f"{c.scenario}--{c.design}.yaml"
+            p.write_text(text)
+            saved.append(str(p))
+    if as_json:
+        click.echo(json.dumps({"schema": 1, "cells": [c.to_json() for c in cells],
+                               "counterexamples": saved}, indent=2, sort_keys=True))
+    else:
+        console.print(matrix_table(cells, list(loaded), design_list))
+        for c in violations:
+            _print_trace(console, c)
+        if saved:
+            console.print(f"counterexamples saved in {out}/ (replay with `pasidsim run FILE`)")
+        unreached = [c for c in cells if c.unreached and c.verdict == "Always"]
+        for c in unreached:
+            console.print(f"[yellow]{c.scenario} × {c.design}: never reached "
+                          f"{', '.join(c.unreached)}[/yellow]")
+    if junit:
+        Path(junit).write_text(junit_xml(cells))
+    if html:
+        Path(html).write_text(html_report(cells, saved))
+    sys.exit(1 if bad else 0)
+
+
+def html_report(cells: list[Cell], saved: list[str]) -> str:
+    """A self-contained HTML report: the matrix and, per counterexample, its sequence diagram
+    (replayed through ``pasidsim run``'s runner so the picture is the saved file's)."""
+    import html as h
+
+    from ..report.mermaid import svg_text
+    from ..scenario.compile import compile_scenario
+    from ..scenario.loader import load_scenario
+    from ..scenario.runner import run_scenario
+    rows = "".join(
+        f"<tr><td>{h.escape(c.scenario)}</td><td>{h.escape(c.design)}</td>"
+        f"<td>{h.escape(c.verdict)}</td><td>{h.escape(c.invariant or '')}</td>"
+        f"<td>{c.states}</td><td>{'yes' if c.ok else 'NO'}</td></tr>" for c in cells)
+    parts = [f"<h1>pasidsim check</h1><table border=1 cellpadding=3><tr><th>scenario</th>"
+             f"<th>design</th><th>verdict</th><th>invariant</th><th>states</th>"
+             f"<th>as expected</th></tr>{rows}</table>"]
+    for path in saved:
+        try:
+            res = run_scenario(compile_scenario(load_scenario(path)))
+            parts.append(f"<h2>{h.escape(Path(path).stem)}</h2>{svg_text(res)}")
+        except Exception as e:  # a report must not fail because one diagram does
+            parts.append(f"<h2>{h.escape(Path(path).stem)}</h2><p>diagram failed: {h.escape(str(e))}</p>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>pasidsim check</title>"
+            "</head><body>" + "".join(parts) + "</body></html>\n")

@@ -1,0 +1,51 @@
+"""The historical designs and the scenario on which each one breaks, as the mailing lists saw.
+
+Each :class:`HistoryCase` names a design (:data:`pasidsim.designs.DESIGNS`), a built-in scenario,
+and the property the design violates there; ``current`` must pass the same scenario.  The test
+suite checks every row, and ``pasidsim check`` prints them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class HistoryCase(NamedTuple):
+    design: str
+    scenario: str
+    breaks: str  # invariant name (kernel-spec §7), "quiescence" (leak) or "EXPECT" (errno)
+    what: str
+
+
+HISTORY: tuple[HistoryCase, ...] = (
+    HistoryCase("E4-unbind-free", "hist-enqcmd-thread-pool", "X3",
+                "E3-E5 (v5.10-v5.13): PASID freed at last unbind and pushed to every thread's "
+                "IA32_PASID by IPI; the IPI writes other tasks' MSRs (H4, 9bfecd058339)"),
+    HistoryCase("E6-mmput-free", "h1-fork-exit", "A3",
+                "v5.18-rc1 (701fac40384f): PASID freed at __mmput while the forked child's "
+                "inherited queue still has it programmed (H1)"),
+    HistoryCase("H2-mmget-bind", "h2-mmget-cycle", "quiescence",
+                "5.18-rc proposal: bind takes mm_users; the mmapped uacce queue's file holds the "
+                "mm, the mm holds the file: nothing is ever released (seed 000, H2)"),
+    HistoryCase("E12-no-handle-sharing", "h6-double-bind", "EXPECT",
+                "v6.8 092edadd7e2a before 65d4418c5002: a second open of the same device by one "
+                "process fails -EBUSY (H6)"),
+    HistoryCase("H5-task-refcount", "hist-enqcmd-thread-pool", "M1t",
+                "Sep 2021 per-task refcount proposal: the PASID goes with the last bond/thread, "
+                "so a live mm's PASID changes (seed 004, H5)"),
+    HistoryCase("pre-E8-bug-on", "h10-bind-into-user-group", "B1",
+                "before v5.19: binding a kernel driver into a VFIO-owned group hits VFIO's "
+                "BUG_ON (H10)"),
+    HistoryCase("dma-owner-enum-2021", "hist-dma-api-shared-group", "EXPECT",
+                "Dec 2021 DMA-owner series: owner_cnt = 1 in iommu_device_use_dma_api, so a "
+                "second kernel driver in a multi-device group fails -EBUSY (seed 003)"),
+    HistoryCase("H7-iommu_mm-aliased", "h1-fork-exit", "A1",
+                "2023 iommu_mm_data revision without mm_pasid_init(): fork's dup_mm aliases the "
+                "parent's iommu_mm, two mms hold one PASID (seed 001, H7)"),
+    HistoryCase("H8-unbind-uaf", "h8-unbind-after-exit", "M9",
+                "E16: unbind manipulates iommu_mm lists after iommu_domain_free() dropped the "
+                "last mm reference (H8)"),
+    HistoryCase("H11-claim-no-blocking", "vfio-multi-device-group", "O3",
+                "before 0286300e6045: claiming a group leaves it on the kernel's default "
+                "domain until VFIO attaches its own (H11)"),
+)
