@@ -1,11 +1,43 @@
-"""The ``pasidsim`` command."""
+"""The ``pasidsim`` command.
+
+Commands: ``demo``, ``designs``, ``scenarios``, ``run``, ``topology``, ``schema``.  Exit codes: 0 success,
+1 a scenario expectation failed, 2 bad input (a scenario or dump that cannot be used; the
+message says ``file:line: field: what``).  New commands load scenarios with
+:func:`load_compiled` and report bad input with :func:`bad_input`.
+"""
 
 from __future__ import annotations
+
+import sys
+from typing import NoReturn
 
 import click
 from rich.console import Console
 
 from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def bad_input(message: str) -> NoReturn:
+    """Print ``message`` to stderr and exit with status 2."""
+    from rich.markup import escape
+    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {escape(message)}",
+                                                markup=True, soft_wrap=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def load_compiled(spec: str, design: str | None = None):
+    """Load, validate and compile a scenario (a path or a built-in name); any problem with the
+    input ends the command with :func:`bad_input`."""
+    from .designs import DESIGNS
+    from .scenario import ScenarioError, compile_scenario, load_scenario, resolve_scenario
+    if design is not None and design not in DESIGNS:
+        bad_input(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
+    try:
+        return compile_scenario(load_scenario(resolve_scenario(spec)), design=design)
+    except ScenarioError as e:
+        bad_input(str(e))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +66,117 @@ def designs() -> None:
     console = Console()
     for name, pol in DESIGNS.items():
         console.print(f"[bold]{name}[/bold]: {pol.__doc__ or ''}".rstrip())
+
+
+@main.command()
+def scenarios() -> None:
+    """List the built-in scenarios and what each demonstrates."""
+    from rich.table import Table
+    from .scenario import ScenarioError, builtin_scenarios, load_scenario
+    t = Table(title="built-in scenarios (pasidsim run NAME)", title_justify="left")
+    t.add_column("name", style="bold", no_wrap=True)
+    t.add_column("demonstrates")
+    for name, path in builtin_scenarios().items():
+        try:
+            t.add_row(name, load_scenario(path).model.demonstrates or "")
+        except ScenarioError as e:
+            t.add_row(name, f"[red]{e}[/red]")
+    Console().print(t)
+
+
+@main.command()
+@click.argument("scenario")
+@click.option("--design", default=None, help="run on this design instead of the file's")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable JSON trace")
+@click.option("--mermaid", "mermaid_file", type=click.Path(dir_okay=False, writable=True),
+              help="write the run as a Mermaid sequence diagram to FILE")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True),
+              help="write a self-contained HTML page (SVG diagram + trace) to FILE")
+@click.option("--no-state", is_flag=True, help="do not print the final state tables")
+def run(scenario: str, design: str | None, as_json: bool, mermaid_file: str | None,
+        html_file: str | None, no_state: bool) -> None:
+    """Run SCENARIO (a file, or the name of a built-in scenario) once and print its trace.
+
+    Exit status: 0 when every expectation held, 1 when one failed, 2 on bad input.
+    """
+    from .scenario.runner import run_scenario, total_steps
+    c = load_compiled(scenario, design)
+    result = _run_with_progress(c, run_scenario, total_steps(c), quiet=as_json)
+    if mermaid_file:
+        from .report.mermaid import write_mermaid
+        write_mermaid(result, mermaid_file)
+    if html_file:
+        from .report.mermaid import write_html
+        write_html(result, html_file)
+    if as_json:
+        from .report.json_out import dumps
+        click.echo(dumps(result), nl=False)
+    else:
+        from .scenario.trace import render_result
+        console = Console()
+        for part in render_result(result, state=not no_state):
+            console.print(part)
+    sys.exit(result.exit_code)
+
+
+def _run_with_progress(c, run_scenario, total: int, quiet: bool):
+    if total <= 200:
+        return run_scenario(c)
+    from rich.progress import Progress
+    with Progress(console=Console(stderr=True), transient=True, disable=quiet) as progress:
+        task = progress.add_task(f"running {c.model.name}", total=total)
+        return run_scenario(c, on_event=lambda i, ev: progress.update(task, completed=i + 1))
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="print counts as JSON")
+@click.option("--strict", is_flag=True, help="treat any unparsable line as an error")
+def topology(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
+    """Show a machine's IOMMU units, groups, PASID-capable devices and which groups can be
+    assigned to user space.  FILES are dumps (lspci -vvv, IOMMU-group listings, dmesg) or a
+    sysfs root; with none, the built-in default machine is shown."""
+    from .topology import TopologyError, load_topology, render_topology, topology_summary
+    if files:
+        try:
+            topo = load_topology(list(files), strict=strict)
+        except TopologyError as e:
+            bad_input(str(e))
+        data, view = (topology_summary(topo) if as_json else None), topo
+    else:
+        from .machines import default_config
+        cfg = default_config()
+        view = cfg
+        data = {"machine": "default", "units": len(cfg.iommus), "devices": len(cfg.devices),
+                "groups": len(cfg.groups),
+                "multi_device_groups": sum(1 for g in cfg.groups if len(g.devices) > 1),
+                "pasid_capable": sum(1 for d in cfg.devices if d.pasid_bits),
+                "pasid_widths": {d.name: d.pasid_bits for d in cfg.devices if d.pasid_bits}}
+    if as_json:
+        import json
+        click.echo(json.dumps(data, sort_keys=True, indent=2))
+        return
+    Console().print(render_topology(view))
+
+
+@main.command()
+@click.option("--write", is_flag=True, help="regenerate the shipped scenario.schema.json")
+@click.option("--check", "check_only", is_flag=True,
+              help="exit 1 when the shipped file is out of date")
+def schema(write: bool, check_only: bool) -> None:
+    """Print the JSON Schema of scenario files (generated from the pydantic model)."""
+    from .scenario.schema import schema_path, schema_text, write_json_schema
+    if write:
+        click.echo(write_json_schema())
+        return
+    if check_only:
+        shipped = schema_path().read_text(encoding="utf-8") if schema_path().is_file() else ""
+        if shipped != schema_text():
+            click.echo(f"{schema_path()} is out of date: run `pasidsim schema --write`", err=True)
+            sys.exit(EXIT_FAILED)
+        click.echo("up to date")
+        return
+    click.echo(schema_text(), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

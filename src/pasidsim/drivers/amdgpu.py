@@ -1,1 +1,130 @@
-"""The amdgpu driver plug-in (being written)."""
+"""amdgpu-style GPU driver: VM contexts with PASIDs that have no mm behind them.
+
+Every open of the render node creates a GPU VM with its own PASID from amdgpu's private
+allocator (a namespace separate from the IOMMU's global IDA, :func:`pasidsim.pasid.amdgpu_pasid_alloc`,
+cyclic since 14b81abe7bdc).  Jobs submitted on the VM are tracked by fences; when the file is
+closed the PASID is not freed at once but when the VM's last fence signals, because interrupts
+(and page faults in the IH ring) tagged with it may still arrive.
+
+Order of operations (drivers/gpu/drm/amd/amdgpu/amdgpu_kms.c):
+
+- ``amdgpu_driver_open_kms``: ``pasid = amdgpu_pasid_alloc(16)``; on failure the VM is created
+  anyway with PASID 0 ("No more PASIDs available!"); ``amdgpu_vm_init``, ``amdgpu_vm_set_pasid``.
+- command submission (``amdgpu_cs_ioctl``): the job's fence is added to the VM root page
+  directory's reservation object (BOOKKEEP usage).  :func:`amdgpu_cs_submit` models this as one
+  *VM fence*: a job submitted while the VM is busy joins the current fence (like
+  ``dma_resv_get_singleton`` of all of them, it signals only when every job has finished); a
+  job on an idle VM creates a new one.  The fence is signalled by ``dma_fence_signal``.
+- ``amdgpu_driver_postclose_kms``: ``amdgpu_vm_fini``; ``amdgpu_pasid_free_delayed(resv,
+  pasid)`` — freed now when no fence is pending, else when the fence signals.
+
+Per-file driver data (``File.drvdata``) packs the VM's PASID (low 20 bits) and its current
+fence id (the rest): see :func:`vm_pasid` and :func:`vm_fence`.
+"""
+
+from __future__ import annotations
+
+from ..errors import EBADF, EINVAL, ModelUsageError
+from ..state import SystemState
+from .base import Driver
+
+#: amdgpu asks for 16-bit PASIDs (``amdgpu_pasid_alloc(16)`` in amdgpu_driver_open_kms).
+AMDGPU_PASID_BITS = 16
+_PASID_MASK = (1 << 20) - 1
+
+
+def vm_pasid(drvdata: int) -> int:
+    """The VM PASID stored in an amdgpu file's ``drvdata`` (0 = none)."""
+    return drvdata & _PASID_MASK
+
+
+def vm_fence(drvdata: int) -> int:
+    """The VM's current fence id stored in an amdgpu file's ``drvdata`` (0 = none)."""
+    return drvdata >> 20
+
+
+def _pack(pasid: int, fence: int) -> int:
+    return (fence << 20) | pasid
+
+
+class AmdgpuDriver(Driver):
+    """A GPU render node; one VM (and one amdgpu PASID) per open file (``kind: amdgpu``)."""
+
+    kind = "amdgpu"
+
+    def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
+        """``amdgpu_driver_open_kms``: allocate the VM's PASID (0 when exhausted). Returns 0."""
+        from ..pasid import amdgpu_pasid_alloc
+        s, pasid = amdgpu_pasid_alloc(s, AMDGPU_PASID_BITS)
+        if pasid < 0:
+            pasid = 0  # dev_warn("No more PASIDs available!"); the VM works without one
+        f = s.files[file]
+        return s._replace(files=s.files.set(file, f._replace(drvdata=_pack(pasid, 0)))), 0
+
+    def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
+        """A buffer-object mapping (inherited across fork)."""
+        return s, 0
+
+    def postclose(self, s: SystemState, file: int) -> SystemState:
+        """``amdgpu_driver_postclose_kms``: VM torn down, PASID freed when its fence signals."""
+        from ..pasid import amdgpu_pasid_free_delayed
+        f = s.files[file]
+        pasid, fence = vm_pasid(f.drvdata), vm_fence(f.drvdata)
+        s = s._replace(files=s.files.set(file, f._replace(drvdata=0)))
+        if not pasid:
+            return s
+        if fence and s.fences.get(fence) is not False:
+            fence = 0  # already signalled (or gone): nothing to wait for
+        s, _ = amdgpu_pasid_free_delayed(s, pasid, fence)
+        return s
+
+    def release(self, s: SystemState, file: int) -> SystemState:
+        return self.postclose(s, file)
+
+    def remove(self, s: SystemState, dev: int) -> SystemState:
+        """Device unbind with files still open: every VM is finalised now (model
+        simplification of ``drm_dev_unplug``: the files' later release does nothing)."""
+        for fid, f in sorted(s.files.items()):
+            if f.dev == dev and f.drvdata:
+                s = self.postclose(s, fid)
+        return s
+
+
+def amdgpu_cs_submit(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
+    """Task ``tid`` submits a GPU job on the VM of its open render node ``fd``
+    (``DRM_IOCTL_AMDGPU_CS``).
+
+    Returns the VM fence the job is tracked by (a new fence when the VM was idle, else the
+    current one); -EBADF when ``fd`` is not open in the task's process; -EINVAL when it is not
+    an amdgpu file.
+    Models: amdgpu_cs.c ``amdgpu_cs_ioctl`` → ``amdgpu_cs_submit`` (job fence added to the VM
+    root PD's reservation object).
+    """
+    from ..pasid import dma_fence_create
+    from . import REGISTRY
+    t = s.tasks.get(tid)
+    if t is None:
+        raise ModelUsageError(f"unknown or exited task {tid}")
+    if fd not in s.procs[t.pid].files:
+        return s, -EBADF
+    f = s.files[fd]
+    drv = s.devs[f.dev].driver
+    if drv < 0 or not isinstance(REGISTRY.get(s.config.drivers[drv].kind), AmdgpuDriver):
+        return s, -EINVAL
+    fence = vm_fence(f.drvdata)
+    if fence and s.fences.get(fence) is False:
+        return s, fence
+    s, fence = dma_fence_create(s)
+    f = s.files[fd]
+    return s._replace(files=s.files.set(fd, f._replace(
+        drvdata=_pack(vm_pasid(f.drvdata), fence)))), fence
+
+
+def _register() -> None:
+    from . import register
+    register(AmdgpuDriver())
+
+
+_register()
+
+__all__ = ["AmdgpuDriver", "amdgpu_cs_submit", "vm_pasid", "vm_fence", "AMDGPU_PASID_BITS"]

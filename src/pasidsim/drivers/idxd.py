@@ -1,1 +1,110 @@
-"""The idxd driver plug-in (being written)."""
+"""idxd: Intel Data Streaming Accelerator (DSA) and In-Memory Analytics Accelerator (IAA).
+
+A device here is one user work queue (``/dev/dsa/wqX.Y``).  Two plug-in kinds:
+
+- ``idxd`` — a *shared* work queue (the usual user configuration): any number of opens; every
+  open binds the opener's mm (``iommu_sva_bind_device``), so the mm gets its PASID; threads
+  submit with ENQCMD, which takes the PASID from their IA32_PASID MSR (#GP fixup on first
+  use, :mod:`pasidsim.x86`).
+- ``idxd-dwq`` — a *dedicated* work queue: one client at a time (a second open is ``-EBUSY``);
+  the driver programs the bound PASID into the queue's configuration and the client submits
+  with MOVDIR64B through the portal.
+
+Order of operations (drivers/dma/idxd/cdev.c):
+
+- ``idxd_cdev_open``: dedicated queue already in use → ``-EBUSY``; ``iommu_sva_bind_device(dev,
+  current->mm)`` (an error fails the open); dedicated: ``idxd_wq_set_pasid``.
+- ``idxd_cdev_mmap``: the portal is mapped ``VM_DONTCOPY`` (a forked child has no portal).
+- ``idxd_cdev_release``: wait for in-flight work first — shared queue ``idxd_device_drain_pasid``,
+  dedicated ``idxd_wq_disable_pasid`` (which drains) — *then* ``iommu_sva_unbind_device``.
+  The drain is :func:`pasidsim.hooks.device_stop_pasid`, called while the PASID is still bound.
+- ``remove``: the same teardown for every open file of the queue.
+
+The kernel-owned PASID path (``idxd_enable_system_pasid``) is not modeled.
+"""
+
+from __future__ import annotations
+
+from ..errors import EBUSY
+from ..state import SystemState
+from .base import Driver
+
+
+class IdxdDriver(Driver):
+    """A DSA/IAA *shared* work queue per device (``kind: idxd``)."""
+
+    kind = "idxd"
+    dedicated = False
+
+    def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
+        """``idxd_cdev_open``: bind ``current->mm``; the file keeps the bond.
+        Returns 0, -EBUSY (dedicated queue in use) or the bind error."""
+        from ..sva import iommu_sva_bind_device
+        f = s.files[file]
+        if self.dedicated and any(o.dev == f.dev and o.handles for fid, o in s.files.items()
+                                  if fid != file):
+            return s, -EBUSY
+        s, h = iommu_sva_bind_device(s, f.dev, f.mm, drvdata=file)
+        if h < 0:
+            return s, h
+        return s._replace(files=s.files.set(file, f._replace(handles=(h,)))), 0
+
+    def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
+        """``idxd_cdev_mmap``: the work-queue portal, ``VM_DONTCOPY``."""
+        return s, 1
+
+    def drain(self, s: SystemState, file: int) -> SystemState:
+        """Wait for the queue's in-flight descriptors of the file's PASID
+        (``idxd_device_drain_pasid`` / ``idxd_wq_disable_pasid``)."""
+        from .. import hooks
+        f = s.files[file]
+        for h in f.handles:
+            rec = s.handles.get(h)
+            if rec is not None:
+                s = hooks.device_stop_pasid(s, f.dev, rec.pasid)
+        return s
+
+    def _teardown(self, s: SystemState, file: int) -> SystemState:
+        from ..sva import iommu_sva_unbind_device
+        s = self.drain(s, file)
+        for h in s.files[file].handles:
+            s, _ = iommu_sva_unbind_device(s, h)
+        return s._replace(files=s.files.set(file, s.files[file]._replace(handles=())))
+
+    def release(self, s: SystemState, file: int) -> SystemState:
+        """``idxd_cdev_release``: drain, then unbind."""
+        if not s.files[file].handles:
+            return s
+        return self._teardown(s, file)
+
+    def remove(self, s: SystemState, dev: int) -> SystemState:
+        """Driver unbind: drain and unbind every open file of the queue (lowest id first)."""
+        for fid, f in sorted(s.files.items()):
+            if f.dev == dev and f.handles:
+                s = self._teardown(s, fid)
+        return s
+
+    def mm_exit(self, s: SystemState, dev: int, handle: int) -> SystemState:
+        """E0 ``mm_exit``: stop the queue's work for the bond's PASID."""
+        for fid, f in sorted(s.files.items()):
+            if handle in f.handles:
+                s = self.drain(s, fid)
+        return s
+
+
+class IdxdDedicatedDriver(IdxdDriver):
+    """A DSA/IAA *dedicated* work queue (``kind: idxd-dwq``): one client at a time."""
+
+    kind = "idxd-dwq"
+    dedicated = True
+
+
+def _register() -> None:
+    from . import register
+    register(IdxdDriver())
+    register(IdxdDedicatedDriver())
+
+
+_register()
+
+__all__ = ["IdxdDriver", "IdxdDedicatedDriver"]

@@ -1,0 +1,127 @@
+"""Rendering a :class:`~pasidsim.scenario.runner.RunResult` for people (rich) and as text rows.
+
+:func:`event_rows` gives one row of plain strings per event (shared by the rich table, the
+JSON trace and the sequence diagrams); :func:`render_result` returns the rich renderables that
+``pasidsim run`` prints: a header, the trace, the problems, and the final state tables of
+:func:`pasidsim.report.text.state_tables`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from ..report.text import action_text, ret_text, state_tables
+from .compile import Event
+from .runner import RunResult
+
+
+class Row(NamedTuple):
+    """One event as text: index (1-based), actor, call (with device/driver names), ret,
+    expectation as written, note, failures, line in the scenario file (0 = none)."""
+
+    index: int
+    actor: str
+    call: str
+    ret: str
+    expect: str
+    note: str
+    failures: tuple
+    line: int
+
+
+def event_rows(result: RunResult) -> list[Row]:
+    """The events of ``result`` as :class:`Row` values."""
+    c = result.compiled
+    s = result.final.sys
+    rows = []
+    for i, ev in enumerate(result.events, 1):
+        rows.append(Row(i, c.actor_name(ev.actor), _call(s, ev), _ret(ev), _expect(result, ev),
+                        result.step_note(ev), ev.failures, result.step_line(ev)))
+    return rows
+
+
+def _call(s, ev: Event) -> str:
+    if ev.action is None:
+        return "(not built)"
+    return action_text(s, ev.action)
+
+
+def _ret(ev: Event) -> str:
+    return "error" if ev.error else ret_text(ev.ret)
+
+
+def _expect(result: RunResult, ev: Event) -> str:
+    if ev.pc < 0:
+        return ""
+    e = result.compiled.actors[ev.actor].program[ev.pc].expect
+    return e.text if e is not None else ""
+
+
+def trace_table(result: RunResult, title: str = "trace") -> Table:
+    """A rich table of the run: #, actor, call, ret, expected, note (failures in red)."""
+    t = Table(title=title, title_justify="left")
+    for col, just in (("#", "right"), ("actor", "left"), ("call", "left"), ("ret", "right"),
+                      ("expect", "right"), ("note", "left")):
+        t.add_column(col, justify=just)
+    for r in event_rows(result):
+        note = r.note
+        if r.failures:
+            note = (note + "  " if note else "") + "FAILED: " + "; ".join(r.failures)
+        style = "red" if r.failures else ("dim" if r.actor == "setup" else None)
+        t.add_row(str(r.index), escape(r.actor), escape(r.call), r.ret, escape(r.expect),
+                  escape(note), style=style)
+    return t
+
+
+def summary_text(result: RunResult) -> Text:
+    """One paragraph: outcome, failures (with ``file:line``), violations, unfinished actors."""
+    c = result.compiled
+    out = Text()
+    n = len(result.events)
+    if result.ok:
+        out.append(f"PASS: {c.model.name} on design {c.policy.name}: {n} steps, every "
+                   "expectation held\n", style="bold green")
+    else:
+        out.append(f"FAIL: {c.model.name} on design {c.policy.name}: {n} steps, "
+                   f"{len(result.failures)} expectation(s) failed\n", style="bold red")
+    for f in result.failures:
+        ref = f" (event {f.event + 1})" if f.event is not None else ""
+        out.append(f"  {c.source}:{f.line}: {f.where}{ref}: {f.message}\n", style="red")
+    if result.violations:
+        out.append(f"{len(result.violations)} invariant violation(s):\n", style="yellow")
+        for v in result.violations:
+            out.append(f"  after event {v.event + 1}: {v.name}: {v.message}\n", style="yellow")
+    for name, status in result.unfinished:
+        out.append(f"  actor {name}: {status}\n", style="dim")
+    return out
+
+
+def render_result(result: RunResult, *, state: bool = True) -> list[RenderableType]:
+    """Everything ``pasidsim run`` prints, as rich renderables."""
+    m = result.compiled.model
+    head = Text(f"{m.name}", style="bold")
+    if m.demonstrates:
+        head.append(f"\n{m.demonstrates}")
+    head.append(f"\nmachine: {_machine_text(result)}; design: {result.compiled.policy.name}",
+                style="dim")
+    parts: list[RenderableType] = [head, trace_table(result), summary_text(result)]
+    if state:
+        parts.append(Group(*state_tables(result.final.sys)))
+    return parts
+
+
+def _machine_text(result: RunResult) -> str:
+    mach = result.compiled.model.machine
+    if isinstance(mach, str):
+        return mach
+    if hasattr(mach, "topology"):
+        return f"topology {mach.topology}"
+    return mach.name or "inline"
+
+
+__all__ = ["Row", "event_rows", "trace_table", "summary_text", "render_result"]

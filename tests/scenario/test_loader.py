@@ -1,0 +1,87 @@
+"""Malformed scenarios: one located message (file, line, field), exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pasidsim.cli import main
+from pasidsim.scenario import ScenarioError, load_scenario, load_text
+from pasidsim.scenario.schema import schema_path, schema_text
+
+BAD = Path(__file__).parent / "bad"
+CORPUS = sorted(BAD.glob("*.yaml"))
+HEADER = re.compile(r'line (\d+); says "(.*)"')
+NO_HEADER = {"empty.yaml": (1, "empty scenario file"), "non-utf8.yaml": (2, "not UTF-8 text")}
+
+
+def expected(path: Path) -> tuple[int, str]:
+    if path.name in NO_HEADER:
+        return NO_HEADER[path.name]
+    m = HEADER.search(path.read_text(encoding="utf-8").splitlines()[0])
+    assert m, f"{path.name}: first line must say the expected line and message"
+    return int(m.group(1)), m.group(2)
+
+
+def test_corpus_is_large_enough():
+    assert len(CORPUS) >= 30
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_bad_scenario_through_the_cli(path):
+    line, says = expected(path)
+    res = CliRunner().invoke(main, ["run", str(path)])
+    assert res.exit_code == 2, res.output
+    assert isinstance(res.exception, SystemExit)
+    err = res.stderr
+    assert "Traceback" not in res.output
+    assert f"{path}:{line}:" in err, err
+    assert says in err, err
+    assert len(err.strip().splitlines()) == 1, "one message"
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_bad_scenario_error_object(path):
+    from pasidsim.scenario import compile_scenario
+    line, _ = expected(path)
+    with pytest.raises(ScenarioError) as info:
+        compile_scenario(load_scenario(path))
+    assert info.value.source == str(path) and info.value.line == line
+
+
+def test_field_path_of_a_nested_fork_program():
+    text = ("name: t\nactors:\n  - name: A\n    program:\n      - fork:\n          as: B\n"
+            "          program:\n            - close: {fd: 1, bogus: 2}\n")
+    with pytest.raises(ScenarioError) as info:
+        load_text(text, "n.yaml")
+    e = info.value
+    assert (e.line, e.field) == (8, "actors[0].program[0].fork.program[0].close.bogus")
+    assert str(e) == ("n.yaml:8: actors[0].program[0].fork.program[0].close.bogus: "
+                      "unknown field 'bogus'")
+
+
+def test_forward_reference_is_allowed_and_waits():
+    # B's step uses $q, bound by A later in the file: valid, the step waits for it.
+    text = ("name: t\nactors:\n  - name: B\n    program:\n      - close: {fd: $q}\n"
+            "  - name: A\n    program:\n      - open: {dev: dsa0, as: q}\n")
+    assert load_text(text).model.actors[0].name == "B"
+
+
+def test_shipped_json_schema_is_up_to_date():
+    assert schema_path().is_file()
+    assert schema_path().read_text(encoding="utf-8") == schema_text(), \
+        "regenerate with `pasidsim schema --write`"
+
+
+def test_json_schema_lists_every_operation():
+    import json
+    from pasidsim.step import OPS
+    schema = json.loads(schema_text())
+    defs = schema["$defs"]
+    for op in OPS:
+        assert f"step_{op.name}" in defs
+        assert set(op.params) <= set(defs[f"{op.name}_args"]["properties"])
+    assert {"open", "exit", "clone"} <= {k[5:] for k in defs if k.startswith("step_")}
