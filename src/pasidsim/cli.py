@@ -62,10 +62,10 @@ def demo(policy_name: str) -> None:
 @main.command()
 def designs() -> None:
     """List the design variants (policies) by name."""
-    from .designs import DESIGNS
+    from .designs import DESCRIPTIONS, DESIGNS
     console = Console()
-    for name, pol in DESIGNS.items():
-        console.print(f"[bold]{name}[/bold]: {pol.__doc__ or ''}".rstrip())
+    for name in DESIGNS:
+        console.print(f"[bold]{name}[/bold]: {DESCRIPTIONS.get(name, '')}")
 
 
 @main.command()
@@ -181,3 +181,11 @@ def schema(write: bool, check_only: bool) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+def _register_check() -> None:
+    from .check.cli_check import check_cmd
+    main.add_command(check_cmd)
+
+
+_register_check()

@@ -350,6 +350,9 @@ def no_warnings(s: SystemState):
 
 
 STATE_INVARIANTS: tuple[Invariant, ...] = (
+    Invariant("M9", "no use of an mm or iommu_mm after the mmdrop that freed it",
+              m9_no_use_after_free),
+    Invariant("B1", "the kernel never crashes (BUG_ON)", b1_no_bug_on),
     Invariant("A1", "a PASID has at most one owner and is allocated while owned", a1_unique,
               "contract"),
     Invariant("A2", "allocated PASIDs are in [1, max_pasids-1]", a2_range),
@@ -378,9 +381,6 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
               i2_no_foreign_completion, "contract"),
     Invariant("A3q", "no PASID is reusable while descriptors tagged with it are queued",
               a3q_no_reuse_while_queued, "contract"),
-    Invariant("M9", "no use of an mm or iommu_mm after the mmdrop that freed it",
-              m9_no_use_after_free),
-    Invariant("B1", "the kernel never crashes (BUG_ON)", b1_no_bug_on),
     Invariant("W", "no kernel WARN fired", no_warnings, "contract"),
 )
 

@@ -25,7 +25,7 @@ def quiescence_leaks(s: SystemState) -> str | None:
     for m in s.mms.values():
         open_files.update(v.file for v in m.vmas if v.file)
     for fid, f in s.files.items():
-        if fid not in open_files:
+        if fid not in open_files and f.mm:  # mm 0: kernel-held (an iommufd idev of its ctx)
             return f"file {fid} (device {f.dev}) has f_count {f.f_count} but no fd or mapping refers to it"
     bound_mms = set()
     for fid in open_files:

@@ -130,6 +130,7 @@ class CompiledScenario:
         self.names: tuple[str, ...] = ()
         self.order: tuple[int, ...] | None = None
         self.hardware = model.hardware
+        self.scripted = model.scripted
         self.sometimes: tuple = ()
         self.expect_final: tuple | None = None
         self.final_violations: int | None = None

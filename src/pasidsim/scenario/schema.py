@@ -405,6 +405,9 @@ class Scenario(_Strict):
     order: Optional[list[Ident]] = Field(None, description="explicit interleaving for `run`")
     hardware: Annotated[bool, Strict()] = Field(
         False, description="let the model checker interleave hardware events")
+    scripted: Annotated[bool, Strict()] = Field(
+        False, description="step expectations and checks describe the scripted `order` only: "
+        "the model checker then checks invariants and leaks, not them")
     sometimes: list[Literal[PREDICATE_NAMES]] = Field(default_factory=list)  # type: ignore[valid-type]
     expect_final: Optional[FinalCheck] = None
     _locator: Any = PrivateAttr(None)  # set by the loader: where each field is in the file
