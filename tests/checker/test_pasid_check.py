@@ -1,0 +1,101 @@
+"""The model checker on the PASID subsystem: historical designs, built-in scenarios,
+counterexamples that replay, serial/parallel equality, and the `pasidsim check` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from pasidsim.check.history import HISTORY
+from pasidsim.check.runner import check_scenario
+from pasidsim.cli import main
+from pasidsim.scenario import builtin_scenarios
+from pasidsim.scenario.compile import compile_scenario
+from pasidsim.scenario.loader import load_scenario
+
+BUILTIN = builtin_scenarios()
+
+
+def _check(name, design, **kw):
+    c = compile_scenario(load_scenario(BUILTIN[name]), design=design)
+    return c, check_scenario(c, scenario_name=name, design_name=design, **kw)
+
+
+@pytest.mark.parametrize("case", HISTORY, ids=[f"{h.design}-{h.scenario}" for h in HISTORY])
+def test_historical_design_breaks_as_on_the_list_and_current_passes(case):
+    _c, bad = _check(case.scenario, case.design, expected=case.breaks)
+    assert bad.verdict == "Sometimes", bad.message
+    assert case.breaks in bad.broken, (bad.invariant, bad.broken, bad.message)
+    assert bad.trace and bad.refs
+    _c, good = _check(case.scenario, "current")
+    assert good.verdict == "Always", (good.invariant, good.message)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_every_builtin_scenario_passes_on_current(name):
+    _c, cell = _check(name, "current")
+    assert cell.verdict == "Always", (cell.invariant, cell.message, cell.trace)
+    assert cell.states > 1
+
+
+def test_counterexample_file_replays_with_run(tmp_path):
+    from pasidsim.check.cli_check import counterexample_yaml
+    from pasidsim.scenario.runner import run_scenario
+    c, cell = _check("h1-fork-exit", "E6-mmput-free")
+    path = tmp_path / "cex.yaml"
+    path.write_text(counterexample_yaml(cell, c, BUILTIN["h1-fork-exit"].read_text()))
+    res = run_scenario(compile_scenario(load_scenario(path)))
+    names = {v[1] if isinstance(v, tuple) else str(v) for v in res.violations}
+    assert any("A3" in str(v) for v in res.violations), names
+    assert res.exit_code == 1
+
+
+def test_bfs_counterexample_is_no_longer_than_dfs():
+    _c, bfs = _check("h1-fork-exit", "E6-mmput-free", strategy="bfs")
+    _c, dfs = _check("h1-fork-exit", "E6-mmput-free", strategy="dfs")
+    assert bfs.verdict == dfs.verdict == "Sometimes"
+    assert len(bfs.refs) <= len(dfs.refs)
+
+
+def test_bounds_give_a_bounded_verdict():
+    _c, cell = _check("dsa-shared-wq-threads", "current", max_states=50)
+    assert cell.verdict == "Bounded" and "NOT exhaustive" in cell.message
+
+
+def test_serial_and_parallel_results_are_identical():
+    c = compile_scenario(load_scenario(BUILTIN["h1-fork-exit"]), design="E6-mmput-free")
+    c.hardware = True
+    serial = check_scenario(c, workers=1)
+    parallel = check_scenario(c, workers=2)
+    assert (serial.verdict, serial.states, serial.invariant, serial.refs) == \
+        (parallel.verdict, parallel.states, parallel.invariant, parallel.refs)
+
+
+def test_cli_check_all_as_expected_and_reports(tmp_path):
+    r = CliRunner().invoke(main, ["check", "--json", "--out", str(tmp_path / "cex"),
+                                  "--junit", str(tmp_path / "j.xml"),
+                                  "--html", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    cells = {(c["scenario"], c["design"]): c for c in data["cells"]}
+    for h in HISTORY:
+        assert cells[(h.scenario, h.design)]["verdict"] == "Sometimes"
+    assert all(c["verdict"] == "Always" for c in data["cells"] if c["design"] == "current")
+    assert (tmp_path / "j.xml").read_text().startswith("<testsuite")
+    assert "<svg" in (tmp_path / "r.html").read_text()
+    assert data["counterexamples"]
+
+
+def test_cli_check_one_file_exit_codes(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["check", "h1-fork-exit", "--out", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(main, ["check", "h1-fork-exit", "--design", "E6-mmput-free",
+                               "--out", str(tmp_path)])
+    assert bad.exit_code == 1 and "A3" in bad.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nactors: [{name: A, program: [{frobnicate: {}}]}]\n")
+    err = runner.invoke(main, ["check", str(broken)])
+    assert err.exit_code == 2 and "broken.yaml:2" in err.output
