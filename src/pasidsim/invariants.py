@@ -309,6 +309,15 @@ def i2_no_foreign_completion(s: SystemState):
     return None
 
 
+def a4_no_misattributed_fault(s: SystemState):
+    """A4: A stale interrupt of a freed PASID is never handled as another owner's."""
+    for kind, dev, pasid, a, b in s.breaches:
+        if kind == 3:
+            return (f"device {dev}: a fault raised by VM file {a} with PASID {pasid} was "
+                    f"charged to VM file {b}, which got the PASID after it was freed")
+    return None
+
+
 def a3q_no_reuse_while_queued(s: SystemState):
     """A3q: No PASID is reusable while descriptors tagged with it are queued."""
     for did, d in s.inflight.items():
@@ -357,6 +366,8 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
               "contract"),
     Invariant("A2", "allocated PASIDs are in [1, max_pasids-1]", a2_range),
     Invariant("A3", "no PASID is reusable while a device can reach it", a3_no_reuse_while_reachable),
+    Invariant("A4", "a stale interrupt is never charged to the PASID's next owner",
+              a4_no_misattributed_fault),
     Invariant("A5", "pending-free PASIDs are not allocatable until the last put", a5_pending_free),
     Invariant("M1", "a bound mm has a PASID", m1_bound_mm_has_pasid),
     Invariant("M4", "mm_count covers every SVA domain and the users", m4_mm_count),

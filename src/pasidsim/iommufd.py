@@ -364,7 +364,7 @@ def idev_teardown(s: SystemState, idev: int) -> SystemState:
 # -- registration ---------------------------------------------------------------------------
 
 def _register() -> None:
-    from .drivers.amdgpu import amdgpu_cs_submit
+    from .drivers.amdgpu import amdgpu_cs_submit, amdgpu_ih_process, amdgpu_vm_fault
     from .drivers.vfio import (vfio_device_bind_iommufd, vfio_group_get_status,
                                vfio_group_set_container, vfio_group_unset_container)
     for fn in (iommufd_ctx_create, iommufd_ioas_alloc, iommufd_hwpt_alloc, iommufd_hwpt_destroy,
@@ -375,6 +375,8 @@ def _register() -> None:
         register_op(fn)
     register_op(vfio_device_bind_iommufd, kind="process")
     register_op(amdgpu_cs_submit, kind="process")
+    register_op(amdgpu_vm_fault, kind="process")
+    register_op(amdgpu_ih_process, kind="hw")
 
 
 _register()

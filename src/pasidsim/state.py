@@ -282,6 +282,7 @@ class SystemState(NamedTuple):
     responses: tuple  # the last page responses: (dev, pasid, grpid, IopfResponse)
     inflight: Map  # descriptor id -> Desc
     breaches: tuple  # isolation breaches seen by the hardware: (Breach, dev, pasid, a, b)
+    ih_ring: tuple  # GPU interrupt-handler ring: pending (dev, pasid, file of the raising VM)
     warnings: tuple
     next_id: int
 
@@ -341,7 +342,8 @@ def initial_state(config: Config, policy) -> SystemState:
         pasid_refs=EMPTY, pending_free=EMPTY, ioasids=EMPTY, ioasid_sets=EMPTY,
         ioasid_capacity=0x100000, allocators=(), fences=EMPTY, amdgpu_pending=EMPTY,
         delayed_fput=(), frames=Ida(), iotlb=EMPTY, atc=EMPTY, cache_seq=0, faults=(),
-        iopf=EMPTY, responses=(), inflight=EMPTY, breaches=(), warnings=(), next_id=next_id)
+        iopf=EMPTY, responses=(), inflight=EMPTY, breaches=(), ih_ring=(), warnings=(),
+        next_id=next_id)
 
 
 def new_id(s: SystemState) -> tuple[SystemState, int]:

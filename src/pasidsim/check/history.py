@@ -45,6 +45,9 @@ HISTORY: tuple[HistoryCase, ...] = (
     HistoryCase("H8-unbind-uaf", "h8-unbind-after-exit", "M9",
                 "E16: unbind manipulates iommu_mm lists after iommu_domain_free() dropped the "
                 "last mm reference (H8)"),
+    HistoryCase("amdgpu-lowest", "hist-amdgpu-ih-reuse", "A4",
+                "amdgpu before 14b81abe7bdc: a freed VM PASID is reused at once (lowest free) "
+                "while a fault tagged with it is still in the IH ring (H13)"),
     HistoryCase("H11-claim-no-blocking", "vfio-multi-device-group", "O3",
                 "before 0286300e6045: claiming a group leaves it on the kernel's default "
                 "domain until VFIO attaches its own (H11)"),

@@ -55,6 +55,8 @@ def quiescence_leaks(s: SystemState) -> str | None:
     for dev, q in s.iopf.items():
         if q.groups:
             return f"device {dev}: {len(q.groups)} page-request group(s) never answered"
+    if s.ih_ring:
+        return f"{len(s.ih_ring)} GPU interrupt(s) never handled"
     if s.inflight:
         return f"{len(s.inflight)} descriptor(s) still queued at quiescence"
     if s.delayed_fput:

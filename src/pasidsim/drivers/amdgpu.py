@@ -120,6 +120,55 @@ def amdgpu_cs_submit(s: SystemState, tid: int, fd: int) -> tuple[SystemState, in
         drvdata=_pack(vm_pasid(f.drvdata), fence)))), fence
 
 
+def amdgpu_vm_fault(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
+    """A job on the VM of render node ``fd`` page-faults: the GPU writes a fault interrupt
+    tagged with the VM's PASID into the IH ring, where it waits for the interrupt handler
+    (``amdgpu_ih_process``).  Returns the PASID; -EBADF / -EINVAL as :func:`amdgpu_cs_submit`;
+    -EINVAL when the VM has no PASID.
+    Models: the GMC's retry/no-retry fault interrupts (gmc_v9_0_process_interrupt source)."""
+    t = s.tasks.get(tid)
+    if t is None:
+        raise ModelUsageError(f"unknown or exited task {tid}")
+    if fd not in s.procs[t.pid].files:
+        return s, -EBADF
+    f = s.files[fd]
+    pasid = vm_pasid(f.drvdata)
+    if not pasid or not _is_amdgpu(s, f.dev):
+        return s, -EINVAL
+    return s._replace(ih_ring=s.ih_ring + ((f.dev, pasid, fd),)), pasid
+
+
+def amdgpu_ih_process(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """The interrupt handler takes the oldest IH-ring entry of ``dev`` and looks the VM up by
+    PASID (``amdgpu_vm_get_vm_from_pasid``): the fault is attributed to whichever VM holds the
+    PASID *now*.  Attributing it to a VM other than the one that raised it is the H13 bug
+    (recorded as a breach).  Returns the file id of the VM charged (0: none, dropped);
+    -ENOENT when the ring holds nothing for ``dev``.
+    Models: amdgpu_ih.c ``amdgpu_ih_process`` → ``amdgpu_vm_handle_fault``."""
+    from ..errors import ENOENT
+    from ..hw.translate import Breach, breach
+    for i, (d, pasid, origin) in enumerate(s.ih_ring):
+        if d == dev:
+            break
+    else:
+        return s, -ENOENT
+    s = s._replace(ih_ring=s.ih_ring[:i] + s.ih_ring[i + 1:])
+    owner = 0
+    for fid, f in sorted(s.files.items()):
+        if f.dev == dev and f.drvdata and vm_pasid(f.drvdata) == pasid and _is_amdgpu(s, dev):
+            owner = fid
+            break
+    if owner and owner != origin:
+        s = breach(s, Breach.MISATTRIBUTED_FAULT, dev, pasid, origin, owner)
+    return s, owner
+
+
+def _is_amdgpu(s: SystemState, dev: int) -> bool:
+    from . import REGISTRY
+    drv = s.devs[dev].driver
+    return drv >= 0 and isinstance(REGISTRY.get(s.config.drivers[drv].kind), AmdgpuDriver)
+
+
 def _register() -> None:
     from . import register
     register(AmdgpuDriver())

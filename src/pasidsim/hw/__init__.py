@@ -21,7 +21,8 @@ from ..state import SystemState
 def enabled_events(s: SystemState) -> list:
     """Hardware events that may happen next, in a deterministic order: completion of each
     queued descriptor (oldest first), the IOPF worker for each device with a pending group,
-    and the signalling of each unsignalled fence.  Returns :class:`~pasidsim.step.Action`s."""
+    the GPU interrupt handler for each device with IH-ring entries, and the signalling of each
+    unsignalled fence.  Returns :class:`~pasidsim.step.Action`s."""
     from ..step import OP_BY_NAME, Action
     out = []
     complete = OP_BY_NAME["dma_complete"].code
@@ -31,6 +32,9 @@ def enabled_events(s: SystemState) -> list:
     for dev, q in sorted(s.iopf.items()):
         if q.groups:
             out.append(Action(handle, (dev,)))
+    ih = OP_BY_NAME["amdgpu_ih_process"].code
+    for dev in sorted({e[0] for e in s.ih_ring}):
+        out.append(Action(ih, (dev,)))
     signal = OP_BY_NAME["dma_fence_signal"].code
     for fence, done in sorted(s.fences.items()):
         if not done:

@@ -40,6 +40,7 @@ class Breach(IntEnum):
 
     STALE_TRANSLATION = 1  # a cached translation disagreed with the current tables
     FOREIGN_COMPLETION = 2  # a descriptor's DMA landed in an mm other than its submitter's
+    MISATTRIBUTED_FAULT = 3  # a stale GPU interrupt was handled as another VM's (H13)
 
 
 def record_fault(s: SystemState, dev: int, pasid: int, vpage: int,
