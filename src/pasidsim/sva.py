@@ -110,9 +110,7 @@ def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
             return _bind_done(s, mm), ah
         if ah != -ENOENT:
             return kept, ah
-    hid = s.next_id
-    s = s._replace(next_id=hid + 1, handles=s.handles.set(
-        hid, Handle(HandleKind.SVA, 0, dev, g, pasid, 1, drvdata)))
+    s, hid = _new_handle(s, dev, g, pasid, drvdata)
     if pol.shared_sva_domain:
         for dom in s.mms[mm].sva_domains:
             if not domain_compatible(s, dev, dom):
@@ -122,16 +120,33 @@ def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
                 d = s2.domains[dom]
                 s2 = s2._replace(domains=s2.domains.set(dom, d._replace(users=d.users + 1)))
                 return _bind_done(s2, mm), hid
-    s, dom = _sva_domain_alloc(s, dev, mm)
+    s, dom = _attach_new_sva_domain(s, dev, mm, pasid, hid)
     if dom < 0:
         return kept, dom
+    return _bind_done(s, mm), hid
+
+
+def _new_handle(s: SystemState, dev: int, g: int, pasid: int,
+                drvdata: int) -> tuple[SystemState, int]:
+    hid = s.next_id
+    return s._replace(next_id=hid + 1, handles=s.handles.set(
+        hid, Handle(HandleKind.SVA, 0, dev, g, pasid, 1, drvdata))), hid
+
+
+def _attach_new_sva_domain(s: SystemState, dev: int, mm: int, pasid: int,
+                           hid: int) -> tuple[SystemState, int]:
+    """Allocate an SVA domain for (dev's IOMMU, mm), attach it at ``pasid`` with handle
+    ``hid`` and list it in ``iommu_mm->sva_domains`` (users 1).  Returns the domain id or
+    -errno (the caller discards the state then)."""
+    s, dom = _sva_domain_alloc(s, dev, mm)
+    if dom < 0:
+        return s, dom
     s, ret = iommu_attach_device_pasid(s, dom, dev, pasid, hid)
     if ret:
-        return kept, ret
+        return s, ret
     d = s.domains[dom]
     s = s._replace(domains=s.domains.set(dom, d._replace(users=1)))
-    s = _set_mm(s, mm, sva_domains=s.mms[mm].sva_domains + (dom,))
-    return _bind_done(s, mm), hid
+    return _set_mm(s, mm, sva_domains=s.mms[mm].sva_domains + (dom,)), dom
 
 
 def _bind_done(s: SystemState, mm: int) -> SystemState:
@@ -153,20 +168,11 @@ def _bind_private(s: SystemState, dev: int, mm: int, drvdata: int) -> tuple[Syst
     s, pasid = iommu_alloc_global_pasid(s, dev)
     if pasid == IOMMU_PASID_INVALID:
         return s0, -ENOSPC
-    hid = s.next_id
-    s = s._replace(next_id=hid + 1, handles=s.handles.set(
-        hid, Handle(HandleKind.SVA, 0, dev, g, pasid, 1, drvdata)))
-    s, dom = _sva_domain_alloc(s, dev, mm)
+    s, hid = _new_handle(s, dev, g, pasid, drvdata)
+    s, dom = _attach_new_sva_domain(s, dev, mm, pasid, hid)
     if dom < 0:
         return s0, dom
-    s, ret = iommu_attach_device_pasid(s, dom, dev, pasid, hid)
-    if ret:
-        return s0, ret
-    d = s.domains[dom]
-    s = s._replace(domains=s.domains.set(dom, d._replace(users=1)))
-    rec = s.mms[mm]
-    s = _set_mm(s, mm, sva_domains=rec.sva_domains + (dom,),
-                private_pasids=rec.private_pasids + (pasid,))
+    s = _set_mm(s, mm, private_pasids=s.mms[mm].private_pasids + (pasid,))
     return _bind_done(s, mm), hid
 
 

@@ -101,16 +101,10 @@ def amdgpu_cs_submit(s: SystemState, tid: int, fd: int) -> tuple[SystemState, in
     root PD's reservation object).
     """
     from ..pasid import dma_fence_create
-    from . import REGISTRY
-    t = s.tasks.get(tid)
-    if t is None:
-        raise ModelUsageError(f"unknown or exited task {tid}")
-    if fd not in s.procs[t.pid].files:
-        return s, -EBADF
+    err = _vm_file_error(s, tid, fd)
+    if err:
+        return s, err
     f = s.files[fd]
-    drv = s.devs[f.dev].driver
-    if drv < 0 or not isinstance(REGISTRY.get(s.config.drivers[drv].kind), AmdgpuDriver):
-        return s, -EINVAL
     fence = vm_fence(f.drvdata)
     if fence and s.fences.get(fence) is False:
         return s, fence
@@ -126,14 +120,12 @@ def amdgpu_vm_fault(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int
     (``amdgpu_ih_process``).  Returns the PASID; -EBADF / -EINVAL as :func:`amdgpu_cs_submit`;
     -EINVAL when the VM has no PASID.
     Models: the GMC's retry/no-retry fault interrupts (gmc_v9_0_process_interrupt source)."""
-    t = s.tasks.get(tid)
-    if t is None:
-        raise ModelUsageError(f"unknown or exited task {tid}")
-    if fd not in s.procs[t.pid].files:
-        return s, -EBADF
+    err = _vm_file_error(s, tid, fd)
+    if err:
+        return s, err
     f = s.files[fd]
     pasid = vm_pasid(f.drvdata)
-    if not pasid or not _is_amdgpu(s, f.dev):
+    if not pasid:
         return s, -EINVAL
     return s._replace(ih_ring=s.ih_ring + ((f.dev, pasid, fd),)), pasid
 
@@ -161,6 +153,17 @@ def amdgpu_ih_process(s: SystemState, dev: int) -> tuple[SystemState, int]:
     if owner and owner != origin:
         s = breach(s, Breach.MISATTRIBUTED_FAULT, dev, pasid, origin, owner)
     return s, owner
+
+
+def _vm_file_error(s: SystemState, tid: int, fd: int) -> int:
+    """-EBADF when ``fd`` is not open in ``tid``'s process, -EINVAL when it is not an amdgpu
+    render node, else 0.  ModelUsageError for an unknown task."""
+    t = s.tasks.get(tid)
+    if t is None:
+        raise ModelUsageError(f"unknown or exited task {tid}")
+    if fd not in s.procs[t.pid].files:
+        return -EBADF
+    return 0 if _is_amdgpu(s, s.files[fd].dev) else -EINVAL
 
 
 def _is_amdgpu(s: SystemState, dev: int) -> bool:
