@@ -1,11 +1,21 @@
 """A persistent ID allocator with the kernel's IDA/IDR semantics.
 
-``Ida`` is an immutable value: every operation returns a new ``Ida`` and shares the rest.  The
-space is a two-level bitmap: leaves of 1024 IDs (a Python int each, bit ``i`` set = ID allocated)
-kept in a HAMT (:class:`immutables.Map`), and a summary int with bit ``L`` set when leaf ``L`` is
-full.  Lowest-free search is two find-first-zero operations on ints; an update copies one leaf
-int and one HAMT path, O(log n) in the number of leaves (at most 1024 for 2^20 IDs).  Memory is
-about one bit per ID plus one HAMT entry per 1024 IDs.
+``Ida`` is an immutable value: every operation returns a new ``Ida`` and the old one stays valid
+and unchanged.  It is implemented as a *version tree over one mutable store* (Baker's trick for
+persistent arrays): the store — a set of allocated IDs, a min-heap of free IDs below the
+high-water mark, and the mark — always holds the contents of one version, the *root*; every other
+version is a diff (one ID toggled) against a neighbour.  Reading or updating a version first
+*reroots* the store at it by replaying the toggles on the path (each toggle is its own inverse).
+Linear use (the facade, a simulation) therefore costs O(log n) per operation with mutable-speed
+constants; the model checker, which jumps between nearby states, pays the tree distance between
+them (a few toggles).
+
+Lowest-free allocation over ``[1, hi]`` pops the heap (lazy deletion); a range starting above 1
+and cyclic allocation scan from their start.  Hash and equality are structural (the set of IDs,
+the cyclic cursor), identical in every process; the hash is computed once per version.
+
+Memory: one set entry per allocated ID plus its heap entry once freed (about 60–100 bytes per
+allocated ID); no per-ID bitmap.
 
 Kernel sources modeled:
 - ``lib/idr.c: ida_alloc_range()/ida_free()`` (lowest free ID in ``[min, max]``),
@@ -14,104 +24,227 @@ Kernel sources modeled:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from immutables import Map
-
-LEAF_SHIFT = 10
-LEAF_IDS = 1 << LEAF_SHIFT
-LEAF_FULL = (1 << LEAF_IDS) - 1
-_EMPTY: Map = Map()
+from heapq import heappop, heappush
 
 
-def _lowest_zero(x: int, start: int) -> int:
-    """Index of the lowest clear bit of ``x`` at or above ``start``."""
-    y = ~(x >> start)
-    return start + ((y & -y).bit_length() - 1)
+class _Store:
+    """The mutable contents of the root version."""
+
+    __slots__ = ("live", "heap", "top", "root")
+
+    def __init__(self) -> None:
+        self.live: set[int] = set()
+        self.heap: list[int] = []  # every free ID in [1, top) is here (plus stale entries)
+        self.top = 1  # every ID >= top is free; ID 0 is never allocated
+        self.root: Ida | None = None
+
+    def toggle(self, ident: int) -> None:
+        live = self.live
+        if ident in live:
+            live.remove(ident)
+            heappush(self.heap, ident)
+        else:
+            live.add(ident)
+            heap = self.heap
+            if heap and heap[0] == ident:
+                heappop(heap)
+            top = self.top
+            if ident >= top:
+                heap = self.heap
+                for gap in range(top, ident):
+                    heappush(heap, gap)
+                self.top = ident + 1
 
 
-class Ida(NamedTuple):
-    """Immutable ID space.
+class Ida:
+    """An immutable set of allocated IDs with lowest-free and cyclic allocation.
 
     Attributes:
-        leaves: leaf index -> bitmap of allocated IDs in that leaf (absent = all free).
-        full: bitmap of leaves whose 1024 IDs are all allocated.
         allocated: number of allocated IDs.
-        cursor: where a cyclic allocation starts searching (the ID after the last one issued).
+        cursor: where a cyclic allocation starts (the ID after the last one issued).
     """
 
-    leaves: Map = _EMPTY
-    full: int = 0
-    allocated: int = 0
-    cursor: int = 0
+    __slots__ = ("_store", "_parent", "_op", "allocated", "cursor", "_hash", "__weakref__")
 
+    def __init__(self) -> None:
+        store = _Store()
+        store.root = self
+        self._store = store
+        self._parent: Ida | None = None
+        self._op = -1
+        self.allocated = 0
+        self.cursor = 0
+        self._hash = None
+
+    # -- version tree -------------------------------------------------------------------------
+    def _reroot(self) -> _Store:
+        store = self._store
+        if store.root is self:
+            return store
+        path = []
+        v = self
+        while v._parent is not None:
+            path.append(v)
+            v = v._parent
+        # v is the current root; walk back down, moving the root one edge at a time
+        for u in reversed(path):
+            store.toggle(u._op)
+            old = store.root
+            old._parent, old._op = u, u._op
+            u._parent, u._op = None, -1
+            store.root = u
+        return store
+
+    def _derive(self, ident: int, delta: int, cursor: int) -> "Ida":
+        """The version with ``ident`` toggled (the store must be rooted at self)."""
+        store = self._store
+        store.toggle(ident)
+        new = _NEW(Ida)
+        new._store = store
+        new._parent = None
+        new.allocated = self.allocated + delta
+        new.cursor = cursor
+        self._parent, self._op = new, ident
+        store.root = new
+        return new
+
+    # -- queries -------------------------------------------------------------------------------
     def __contains__(self, ident: object) -> bool:
-        if not isinstance(ident, int) or ident < 0:
+        if not isinstance(ident, int):
             return False
-        return bool((self.leaves.get(ident >> LEAF_SHIFT, 0) >> (ident & (LEAF_IDS - 1))) & 1)
+        return ident in self._reroot().live
+
+    def ids(self) -> list[int]:
+        """All allocated IDs, ascending."""
+        return sorted(self._reroot().live)
 
     def find_free(self, lo: int, hi: int) -> int:
         """Lowest free ID in ``[lo, hi]`` (inclusive), or -1 when the range is full."""
         if lo > hi:
             return -1
-        leaves, full = self.leaves, self.full
-        leaf = lo >> LEAF_SHIFT
-        last = hi >> LEAF_SHIFT
-        start = lo & (LEAF_IDS - 1)
-        while leaf <= last:
-            if (full >> leaf) & 1:
-                leaf = _lowest_zero(full, leaf)
-                start = 0
-                continue
-            bits = leaves.get(leaf, 0)
-            ident = (leaf << LEAF_SHIFT) + _lowest_zero(bits, start)
-            if (ident >> LEAF_SHIFT) == leaf:
-                return ident if ident <= hi else -1
-            leaf += 1
-            start = 0
-        return -1
+        store = self._reroot()
+        live = store.live
+        if lo <= 1:
+            heap = store.heap
+            while heap and heap[0] in live:
+                heappop(heap)  # stale: allocated again since it was freed
+            cand = heap[0] if heap else store.top
+            return cand if cand <= hi else -1
+        cand = lo
+        while cand in live:
+            cand += 1
+        return cand if cand <= hi else -1
 
+    # -- updates -------------------------------------------------------------------------------
     def set(self, ident: int) -> "Ida":
         """Mark ``ident`` allocated (it must be free)."""
-        leaf = ident >> LEAF_SHIFT
-        bits = self.leaves.get(leaf, 0) | (1 << (ident & (LEAF_IDS - 1)))
-        full = self.full | (1 << leaf) if bits == LEAF_FULL else self.full
-        return Ida(self.leaves.set(leaf, bits), full, self.allocated + 1, self.cursor)
+        self._reroot()
+        return self._derive(ident, 1, self.cursor)
 
     def clear(self, ident: int) -> "Ida":
         """Mark ``ident`` free (it must be allocated)."""
-        leaf = ident >> LEAF_SHIFT
-        bits = self.leaves.get(leaf, 0) & ~(1 << (ident & (LEAF_IDS - 1)))
-        leaves = self.leaves.set(leaf, bits) if bits else self.leaves.delete(leaf)
-        return Ida(leaves, self.full & ~(1 << leaf), self.allocated - 1, self.cursor)
+        store = self._store
+        if store.root is not self:
+            self._reroot()
+        store.live.remove(ident)
+        heappush(store.heap, ident)
+        new = _NEW(Ida)
+        new._store = store
+        new._parent = None
+        new.allocated = self.allocated - 1
+        new.cursor = self.cursor
+        store.root = new
+        self._parent = new
+        self._op = ident
+        return new
 
     def alloc_lowest(self, lo: int, hi: int) -> tuple["Ida", int]:
         """``ida_alloc_range(ida, lo, hi)``: lowest free ID in ``[lo, hi]``; -1 if none."""
-        ident = self.find_free(lo, hi)
-        if ident < 0:
-            return self, -1
-        return self.set(ident), ident
+        store = self._store
+        if store.root is not self:
+            self._reroot()
+        if lo > 1:
+            ident = self.find_free(lo, hi)
+            if ident < 0:
+                return self, -1
+            return self._derive(ident, 1, self.cursor), ident
+        # fast path (every global PASID allocation): the heap's head or the high-water mark
+        live, heap = store.live, store.heap
+        while heap and heap[0] in live:
+            heappop(heap)
+        if heap:
+            ident = heap[0]
+            if ident > hi:
+                return self, -1
+            heappop(heap)
+        else:
+            ident = store.top
+            if ident > hi:
+                return self, -1
+            store.top = ident + 1
+        live.add(ident)
+        new = _NEW(Ida)  # a fresh root (fields _op, _hash left unset until needed)
+        new._store = store
+        new._parent = None
+        new.allocated = self.allocated + 1
+        new.cursor = self.cursor
+        store.root = new
+        self._parent = new
+        self._op = ident
+        return new, ident
 
     def alloc_cyclic(self, lo: int, hi: int) -> tuple["Ida", int]:
         """``idr_alloc_cyclic(idr, NULL, lo, hi + 1)``: first free ID at or after the cursor,
         wrapping to ``lo`` once; the cursor moves past the ID issued.  -1 if none."""
         start = self.cursor if lo <= self.cursor <= hi else lo
-        ident = self.find_free(start, hi)
+        ident = self.find_free(start, hi) if start > 1 else self.find_free(lo, hi)
         if ident < 0 and start > lo:
             ident = self.find_free(lo, start - 1)
         if ident < 0:
             return self, -1
-        new = self.set(ident)
-        return new._replace(cursor=ident + 1), ident
+        return self._derive(ident, 1, ident + 1), ident
 
-    def ids(self) -> list[int]:
-        """All allocated IDs, ascending (O(allocated))."""
-        out = []
-        for leaf in sorted(self.leaves.keys()):
-            bits = self.leaves[leaf]
-            base = leaf << LEAF_SHIFT
-            while bits:
-                low = bits & -bits
-                out.append(base + low.bit_length() - 1)
-                bits ^= low
-        return out
+    # -- value semantics ----------------------------------------------------------------------
+    def __hash__(self) -> int:
+        h = getattr(self, "_hash", None)
+        if h is None:
+            h = hash((self.allocated, self.cursor, frozenset(self._reroot().live)))
+            self._hash = h
+        return h
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Ida):
+            return NotImplemented
+        if self.allocated != other.allocated or self.cursor != other.cursor:
+            return False
+        h1, h2 = getattr(self, "_hash", None), getattr(other, "_hash", None)
+        if h1 is not None and h2 is not None and h1 != h2:
+            return False
+        mine = frozenset(self._reroot().live)
+        return mine == other._reroot().live
+
+    def __reduce__(self):
+        return (_rebuild, (self.ids(), self.cursor))
+
+    def __repr__(self) -> str:
+        ids = self.ids()
+        shown = ", ".join(map(str, ids[:8])) + (", …" if len(ids) > 8 else "")
+        return f"Ida([{shown}], allocated={self.allocated}, cursor={self.cursor})"
+
+
+_NEW = object.__new__
+
+
+def _rebuild(ids: list[int], cursor: int) -> Ida:
+    ida = Ida()
+    store = ida._store
+    store.live.update(ids)
+    top = (max(ids) + 1) if ids else 1
+    store.top = top
+    live = store.live
+    store.heap = [i for i in range(1, top) if i not in live]
+    ida.allocated = len(ids)
+    ida.cursor = cursor
+    return ida
