@@ -30,13 +30,12 @@ from heapq import heappop, heappush
 class _Store:
     """The mutable contents of the root version."""
 
-    __slots__ = ("live", "heap", "top", "root")
+    __slots__ = ("live", "heap", "top")
 
     def __init__(self) -> None:
         self.live: set[int] = set()
         self.heap: list[int] = []  # every free ID in [1, top) is here (plus stale entries)
         self.top = 1  # every ID >= top is free; ID 0 is never allocated
-        self.root: Ida | None = None
 
     def toggle(self, ident: int) -> None:
         live = self.live
@@ -67,9 +66,7 @@ class Ida:
     __slots__ = ("_store", "_parent", "_op", "allocated", "cursor", "_hash", "__weakref__")
 
     def __init__(self) -> None:
-        store = _Store()
-        store.root = self
-        self._store = store
+        self._store = _Store()
         self._parent: Ida | None = None
         self._op = -1
         self.allocated = 0
@@ -78,8 +75,10 @@ class Ida:
 
     # -- version tree -------------------------------------------------------------------------
     def _reroot(self) -> _Store:
+        """Make this version the one the store holds (the root: the version without a
+        parent), replaying the toggles on the path from the current root."""
         store = self._store
-        if store.root is self:
+        if self._parent is None:
             return store
         path = []
         v = self
@@ -89,10 +88,9 @@ class Ida:
         # v is the current root; walk back down, moving the root one edge at a time
         for u in reversed(path):
             store.toggle(u._op)
-            old = store.root
-            old._parent, old._op = u, u._op
-            u._parent, u._op = None, -1
-            store.root = u
+            v._parent, v._op = u, u._op
+            u._parent = None
+            v = u
         return store
 
     def _derive(self, ident: int, delta: int, cursor: int) -> "Ida":
@@ -105,7 +103,6 @@ class Ida:
         new.allocated = self.allocated + delta
         new.cursor = cursor
         self._parent, self._op = new, ident
-        store.root = new
         return new
 
     # -- queries -------------------------------------------------------------------------------
@@ -144,7 +141,7 @@ class Ida:
     def clear(self, ident: int) -> "Ida":
         """Mark ``ident`` free (it must be allocated)."""
         store = self._store
-        if store.root is not self:
+        if self._parent is not None:
             self._reroot()
         store.live.remove(ident)
         heappush(store.heap, ident)
@@ -153,7 +150,6 @@ class Ida:
         new._parent = None
         new.allocated = self.allocated - 1
         new.cursor = self.cursor
-        store.root = new
         self._parent = new
         self._op = ident
         return new
@@ -161,7 +157,7 @@ class Ida:
     def alloc_lowest(self, lo: int, hi: int) -> tuple["Ida", int]:
         """``ida_alloc_range(ida, lo, hi)``: lowest free ID in ``[lo, hi]``; -1 if none."""
         store = self._store
-        if store.root is not self:
+        if self._parent is not None:
             self._reroot()
         if lo > 1:
             ident = self.find_free(lo, hi)
@@ -188,7 +184,6 @@ class Ida:
         new._parent = None
         new.allocated = self.allocated + 1
         new.cursor = self.cursor
-        store.root = new
         self._parent = new
         self._op = ident
         return new, ident
