@@ -60,7 +60,7 @@ def clone_thread(s: SystemState, tid: int) -> tuple[SystemState, int]:
 
 def fork(s: SystemState, tid: int) -> tuple[SystemState, int]:
     """``fork()``: a child process with a *fresh* mm (``mm_init`` zeroes ``iommu_mm``: no
-    PASID), copies of the fd table (each file's f_count + 1) and of the VMAs without
+    PASID; LAM mode and context flags copied, ``dup_lam``), copies of the fd table (each file's f_count + 1) and of the VMAs without
     VM_DONTCOPY (each holding its file), one thread with ``pasid_activated = 0``.
     Returns the child's tid (= pid)."""
     t = _task(s, tid)
@@ -76,7 +76,8 @@ def fork(s: SystemState, tid: int) -> tuple[SystemState, int]:
         if vma.file:
             s = get_file(s, vma.file)
     # The child's anonymous memory is demand-zero (copy-on-write is not modeled).
-    child_mm = s.mms[mm]._replace(vmas=tuple(vmas), next_vpage=pmm.next_vpage)
+    child_mm = s.mms[mm]._replace(vmas=tuple(vmas), next_vpage=pmm.next_vpage,
+                                  lam=pmm.lam, force_tagged_sva=pmm.force_tagged_sva)
     if s.policy.fork_shares_iommu_mm:  # H7: dup_mm()'s memcpy leaves iommu_mm aliased
         child_mm = child_mm._replace(pasid=pmm.pasid)
     s = s._replace(mms=s.mms.set(mm, child_mm))

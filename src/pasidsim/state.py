@@ -109,7 +109,8 @@ class Mm(NamedTuple):
     IOMMU_PASID_INVALID.  sva_domains: ``iommu_mm->sva_domains`` (domain ids, in list order).
     vmas: :class:`Vma` records; a file-backed VMA holds its file.  pt: the CPU page table
     (populated on first touch or by an IOPF).
-    lam: Linear Address Masking enabled (``arch_pgtable_dma_compat()`` false).
+    lam: Linear Address Masking enabled; with ``force_tagged_sva`` unset the mm is not
+    DMA-compatible (``arch_pgtable_dma_compat()`` false) and cannot be bound.
     """
 
     mm_users: int = 1
@@ -119,6 +120,7 @@ class Mm(NamedTuple):
     sva_domains: tuple = ()
     vmas: tuple = ()
     lam: bool = False
+    force_tagged_sva: bool = False  # MM_CONTEXT_FORCE_TAGGED_SVA: LAM and SVA may coexist
     private_pasids: tuple = ()  # extra PASIDs bound with SVM_FLAG_PRIVATE_PASID (policy flag)
     pt: Map = EMPTY  # page table: virtual page -> (physical frame, PROT_* bits)
     next_vpage: int = 0x10  # where the next mapping goes (mmap_base), in pages

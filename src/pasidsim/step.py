@@ -146,6 +146,8 @@ for _fn in (files.process_create, files.clone_thread, files.fork, files.task_exi
     register_op(_fn, kind="process")
 register_op(x86.exc_general_protection, kind="process", atomic=False)
 register_op(x86.enqcmd, kind="process", atomic=False)
+register_op(x86.arch_prctl_enable_tagged_addr, kind="process")
+register_op(x86.arch_prctl_force_tagged_sva, kind="process")
 
 # Extensions register their operations at import, in this fixed order (opcodes stay stable).
 from .hw import ops as _hw_ops  # noqa: E402,F401  (hardware events)

@@ -37,7 +37,7 @@ def iommu_alloc_mm_data(s: SystemState, mm: int, dev: int) -> tuple[SystemState,
     Models: drivers/iommu/iommu-sva.c ``iommu_alloc_mm_data()``.
     """
     rec = mm_get(s, mm)
-    if rec.lam:
+    if rec.lam and not rec.force_tagged_sva:  # !arch_pgtable_dma_compat(mm)
         return s, -EBUSY
     if rec.pasid != IOMMU_PASID_INVALID:
         if rec.pasid >= s.config.max_pasids[dev]:

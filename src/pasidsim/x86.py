@@ -12,7 +12,7 @@ Kernel sources modeled: arch/x86/kernel/traps.c ``try_fixup_enqcmd_gp()``,
 
 from __future__ import annotations
 
-from .errors import EFAULT, ModelUsageError
+from .errors import EBUSY, EFAULT, EINVAL, ModelUsageError
 from .policy import Enqcmd
 from .state import IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PROT_WRITE, SystemState, Task
 
@@ -98,3 +98,28 @@ def update_pasid_ipi(s: SystemState, mm: int) -> SystemState:
             tasks = tasks.set(tid, t._replace(msr=pasid | MSR_IA32_PASID_VALID,
                                               pasid_activated=True))
     return s._replace(tasks=tasks)
+
+
+def arch_prctl_enable_tagged_addr(s: SystemState, tid: int) -> tuple[SystemState, int]:
+    """``arch_prctl(ARCH_ENABLE_TAGGED_ADDR)``: enable LAM on the task's mm.
+
+    Returns 0; -EINVAL when the mm already has a PASID (SVA) and LAM+SVA was not forced;
+    -EBUSY when the process has more than one thread (MM_CONTEXT_LOCK_LAM is set on clone).
+    Models: arch/x86/kernel/process_64.c ``prctl_enable_tagged_addr()``.
+    """
+    t = task_get(s, tid)
+    rec = s.mms[t.mm]
+    if rec.pasid != IOMMU_PASID_INVALID and not rec.force_tagged_sva:
+        return s, -EINVAL
+    if len(s.procs[t.pid].threads) > 1:
+        return s, -EBUSY
+    return s._replace(mms=s.mms.set(t.mm, rec._replace(lam=True))), 0
+
+
+def arch_prctl_force_tagged_sva(s: SystemState, tid: int) -> tuple[SystemState, int]:
+    """``arch_prctl(ARCH_FORCE_TAGGED_SVA)``: let LAM and SVA coexist on the task's mm (the
+    process promises to hand only untagged addresses to devices).  Returns 0.
+    Models: arch/x86/kernel/process_64.c ``do_arch_prctl_64()``."""
+    t = task_get(s, tid)
+    rec = s.mms[t.mm]
+    return s._replace(mms=s.mms.set(t.mm, rec._replace(force_tagged_sva=True))), 0

@@ -292,3 +292,28 @@ def test_uacce_fd_inherited_across_fork_keeps_pasid_until_last_close():
     sys.task_exit(child)
     assert sys.mm(pmm) is None and p not in sys.state.ida and not sys.state.files
     assert_invariants(sys, scope=None)
+
+
+def test_S_08_lam_mm():
+    sys = machine(("d", 20))
+    t = sys.process_create()
+    mm = sys.mm_of(t)
+    sys.arch_prctl_enable_tagged_addr(t)
+    before = sys.state
+    with pytest.raises(KernelError) as e:
+        sys.iommu_sva_bind_device("d", mm)
+    assert e.value.errno == errno.EBUSY and sys.state == before
+    sys.arch_prctl_force_tagged_sva(t)
+    h = sys.iommu_sva_bind_device("d", mm)
+    assert sys.iommu_sva_get_pasid(h) == 1
+    # LAM cannot be enabled on an mm that already has a PASID (unless forced)
+    t2 = sys.process_create()
+    sys.iommu_sva_bind_device("d", sys.mm_of(t2))
+    with pytest.raises(KernelError) as e:
+        sys.arch_prctl_enable_tagged_addr(t2)
+    assert e.value.errno == errno.EINVAL
+    t3 = sys.process_create()
+    sys.clone_thread(t3)
+    with pytest.raises(KernelError) as e:
+        sys.arch_prctl_enable_tagged_addr(t3)
+    assert e.value.errno == errno.EBUSY
