@@ -28,6 +28,7 @@ DESIGNS: dict[str, Policy] = {
                                          claim_attaches_blocking=False),
     "amdgpu-lowest": CURRENT.but(name="amdgpu-lowest", amdgpu_cyclic=False),
     "H7-iommu_mm-aliased": CURRENT.but(name="H7-iommu_mm-aliased", fork_shares_iommu_mm=True),
+    "E15-x86-sva-disabled": CURRENT.but(name="E15-x86-sva-disabled", sva_disabled_x86=True),
     "pending-free": CURRENT.but(name="pending-free", allocator=Allocator.PENDING_FREE),
     "cyclic": CURRENT.but(name="cyclic", allocator=Allocator.CYCLIC),
 }
@@ -48,6 +49,7 @@ DESCRIPTIONS: dict[str, str] = {
     "H11-claim-no-blocking": "before 0286300e6045: claim leaves the group on the kernel default domain",
     "amdgpu-lowest": "amdgpu before 14b81abe7bdc: lowest-free PASID reuse (H13)",
     "H7-iommu_mm-aliased": "2023 iommu_mm_data revision without mm_pasid_init: fork aliases iommu_mm (seed 001)",
+    "E15-x86-sva-disabled": "v6.18 72f98ef9a4be: SVA bind refused on x86 until kernel page-table frees flush the IOMMU",
     "pending-free": "allocator variant: freed PASIDs stay pending until every device drained them",
     "cyclic": "allocator variant: cyclic PASID allocation (reuse after wrap-around)",
 }

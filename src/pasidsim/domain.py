@@ -113,9 +113,11 @@ def slot_erase(s: SystemState, g: int, pasid: int) -> SystemState:
 
 
 def pasid_devices(s: SystemState, g: int) -> list[int]:
-    """Members of group ``g`` that support PASID (max_pasids > 0)."""
+    """Members of group ``g`` that support PASID (max_pasids > 0) and are not fenced for a
+    PCI reset (a fenced device is reprogrammed when the reset is done)."""
     cfg = s.config
-    return [d for d in cfg.groups[g].devices if cfg.max_pasids[d] > 0]
+    return [d for d in cfg.groups[g].devices
+            if cfg.max_pasids[d] > 0 and not s.devs[d].reset_depth]
 
 
 def program_pasid(s: SystemState, dev: int, pasid: int, domain: int) -> SystemState:
@@ -190,6 +192,8 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
         return s, err
     g = s.config.device_group[dev]
     cfg = s.config
+    if s.groups[g].recovery_cnt:
+        return s, -EBUSY  # a member is fenced for a PCI reset
     for d in cfg.groups[g].devices:
         if cfg.max_pasids[d] > 0 and pasid >= cfg.max_pasids[d]:
             return s, -EINVAL
@@ -233,6 +237,8 @@ def iommu_replace_device_pasid(s: SystemState, domain: int, dev: int, pasid: int
         return s, -EINVAL
     g = s.config.device_group[dev]
     cfg = s.config
+    if s.groups[g].recovery_cnt:
+        return s, -EBUSY
     for d in cfg.groups[g].devices:
         if cfg.max_pasids[d] > 0 and pasid >= cfg.max_pasids[d]:
             return s, -EINVAL

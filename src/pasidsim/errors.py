@@ -103,6 +103,7 @@ class Warn(IntEnum):
     BUG_ON = 14  # pre-E8 VFIO BUG_ON: the kernel would have crashed
     PASID_PUT_UNDERFLOW = 15  # a device PASID reference put more often than taken
     IOPF_FLUSH_NO_PARAM = 16  # iopf_queue_flush_dev() on a device without fault param
+    RESET_UNDERFLOW = 17  # pci_dev_reset_iommu_done() without a matching prepare
 
     def describe(self, a: int = 0, b: int = 0) -> str:
         return f"WARN {self.name.lower()}({a}, {b})"

@@ -95,6 +95,8 @@ def _take_dma_ownership(s: SystemState, g: int, owner: int) -> tuple[SystemState
     grp = s.groups[g]
     if (grp.domain and grp.domain != grp.default_domain) or grp.pasid_array:
         return s, -EBUSY
+    if grp.recovery_cnt:
+        return s, -EBUSY  # __iommu_group_set_domain_internal() refuses during a reset
     s0 = s
     if s.policy.claim_attaches_blocking:
         s, blocking = _blocking_domain(s, g)
@@ -186,6 +188,8 @@ def __iommu_attach_group(s: SystemState, domain: int, g: int) -> tuple[SystemSta
     grp = s.groups[g]
     if grp.domain and grp.domain not in (grp.default_domain, grp.blocking_domain):
         return s, -EBUSY
+    if grp.recovery_cnt:
+        return s, -EBUSY
     first = s.config.groups[g].devices[0]
     if not domain_compatible(s, first, domain):
         return s, -EINVAL
@@ -247,3 +251,53 @@ def iommu_group_finalize(s: SystemState, group: int) -> tuple[SystemState, int]:
         return s, 0
     s, did = new_domain(s, Domain(DomainType.DMA, s.config.groups[group].iommu))
     return set_group(s, group, default_domain=did, domain=did), 0
+
+
+# -- PCI reset fencing (E17) -------------------------------------------------------------------
+
+def _set_dev(s: SystemState, dev: int, **changes) -> SystemState:
+    devs = list(s.devs)
+    devs[dev] = devs[dev]._replace(**changes)
+    return s._replace(devs=tuple(devs))
+
+
+def pci_dev_reset_iommu_prepare(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """Fence an ATS-capable device before a PCI reset: its RID and every PASID it has attached
+    are parked on the blocked domain (hardware entries removed, ``pasid_array`` kept) and the
+    group's ``recovery_cnt`` is raised, so domain changes and PASID attaches on the group fail
+    -EBUSY until the reset is done.  Nested calls only count.  Devices without ATS: no-op.
+    Returns 0.  Models: drivers/iommu/iommu.c ``pci_dev_reset_iommu_prepare()``."""
+    from .domain import block_pasid
+    g = dev_group(s, dev)
+    if g < 0 or not s.config.devices[dev].ats:
+        return s, 0
+    depth = s.devs[dev].reset_depth
+    s = _set_dev(s, dev, reset_depth=depth + 1)
+    if depth:
+        return s, 0
+    s, _ = _blocking_domain(s, g)
+    for p, _dom, _h in s.groups[g].pasid_array:
+        if p:
+            s = block_pasid(s, dev, p)
+    return set_group(s, g, recovery_cnt=s.groups[g].recovery_cnt + 1), 0
+
+
+def pci_dev_reset_iommu_done(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """End the fence: when the outermost reset is done, the device's PASIDs are reprogrammed
+    from the retained ``pasid_array`` and ``recovery_cnt`` drops.  WARN on underflow.
+    Returns 0.  Models: drivers/iommu/iommu.c ``pci_dev_reset_iommu_done()``."""
+    from .domain import program_pasid
+    g = dev_group(s, dev)
+    if g < 0 or not s.config.devices[dev].ats:
+        return s, 0
+    depth = s.devs[dev].reset_depth
+    if depth <= 0:
+        return warn(s, Warn.RESET_UNDERFLOW, dev), 0
+    s = _set_dev(s, dev, reset_depth=depth - 1)
+    if depth > 1:
+        return s, 0
+    if s.config.max_pasids[dev] > 0:
+        for p, dom, _h in s.groups[g].pasid_array:
+            if p:
+                s = program_pasid(s, dev, p, dom)
+    return set_group(s, g, recovery_cnt=s.groups[g].recovery_cnt - 1), 0

@@ -192,9 +192,9 @@ def p2_slots_programmed(s: SystemState):
         if p == IOMMU_NO_PASID:
             continue
         for d in cfg.groups[g].devices:
-            if cfg.max_pasids[d] == 0:
+            if cfg.max_pasids[d] == 0 or s.devs[d].reset_depth:
                 if (d, p) in s.pasid_table:
-                    return f"device {d} without PASID support programmed at PASID {p}"
+                    return f"device {d} without PASID support (or fenced) programmed at PASID {p}"
                 continue
             if p >= cfg.max_pasids[d]:
                 return f"group {g} PASID {p} >= max_pasids of device {d}"

@@ -158,9 +158,11 @@ class File(NamedTuple):
 
 
 class Dev(NamedTuple):
-    """Per-device runtime state.  driver: bound driver index or -1."""
+    """Per-device runtime state.  driver: bound driver index or -1.  reset_depth:
+    ``group_device::reset_depth`` (> 0: the device is fenced for a PCI reset, ``blocked``)."""
 
     driver: int = -1
+    reset_depth: int = 0
 
 
 class Group(NamedTuple):
@@ -174,6 +176,7 @@ class Group(NamedTuple):
     owner_cnt: int = 0
     owner: int = 0
     pasid_array: tuple = ()
+    recovery_cnt: int = 0  # devices of the group fenced for a PCI reset (E17)
 
 
 class Domain(NamedTuple):

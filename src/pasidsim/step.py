@@ -136,8 +136,10 @@ for _fn in (pasid.iommu_alloc_global_pasid, pasid.iommu_free_global_pasid,
             group.iommu_group_release_dma_owner, group.iommu_device_release_dma_owner,
             group.iommu_group_dma_owner_claimed, group.iommu_attach_device,
             group.iommu_detach_device, group.iommu_attach_group, group.iommu_detach_group,
-            group.iommu_group_finalize, device_driver_attach, device_release_driver,
-            sva.iommu_sva_get_pasid, sva.iommu_sva_unbind_device):
+            group.iommu_group_finalize, group.pci_dev_reset_iommu_prepare,
+            group.pci_dev_reset_iommu_done, device_driver_attach, device_release_driver,
+            sva.iommu_sva_get_pasid, sva.iommu_sva_unbind_device,
+            sva.iommu_sva_invalidate_kva_range):
     register_op(_fn)
 register_op(ioasid.ioasid_set_free, atomic=False)
 register_op(sva.iommu_sva_bind_device, atomic=False)

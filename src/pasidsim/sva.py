@@ -265,6 +265,21 @@ def iommu_sva_get_pasid(s: SystemState, handle: int) -> tuple[SystemState, int]:
     return s, rec.pasid
 
 
+def iommu_sva_invalidate_kva_range(s: SystemState, start: int = 0,
+                                   end: int = (1 << 64) - 1) -> tuple[SystemState, int]:
+    """Before kernel page-table pages for ``[start, end)`` are freed, flush the IOMMU's cached
+    paging structures of every mm that has an SVA domain (``iommu_sva_mms``; nothing when
+    ``iommu_sva_present`` is false).  The model keeps no kernel page tables, so the flush drops
+    every IOTLB/ATC entry of those SVA domains.  Returns the number of mms visited.
+    Models: drivers/iommu/iommu-sva.c ``iommu_sva_invalidate_kva_range()`` (E16)."""
+    from .hw.cache import flush_domain
+    mms = [mid for mid, m in sorted(s.mms.items()) if m.sva_domains]
+    for mid in mms:
+        for dom in s.mms[mid].sva_domains:
+            s = flush_domain(s, dom)
+    return s, len(mms)
+
+
 def io_mm_exit(s: SystemState, mm: int) -> SystemState:
     """E0 (2018 io_mm RFC): at mm exit every bond's driver ``mm_exit`` callback is told to
     stop DMA, the bond is detached and dropped, and when the io_mm's last bond goes the PASID

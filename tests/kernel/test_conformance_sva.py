@@ -317,3 +317,53 @@ def test_S_08_lam_mm():
     with pytest.raises(KernelError) as e:
         sys.arch_prctl_enable_tagged_addr(t3)
     assert e.value.errno == errno.EBUSY
+
+
+def test_S_13_pci_reset_fence():
+    sys = machine(DeviceConfig("d1", iommu="iommu0", group="G", pasid_bits=20, ats=True),
+                  DeviceConfig("d2", iommu="iommu0", group="G", pasid_bits=20, ats=True))
+    m1 = sys.mm_of(sys.process_create())
+    h = sys.iommu_sva_bind_device("d1", m1)
+    p = sys.iommu_sva_get_pasid(h)
+    sys.pci_dev_reset_iommu_prepare("d1")
+    assert (0, p) not in sys.state.pasid_table and (1, p) in sys.state.pasid_table
+    assert sys.group("G").recovery_cnt == 1 and sys.group("G").pasid_array  # retained
+    m2 = sys.mm_of(sys.process_create())
+    before = sys.state.fingerprint_nowarn()
+    with pytest.raises(KernelError) as e:
+        sys.iommu_sva_bind_device("d2", m2)
+    assert e.value.errno == errno.EBUSY
+    assert sys.state.fingerprint_nowarn() != before  # the mm keeps its new PASID (M-06)
+    sys.pci_dev_reset_iommu_prepare("d1")  # nested
+    sys.pci_dev_reset_iommu_done("d1")
+    assert sys.group("G").recovery_cnt == 1
+    sys.pci_dev_reset_iommu_done("d1")
+    assert sys.group("G").recovery_cnt == 0 and (0, p) in sys.state.pasid_table
+    assert sys.iommu_sva_bind_device("d2", m2) > 0
+    assert_invariants(sys)
+
+
+def test_S_10_x86_sva_disabled_E15():
+    from pasidsim.designs import DESIGNS
+    sys = machine(("d", 20), policy=DESIGNS["E15-x86-sva-disabled"])
+    mm = sys.mm_of(sys.process_create())
+    with pytest.raises(KernelError) as e:
+        sys.iommu_sva_bind_device("d", mm)
+    assert e.value.errno == errno.EOPNOTSUPP and sys.mm(mm).pasid == IOMMU_PASID_INVALID
+    assert machine(("d", 20)).iommu_sva_bind_device("d", mm) > 0  # E16+: allowed again
+
+
+def test_M_08_kva_invalidation_reaches_every_sva_mm():
+    sys = machine(DeviceConfig("d", iommu="iommu0", pasid_bits=20, ats=True))
+    assert sys.iommu_sva_invalidate_kva_range() == 0  # no SVA mm: nothing to do
+    t = sys.process_create()
+    h = sys.iommu_sva_bind_device("d", sys.mm_of(t))
+    p = sys.iommu_sva_get_pasid(h)
+    addr = sys.mmap_anon(t, 1, 3)
+    sys.touch(t, addr, 2)
+    sys.dma("d", p, addr, 1)
+    assert sys.state.atc and sys.state.iotlb
+    assert sys.iommu_sva_invalidate_kva_range() == 1
+    assert not sys.state.atc and not sys.state.iotlb
+    sys.iommu_sva_unbind_device(h)
+    assert sys.iommu_sva_invalidate_kva_range() == 0

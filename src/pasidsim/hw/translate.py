@@ -57,6 +57,8 @@ def breach(s: SystemState, kind: Breach, dev: int, pasid: int, a: int, b: int) -
 
 def current_domain(s: SystemState, dev: int, pasid: int) -> tuple[int, int]:
     """``(domain, mode)`` that translates (dev, pasid) now: mode -1 = blocked/none."""
+    if s.devs[dev].reset_depth:
+        return 0, -1  # fenced for a PCI reset: RID and PASIDs on the blocked domain
     if pasid == IOMMU_NO_PASID:
         g = s.config.device_group[dev]
         dom = s.groups[g].domain
