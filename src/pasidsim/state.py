@@ -322,6 +322,36 @@ def _fast_replace(self: SystemState, **changes) -> SystemState:
 
 SystemState._replace = _fast_replace  # type: ignore[method-assign]
 
+_HAS_MAP: dict = {}
+
+
+def _strong(v):
+    """A hashable stand-in for a table: ``immutables.Map.__hash__`` combines keys and values
+    separately, so two maps that differ only by values swapped between keys hash alike
+    (``{11: True, 15: False}`` vs ``{11: False, 15: True}``), which would make the model
+    checker treat different states as visited.  Maps are hashed as frozensets of items, one
+    level deep into records that hold maps (``Mm.pt``, ``Domain.iova``)."""
+    if type(v) is not Map:
+        return v
+    if not v:
+        return ()
+    out = []
+    for k, x in v.items():
+        has = _HAS_MAP.get(type(x))
+        if has is None:
+            has = _HAS_MAP[type(x)] = hasattr(x, "_fields") and any(type(f) is Map for f in x)
+        out.append((k, tuple(frozenset(f.items()) if type(f) is Map else f for f in x)
+                    if has else x))
+    return frozenset(out)
+
+
+def _strong_hash(self: SystemState) -> int:
+    """``hash(state)``: the 64-bit fingerprint, structural and the same in every process."""
+    return hash(tuple(_strong(v) for v in self))
+
+
+SystemState.__hash__ = _strong_hash  # type: ignore[method-assign,assignment]
+
 
 def initial_state(config: Config, policy) -> SystemState:
     """The machine at boot: every group with its default domain (unless deferred), devices

@@ -106,6 +106,9 @@ def junit_xml(cells: list[Cell]) -> str:
               help="time bound per cell")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="processes for level-parallel BFS (results identical to serial)")
+@click.option("--symmetry/--no-symmetry", default=False, show_default=True,
+              help="identify states equal up to object ids and interchangeable actors "
+                   "(same verdicts and counterexample lengths, fewer states)")
 @click.option("--hardware/--no-hardware", default=None,
               help="interleave hardware events (default: as the scenario says)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable results on stdout")
@@ -115,7 +118,7 @@ def junit_xml(cells: list[Cell]) -> str:
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="directory for counterexample scenario files")
 def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, workers,
-              hardware, as_json, junit, html, out):
+              symmetry, hardware, as_json, junit, html, out):
     """Explore every interleaving of SCENARIO (a file or a built-in name) and report the
     shortest violation of any invariant.  With no SCENARIO: every built-in scenario against
     today's design and every historical design, as a matrix.
@@ -169,7 +172,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             cell = check_scenario(c, scenario_name=s, design_name=d, strategy=strategy,
                                   max_states=max_states, max_depth=max_depth,
                                   max_seconds=max_seconds, workers=workers,
-                                  expected=exp)
+                                  expected=exp, symmetry=symmetry)
             cells.append(cell)
             compiled_by[(s, d)] = c
             progress.advance(task)

@@ -11,7 +11,9 @@ steps and hardware events enabled in a state, and how to apply one — all on th
   the next state as indices (:class:`CheckState`);
 - ``at quiescence``: :func:`pasidsim.check.properties.quiescence_leaks`;
 - ``sometimes``: the scenario's reachability goals (``CompiledScenario.sometimes``), so that a
-  vacuous model is caught.
+  vacuous model is caught;
+- ``canonical`` (with ``symmetry=True``): the id-relabelling and actor-permutation symmetry of
+  :mod:`pasidsim.check.symmetry`, used by ``explore(..., symmetry=True)``.
 """
 
 from __future__ import annotations
@@ -55,10 +57,17 @@ class ScenarioModel:
             scenario's own.
         check_expectations: report a step whose return differs from the scenario's ``expect``.
         exclude: invariant names not to check (e.g. ``("W",)``).
+        symmetry: enable :meth:`canonical` (:class:`~pasidsim.check.symmetry.Symmetry`);
+            without it ``canonical`` is the identity.
     """
 
-    def __init__(self, compiled, *, sometimes=(), check_expectations=True, exclude=("W",)):
+    def __init__(self, compiled, *, sometimes=(), check_expectations=True, exclude=("W",),
+                 symmetry=False):
         self.compiled = compiled
+        self.symmetry = None
+        if symmetry:
+            from .symmetry import Symmetry
+            self.symmetry = Symmetry(compiled)
         # a scenario whose expectations hold only in its scripted order is checked for
         # invariants and leaks only
         self.check_expectations = check_expectations and not getattr(compiled, "scripted", False)
@@ -105,6 +114,11 @@ class ScenarioModel:
 
     def at_quiescence(self, cs: CheckState):
         return quiescence_leaks(sys_state(cs.rs))
+
+    def canonical(self, cs: CheckState) -> CheckState:
+        """The representative of ``cs``'s symmetry class (identity without ``symmetry``)."""
+        sym = self.symmetry
+        return cs if sym is None else sym.canonical(cs)
 
 
 def _state_check(fn):

@@ -18,6 +18,13 @@ from .pasid_model import ScenarioModel, sys_state, violation_name
 from .search import explore
 
 
+# Compiled scenarios hold pydantic step models that do not pickle: workers are forked (they
+# inherit the model) where the platform can fork.
+import multiprocessing as _mp  # noqa: E402
+
+_MP_CONTEXT = "fork" if "fork" in _mp.get_all_start_methods() else "spawn"
+
+
 @dataclass
 class Cell:
     """The result of checking one scenario on one design."""
@@ -57,20 +64,27 @@ class Cell:
 def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                    sometimes=(), strategy: str = "bfs", max_states: int | None = 200_000,
                    max_depth: int | None = None, max_seconds: float | None = 120.0,
-                   workers: int = 1, expected: str | None = None) -> Cell:
-    """Explore a compiled scenario and summarise the outcome as a :class:`Cell`."""
-    model = ScenarioModel(compiled, sometimes=sometimes)
+                   workers: int = 1, expected: str | None = None,
+                   symmetry: bool = False) -> Cell:
+    """Explore a compiled scenario and summarise the outcome as a :class:`Cell`.
+
+    ``symmetry``: identify states equal up to object ids and interchangeable actors
+    (:mod:`pasidsim.check.symmetry`); verdicts and counterexample lengths are unchanged,
+    ``states`` counts symmetry classes."""
+    model = ScenarioModel(compiled, sometimes=sometimes, symmetry=symmetry)
     t0 = time.perf_counter()
     if workers > 1:
         from functools import partial
 
         from .parallel import explore_parallel
-        result = explore_parallel(partial(ScenarioModel, compiled, sometimes=tuple(sometimes)),
+        result = explore_parallel(partial(ScenarioModel, compiled, sometimes=tuple(sometimes),
+                                          symmetry=symmetry),
                                   workers=workers, strategy=strategy, max_states=max_states,
-                                  max_depth=max_depth, max_seconds=max_seconds)
+                                  max_depth=max_depth, max_seconds=max_seconds,
+                                  symmetry=symmetry, context=_MP_CONTEXT)
     else:
         result = explore(model, strategy=strategy, max_states=max_states, max_depth=max_depth,
-                         max_seconds=max_seconds)
+                         max_seconds=max_seconds, symmetry=symmetry)
     elapsed = time.perf_counter() - t0
     cell = Cell(scenario_name, design_name, "Always", result.states, result.transitions,
                 elapsed, expected=expected, unreached=list(result.sometimes_unreached))
