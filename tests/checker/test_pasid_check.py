@@ -99,3 +99,24 @@ def test_cli_check_one_file_exit_codes(tmp_path):
     broken.write_text("name: x\nactors: [{name: A, program: [{frobnicate: {}}]}]\n")
     err = runner.invoke(main, ["check", str(broken)])
     assert err.exit_code == 2 and "broken.yaml:2" in err.output
+
+
+def test_actor_waiting_forever_is_reported_as_deadlock():
+    from pasidsim.scenario.loader import load_text
+    text = """
+name: stuck
+machine: default
+actors:
+  - name: A
+    program:
+      - enqcmd: {dev: dsa0, expect: -EFAULT, note: "no portal mapped: SIGSEGV kills A"}
+      - open: {dev: dsa0, as: p, note: "never runs"}
+  - name: B
+    kernel: true
+    program:
+      - iommu_free_global_pasid: {pasid: $p}
+"""
+    c = compile_scenario(load_text(text, "stuck.yaml"))
+    cell = check_scenario(c)
+    assert cell.verdict == "Sometimes" and cell.kind == "quiescence"
+    assert "deadlock: actor B is waiting for $p" in cell.message

@@ -113,6 +113,13 @@ class ScenarioModel:
         return True
 
     def at_quiescence(self, cs: CheckState):
+        """Leaks, and actors stuck forever waiting for a value no step will bind (a
+        deadlock of the scenario's programs)."""
+        c = self.compiled
+        for i in range(1, len(c.actors)):
+            status = c.status(cs.rs, i)
+            if status.startswith("waiting"):
+                return f"deadlock: actor {c.actor_name(i)} is {status} and nothing can bind it"
         return quiescence_leaks(sys_state(cs.rs))
 
     def canonical(self, cs: CheckState) -> CheckState:
