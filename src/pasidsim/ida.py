@@ -60,18 +60,16 @@ class Ida:
 
     Attributes:
         allocated: number of allocated IDs.
-        cursor: where a cyclic allocation starts (the ID after the last one issued).
+        cursor: where a cyclic allocation starts (the ID after the last one issued); 0 until
+            the first cyclic allocation.
     """
 
-    __slots__ = ("_store", "_parent", "_op", "allocated", "cursor", "_hash", "__weakref__")
+    __slots__ = ("_store", "_parent", "_op", "_hash", "__weakref__")
+    cursor = 0  # versions made by cyclic allocation are _CyclicIda, which store their own
 
     def __init__(self) -> None:
         self._store = _Store()
         self._parent: Ida | None = None
-        self._op = -1
-        self.allocated = 0
-        self.cursor = 0
-        self._hash = None
 
     # -- version tree -------------------------------------------------------------------------
     def _reroot(self) -> _Store:
@@ -93,17 +91,23 @@ class Ida:
             v = u
         return store
 
-    def _derive(self, ident: int, delta: int, cursor: int) -> "Ida":
-        """The version with ``ident`` toggled (the store must be rooted at self)."""
-        store = self._store
-        store.toggle(ident)
-        new = _NEW(Ida)
+    def _new(self, store: _Store, ident: int, cursor: int) -> "Ida":
+        """A fresh root after ``ident`` was toggled in ``store`` (rooted at self so far)."""
+        if cursor:
+            new = _NEW(_CyclicIda)
+            new.cursor = cursor
+        else:
+            new = _NEW(Ida)
         new._store = store
         new._parent = None
-        new.allocated = self.allocated + delta
-        new.cursor = cursor
-        self._parent, self._op = new, ident
+        self._parent = new
+        self._op = ident
         return new
+
+    @property
+    def allocated(self) -> int:
+        """Number of allocated IDs."""
+        return len(self._reroot().live)
 
     # -- queries -------------------------------------------------------------------------------
     def __contains__(self, ident: object) -> bool:
@@ -135,8 +139,9 @@ class Ida:
     # -- updates -------------------------------------------------------------------------------
     def set(self, ident: int) -> "Ida":
         """Mark ``ident`` allocated (it must be free)."""
-        self._reroot()
-        return self._derive(ident, 1, self.cursor)
+        store = self._reroot()
+        store.toggle(ident)
+        return self._new(store, ident, self.cursor)
 
     def clear(self, ident: int) -> "Ida":
         """Mark ``ident`` free (it must be allocated)."""
@@ -145,11 +150,11 @@ class Ida:
             self._reroot()
         store.live.remove(ident)
         heappush(store.heap, ident)
+        if type(self) is not Ida:
+            return self._new(store, ident, self.cursor)
         new = _NEW(Ida)
         new._store = store
         new._parent = None
-        new.allocated = self.allocated - 1
-        new.cursor = self.cursor
         self._parent = new
         self._op = ident
         return new
@@ -159,11 +164,12 @@ class Ida:
         store = self._store
         if self._parent is not None:
             self._reroot()
-        if lo > 1:
+        if lo > 1 or type(self) is not Ida:
             ident = self.find_free(lo, hi)
             if ident < 0:
                 return self, -1
-            return self._derive(ident, 1, self.cursor), ident
+            store.toggle(ident)
+            return self._new(store, ident, self.cursor), ident
         # fast path (every global PASID allocation): the heap's head or the high-water mark
         live, heap = store.live, store.heap
         while heap and heap[0] in live:
@@ -179,11 +185,9 @@ class Ida:
                 return self, -1
             store.top = ident + 1
         live.add(ident)
-        new = _NEW(Ida)  # a fresh root (fields _op, _hash left unset until needed)
+        new = _NEW(Ida)
         new._store = store
         new._parent = None
-        new.allocated = self.allocated + 1
-        new.cursor = self.cursor
         self._parent = new
         self._op = ident
         return new, ident
@@ -191,20 +195,25 @@ class Ida:
     def alloc_cyclic(self, lo: int, hi: int) -> tuple["Ida", int]:
         """``idr_alloc_cyclic(idr, NULL, lo, hi + 1)``: first free ID at or after the cursor,
         wrapping to ``lo`` once; the cursor moves past the ID issued.  -1 if none."""
-        start = self.cursor if lo <= self.cursor <= hi else lo
+        cursor = self.cursor
+        start = cursor if lo <= cursor <= hi else lo
         ident = self.find_free(start, hi) if start > 1 else self.find_free(lo, hi)
         if ident < 0 and start > lo:
             ident = self.find_free(lo, start - 1)
         if ident < 0:
             return self, -1
-        return self._derive(ident, 1, ident + 1), ident
+        store = self._store
+        store.toggle(ident)
+        return self._new(store, ident, ident + 1), ident
 
     # -- value semantics ----------------------------------------------------------------------
     def __hash__(self) -> int:
-        h = getattr(self, "_hash", None)
-        if h is None:
-            h = hash((self.allocated, self.cursor, frozenset(self._reroot().live)))
-            self._hash = h
+        try:
+            return self._hash
+        except AttributeError:
+            pass
+        h = hash((self.cursor, frozenset(self._reroot().live)))
+        self._hash = h
         return h
 
     def __eq__(self, other: object) -> bool:
@@ -212,10 +221,7 @@ class Ida:
             return True
         if not isinstance(other, Ida):
             return NotImplemented
-        if self.allocated != other.allocated or self.cursor != other.cursor:
-            return False
-        h1, h2 = getattr(self, "_hash", None), getattr(other, "_hash", None)
-        if h1 is not None and h2 is not None and h1 != h2:
+        if self.cursor != other.cursor:
             return False
         mine = frozenset(self._reroot().live)
         return mine == other._reroot().live
@@ -226,20 +232,28 @@ class Ida:
     def __repr__(self) -> str:
         ids = self.ids()
         shown = ", ".join(map(str, ids[:8])) + (", …" if len(ids) > 8 else "")
-        return f"Ida([{shown}], allocated={self.allocated}, cursor={self.cursor})"
+        return f"Ida([{shown}], allocated={len(ids)}, cursor={self.cursor})"
+
+
+class _CyclicIda(Ida):
+    """A version made by (or after) a cyclic allocation: it carries its cursor."""
+
+    __slots__ = ("cursor",)
 
 
 _NEW = object.__new__
 
 
 def _rebuild(ids: list[int], cursor: int) -> Ida:
-    ida = Ida()
+    ida = Ida() if not cursor else _NEW(_CyclicIda)
+    if cursor:
+        ida._store = _Store()
+        ida._parent = None
+        ida.cursor = cursor
     store = ida._store
     store.live.update(ids)
     top = (max(ids) + 1) if ids else 1
     store.top = top
     live = store.live
     store.heap = [i for i in range(1, top) if i not in live]
-    ida.allocated = len(ids)
-    ida.cursor = cursor
     return ida
