@@ -77,6 +77,7 @@ def main() -> None:
     box[0] = full_ida().clear(777)
     full = rate(ida_pair_empty, n)
 
+    print(f"Ida implementation: {Ida.__module__}.{Ida.__qualname__}")
     print(f"dict insert+delete (baseline)      {base:12,.0f} pairs/s")
     print(f"Ida alloc+free, empty 2^20 space    {empty:12,.0f} pairs/s  "
           f"ratio to dict {base / empty:5.2f}x (target <= 5x)")

@@ -14,6 +14,11 @@ Lowest-free allocation over ``[1, hi]`` pops the heap (lazy deletion); a range s
 and cyclic allocation scan from their start.  Hash and equality are structural (the set of IDs,
 the cyclic cursor), identical in every process; the hash is computed once per version.
 
+Two implementations with one behaviour: this module's pure-Python :class:`PyIda`, and
+``pasidsim._ida.Ida``, the same algorithm in C (built with the package; 2-3x faster).
+``Ida`` is the C one when it is importable (set ``PASIDSIM_PURE_IDA=1`` to force Python); the
+tests run both against a set model.
+
 Memory: one set entry per allocated ID plus its heap entry once freed (about 60–100 bytes per
 allocated ID); no per-ID bitmap.
 
@@ -55,7 +60,7 @@ class _Store:
                 self.top = ident + 1
 
 
-class Ida:
+class PyIda:
     """An immutable set of allocated IDs with lowest-free and cyclic allocation.
 
     Attributes:
@@ -97,7 +102,7 @@ class Ida:
             new = _NEW(_CyclicIda)
             new.cursor = cursor
         else:
-            new = _NEW(Ida)
+            new = _NEW(PyIda)
         new._store = store
         new._parent = None
         self._parent = new
@@ -150,9 +155,9 @@ class Ida:
             self._reroot()
         store.live.remove(ident)
         heappush(store.heap, ident)
-        if type(self) is not Ida:
+        if type(self) is not PyIda:
             return self._new(store, ident, self.cursor)
-        new = _NEW(Ida)
+        new = _NEW(PyIda)
         new._store = store
         new._parent = None
         self._parent = new
@@ -164,7 +169,7 @@ class Ida:
         store = self._store
         if self._parent is not None:
             self._reroot()
-        if lo > 1 or type(self) is not Ida:
+        if lo > 1 or type(self) is not PyIda:
             ident = self.find_free(lo, hi)
             if ident < 0:
                 return self, -1
@@ -185,7 +190,7 @@ class Ida:
                 return self, -1
             store.top = ident + 1
         live.add(ident)
-        new = _NEW(Ida)
+        new = _NEW(PyIda)
         new._store = store
         new._parent = None
         self._parent = new
@@ -219,7 +224,7 @@ class Ida:
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
-        if not isinstance(other, Ida):
+        if not isinstance(other, PyIda):
             return NotImplemented
         if self.cursor != other.cursor:
             return False
@@ -235,7 +240,7 @@ class Ida:
         return f"Ida([{shown}], allocated={len(ids)}, cursor={self.cursor})"
 
 
-class _CyclicIda(Ida):
+class _CyclicIda(PyIda):
     """A version made by (or after) a cyclic allocation: it carries its cursor."""
 
     __slots__ = ("cursor",)
@@ -244,8 +249,8 @@ class _CyclicIda(Ida):
 _NEW = object.__new__
 
 
-def _rebuild(ids: list[int], cursor: int) -> Ida:
-    ida = Ida() if not cursor else _NEW(_CyclicIda)
+def _rebuild(ids: list[int], cursor: int) -> PyIda:
+    ida = PyIda() if not cursor else _NEW(_CyclicIda)
     if cursor:
         ida._store = _Store()
         ida._parent = None
@@ -257,3 +262,17 @@ def _rebuild(ids: list[int], cursor: int) -> Ida:
     live = store.live
     store.heap = [i for i in range(1, top) if i not in live]
     return ida
+
+
+def _select():
+    import os
+    if os.environ.get("PASIDSIM_PURE_IDA"):
+        return PyIda
+    try:
+        from ._ida import Ida as CIda
+    except ImportError:  # the extension was not built: same behaviour, slower
+        return PyIda
+    return CIda
+
+
+Ida = _select()

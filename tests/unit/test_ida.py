@@ -7,16 +7,26 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pasidsim.ida import Ida
+import pytest
+
+from pasidsim.ida import PyIda
+
+try:
+    from pasidsim._ida import Ida as CIda
+except ImportError:  # pragma: no cover - extension not built
+    CIda = None
+
+IMPLS = [PyIda] + ([CIda] if CIda is not None else [])
 
 OPS = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10 ** 6),
                          st.sampled_from([(1, 15), (1, 40), (3, 20), (1, 5)])),
                min_size=1, max_size=80)
 
 
+@pytest.mark.parametrize("Ida", IMPLS, ids=lambda c: c.__module__)
 @settings(max_examples=150, deadline=None)
-@given(OPS)
-def test_version_tree_matches_a_set_model(ops):
+@given(ops=OPS)
+def test_version_tree_matches_a_set_model(Ida, ops):
     versions = [(Ida(), frozenset(), 0)]
     for kind, pick, (lo, hi) in ops:
         v, ref, cur = versions[pick % len(versions)]
@@ -48,8 +58,23 @@ def test_version_tree_matches_a_set_model(ops):
                 assert hash(a[0]) == hash(b[0])
 
 
+def test_the_c_implementation_is_built():
+    assert CIda is not None, "pasidsim._ida was not built: pip install -e . compiles it"
+
+
+def test_long_version_chains_free_without_recursion():
+    for Ida in IMPLS:
+        first = Ida()
+        ida = first
+        for i in range(200_000):
+            ida, p = ida.alloc_lowest(1, 100) if i % 2 == 0 else (ida.clear(p), p)
+        del ida
+        assert first.ids() == []
+        del first  # the whole chain goes here; a recursive free would overflow the C stack
+
+
 def test_churn_does_not_grow_the_store():
-    ida = Ida()
+    ida = PyIda()
     for _ in range(1000):
         ida, p = ida.alloc_lowest(1, 100)
         ida = ida.clear(p)
