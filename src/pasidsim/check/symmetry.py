@@ -55,7 +55,8 @@ from ..hw.iopf import IopfGroup
 from ..hw.wq import Desc
 from ..scenario.compile import CONST, REF
 from ..scenario.schema import Ref
-from ..state import Domain, File, Group, Handle, HandleKind, Ioasid, IoasidSet, Mm, Proc, Task, Vma
+from ..state import (Domain, File, Group, Handle, HandleKind, Ioasid, IoasidSet, Mm, Proc, Task,
+                     Vma)
 from ..step import OPS
 from .pasid_model import CheckState
 
@@ -131,32 +132,15 @@ def _map(x, r):
     return tuple.__new__(type(x), vals)
 
 
-_HAS_MAP: dict = {}  # record type -> has Map fields (Mm.pt, Domain.iova)
-
-
-def _strong(v):
-    """``immutables.Map.__hash__`` is separable in keys and values (maps that differ only by
-    values swapped between keys hash alike): hash the items as a frozenset of tuples."""
-    if type(v) is not Map:
-        return v
-    out = []
-    for k, x in v.items():
-        has = _HAS_MAP.get(type(x))
-        if has is None:
-            has = _HAS_MAP[type(x)] = hasattr(x, "_fields") and any(type(f) is Map for f in x)
-        out.append((k, tuple(frozenset(f.items()) if type(f) is Map else f for f in x)
-                    if has else x))
-    return frozenset(out)
-
-
 class Canonical(CheckState):
-    """A canonical :class:`CheckState`: equal as a tuple, hashed without the Map weakness."""
+    """A canonical :class:`CheckState` (a marker type: equal and hashed as a tuple, and
+    ``SystemState``'s hash is structural)."""
 
     __slots__ = ()
 
     def __hash__(self) -> int:
         rs = self.rs
-        return hash((tuple(_strong(v) for v in rs.sys), rs.pcs, rs.tids, rs.binds, self.last))
+        return hash((rs.sys, rs.pcs, rs.tids, rs.binds, self.last))
 
 
 class _Unknown(Exception):
