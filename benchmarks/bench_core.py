@@ -23,6 +23,9 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import rate  # noqa: E402
 
 from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit  # noqa: E402
 from pasidsim.ida import Ida  # noqa: E402
@@ -34,16 +37,6 @@ from pasidsim.step import Action, step  # noqa: E402
 HI = (1 << 20) - 1
 
 
-def rate(fn, n: int) -> float:
-    """Calls of ``fn`` per second, best of 3 runs of ``n`` calls."""
-    best = float("inf")
-    for _ in range(3):
-        gc.collect()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
 
 
 def full_ida() -> Ida:

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import rate  # noqa: E402
 
 from pasidsim.config import Config, DeviceConfig, IommuUnit  # noqa: E402
 from pasidsim.hw.translate import translate  # noqa: E402
@@ -24,15 +27,6 @@ from pasidsim.state import PAGE_SIZE, initial_state  # noqa: E402
 from pasidsim.step import Action, step  # noqa: E402
 
 
-def rate(fn, n: int) -> float:
-    best = float("inf")
-    for _ in range(3):
-        gc.collect()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
 
 
 def main() -> None:

@@ -323,17 +323,27 @@ derive(IdaObject *self, Py_ssize_t ident, Py_ssize_t cursor)
     return (PyObject *)new;
 }
 
+/* Parse (lo, hi) and reroot `self`; 0 on success, -1 with an exception set. */
+static int
+range_args(IdaObject *self, PyObject *const *args, Py_ssize_t nargs, const char *name,
+           Py_ssize_t *lo, Py_ssize_t *hi)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s(lo, hi) takes 2 arguments", name);
+        return -1;
+    }
+    *lo = PyLong_AsSsize_t(args[0]);
+    *hi = PyLong_AsSsize_t(args[1]);
+    if ((*lo == -1 || *hi == -1) && PyErr_Occurred())
+        return -1;
+    return reroot(self);
+}
+
 static PyObject *
 Ida_alloc_lowest(IdaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "alloc_lowest(lo, hi)");
-        return NULL;
-    }
-    Py_ssize_t lo = PyLong_AsSsize_t(args[0]), hi = PyLong_AsSsize_t(args[1]);
-    if ((lo == -1 || hi == -1) && PyErr_Occurred())
-        return NULL;
-    if (reroot(self) < 0)
+    Py_ssize_t lo, hi;
+    if (range_args(self, args, nargs, "alloc_lowest", &lo, &hi) < 0)
         return NULL;
     StoreObject *s = self->store;
     Py_ssize_t x = store_find(s, lo, hi);
@@ -359,14 +369,8 @@ Ida_alloc_lowest(IdaObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Ida_alloc_cyclic(IdaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "alloc_cyclic(lo, hi)");
-        return NULL;
-    }
-    Py_ssize_t lo = PyLong_AsSsize_t(args[0]), hi = PyLong_AsSsize_t(args[1]);
-    if ((lo == -1 || hi == -1) && PyErr_Occurred())
-        return NULL;
-    if (reroot(self) < 0)
+    Py_ssize_t lo, hi;
+    if (range_args(self, args, nargs, "alloc_cyclic", &lo, &hi) < 0)
         return NULL;
     StoreObject *s = self->store;
     Py_ssize_t start = (lo <= self->cursor && self->cursor <= hi) ? self->cursor : lo;
@@ -413,14 +417,8 @@ Ida_clear(IdaObject *self, PyObject *arg)
 static PyObject *
 Ida_find_free(IdaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "find_free(lo, hi)");
-        return NULL;
-    }
-    Py_ssize_t lo = PyLong_AsSsize_t(args[0]), hi = PyLong_AsSsize_t(args[1]);
-    if ((lo == -1 || hi == -1) && PyErr_Occurred())
-        return NULL;
-    if (reroot(self) < 0)
+    Py_ssize_t lo, hi;
+    if (range_args(self, args, nargs, "find_free", &lo, &hi) < 0)
         return NULL;
     Py_ssize_t x = store_find(self->store, lo, hi);
     if (x == -2)
