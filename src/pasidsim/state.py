@@ -345,12 +345,23 @@ def _strong(v):
     return frozenset(out)
 
 
+_MAP_FIELDS: tuple = ()  # indices of the SystemState fields that hold Maps (set below)
+
+
 def _strong_hash(self: SystemState) -> int:
     """``hash(state)``: the 64-bit fingerprint, structural and the same in every process."""
-    return hash(tuple(_strong(v) for v in self))
+    vals = list(self)
+    for i in _MAP_FIELDS:
+        m = vals[i]
+        if m:
+            vals[i] = _strong(m)
+    return hash(tuple(vals))
 
 
 SystemState.__hash__ = _strong_hash  # type: ignore[method-assign,assignment]
+_MAP_FIELDS = tuple(i for i, name in enumerate(SystemState._fields)
+                    if getattr(SystemState.__annotations__.get(name), "__forward_arg__",
+                               SystemState.__annotations__.get(name)) in (Map, "Map"))
 
 
 def initial_state(config: Config, policy) -> SystemState:
