@@ -12,6 +12,8 @@ DESIGNS: dict[str, Policy] = {
     "current": CURRENT,
     "E0-io_mm": CURRENT.but(name="E0-io_mm", pasid_free_point=FreePoint.MM_EXIT,
                             mm_exit_callback=True, shared_sva_domain=False),
+    "E1-singleton-group": CURRENT.but(name="E1-singleton-group", singleton_group_required=True,
+                                      pasid_free_point=FreePoint.UNBIND),
     "E4-unbind-free": CURRENT.but(name="E4-unbind-free", pasid_free_point=FreePoint.UNBIND,
                                   enqcmd=Enqcmd.IPI),
     "E6-mmput-free": CURRENT.but(name="E6-mmput-free", pasid_free_point=FreePoint.MMPUT),
@@ -38,6 +40,7 @@ DESIGNS: dict[str, Policy] = {
 DESCRIPTIONS: dict[str, str] = {
     "current": "v6.8+: iommu_mm_data, PASID freed at __mmdrop, handle sharing, #GP fixup, E8 ownership",
     "E0-io_mm": "2018 RFC: io_mm with mm_exit callbacks; PASID removed from the IDR at mm exit",
+    "E1-singleton-group": "v5.3-v5.8 iommu_sva_bind_device: SVA only on single-device groups (-EINVAL)",
     "E4-unbind-free": "v5.10-v5.13: PASID freed at last unbind; MSRs updated by IPI (update_pasid)",
     "E6-mmput-free": "v5.18-rc1: PASID freed at __mmput (H1: use-after-free with an inherited fd)",
     "H2-mmget-bind": "5.18-rc proposal: bind holds mm_users (mm->fd->mm cycle, seed 000)",

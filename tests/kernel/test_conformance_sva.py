@@ -368,3 +368,16 @@ def test_M_08_kva_invalidation_reaches_every_sva_mm():
     assert not sys.state.atc and not sys.state.iotlb
     sys.iommu_sva_unbind_device(h)
     assert sys.iommu_sva_invalidate_kva_range() == 0
+
+
+def test_S_12_legacy_singleton_group_E1():
+    from pasidsim.designs import DESIGNS
+    sys = machine(DeviceConfig("d1", iommu="iommu0", group="G", pasid_bits=20),
+                  DeviceConfig("d2", iommu="iommu0", group="G", pasid_bits=20),
+                  DeviceConfig("solo", iommu="iommu0", pasid_bits=20),
+                  policy=DESIGNS["E1-singleton-group"])
+    mm = sys.mm_of(sys.process_create())
+    with pytest.raises(KernelError) as e:
+        sys.iommu_sva_bind_device("d1", mm)
+    assert e.value.errno == errno.EINVAL and sys.mm(mm).pasid == IOMMU_PASID_INVALID
+    assert sys.iommu_sva_bind_device("solo", mm) > 0
