@@ -109,6 +109,9 @@ def junit_xml(cells: list[Cell]) -> str:
 @click.option("--symmetry/--no-symmetry", default=False, show_default=True,
               help="identify states equal up to object ids and interchangeable actors "
                    "(same verdicts and counterexample lengths, fewer states)")
+@click.option("--por/--no-por", default=False, show_default=True,
+              help="partial-order reduction over independent actors (same verdicts; off for "
+                   "hardware scenarios; see pasidsim.check.por)")
 @click.option("--hardware/--no-hardware", default=None,
               help="interleave hardware events (default: as the scenario says)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable results on stdout")
@@ -118,7 +121,7 @@ def junit_xml(cells: list[Cell]) -> str:
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="directory for counterexample scenario files")
 def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, workers,
-              symmetry, hardware, as_json, junit, html, out):
+              symmetry, por, hardware, as_json, junit, html, out):
     """Explore every interleaving of SCENARIO (a file or a built-in name) and report the
     shortest violation of any invariant.  With no SCENARIO: every built-in scenario against
     today's design and every historical design, as a matrix.
@@ -172,7 +175,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             cell = check_scenario(c, scenario_name=s, design_name=d, strategy=strategy,
                                   max_states=max_states, max_depth=max_depth,
                                   max_seconds=max_seconds, workers=workers,
-                                  expected=exp, symmetry=symmetry)
+                                  expected=exp, symmetry=symmetry, por=por)
             cells.append(cell)
             compiled_by[(s, d)] = c
             progress.advance(task)

@@ -13,7 +13,9 @@ steps and hardware events enabled in a state, and how to apply one — all on th
 - ``sometimes``: the scenario's reachability goals (``CompiledScenario.sometimes``), so that a
   vacuous model is caught;
 - ``canonical`` (with ``symmetry=True``): the id-relabelling and actor-permutation symmetry of
-  :mod:`pasidsim.check.symmetry`, used by ``explore(..., symmetry=True)``.
+  :mod:`pasidsim.check.symmetry`, used by ``explore(..., symmetry=True)``;
+- ``actor``/``independent``/``alphabet``/``visible`` (with ``por=True``): the static
+  independence relation of :mod:`pasidsim.check.por`, used by ``explore(..., por=True)``.
 """
 
 from __future__ import annotations
@@ -59,11 +61,23 @@ class ScenarioModel:
         exclude: invariant names not to check (e.g. ``("W",)``).
         symmetry: enable :meth:`canonical` (:class:`~pasidsim.check.symmetry.Symmetry`);
             without it ``canonical`` is the identity.
+        por: provide the partial-order-reduction hooks (:class:`~pasidsim.check.por.PartialOrder`);
+            ``por_reason`` then says why POR is off for this scenario (None: available).
+            Without it the hooks are absent and ``explore(..., por=True)`` refuses the model.
     """
 
     def __init__(self, compiled, *, sometimes=(), check_expectations=True, exclude=("W",),
-                 symmetry=False):
+                 symmetry=False, por=False):
         self.compiled = compiled
+        sometimes = tuple(sometimes)
+        self.por_reason = "por=False"
+        if por:
+            from .por import PartialOrder
+            po = self.partial_order = PartialOrder(compiled, visible_all=bool(sometimes))
+            self.por_reason = po.reason
+            if po.reason is None:
+                self.actor, self.independent = po.actor, po.independent
+                self.alphabet, self.visible = po.alphabet, po.visible
         self.symmetry = None
         if symmetry:
             from .symmetry import Symmetry

@@ -65,26 +65,30 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                    sometimes=(), strategy: str = "bfs", max_states: int | None = 200_000,
                    max_depth: int | None = None, max_seconds: float | None = 120.0,
                    workers: int = 1, expected: str | None = None,
-                   symmetry: bool = False) -> Cell:
+                   symmetry: bool = False, por: bool = False) -> Cell:
     """Explore a compiled scenario and summarise the outcome as a :class:`Cell`.
 
     ``symmetry``: identify states equal up to object ids and interchangeable actors
     (:mod:`pasidsim.check.symmetry`); verdicts and counterexample lengths are unchanged,
-    ``states`` counts symmetry classes."""
-    model = ScenarioModel(compiled, sometimes=sometimes, symmetry=symmetry)
+    ``states`` counts symmetry classes.
+
+    ``por``: partial-order reduction (:mod:`pasidsim.check.por`) where the scenario allows it
+    (not with ``hardware: true``: then it is silently off, see ``ScenarioModel.por_reason``)."""
+    model = ScenarioModel(compiled, sometimes=sometimes, symmetry=symmetry, por=por)
+    por = por and model.por_reason is None
     t0 = time.perf_counter()
     if workers > 1:
         from functools import partial
 
         from .parallel import explore_parallel
         result = explore_parallel(partial(ScenarioModel, compiled, sometimes=tuple(sometimes),
-                                          symmetry=symmetry),
+                                          symmetry=symmetry, por=por),
                                   workers=workers, strategy=strategy, max_states=max_states,
                                   max_depth=max_depth, max_seconds=max_seconds,
-                                  symmetry=symmetry, context=_MP_CONTEXT)
+                                  symmetry=symmetry, por=por, context=_MP_CONTEXT)
     else:
         result = explore(model, strategy=strategy, max_states=max_states, max_depth=max_depth,
-                         max_seconds=max_seconds, symmetry=symmetry)
+                         max_seconds=max_seconds, symmetry=symmetry, por=por)
     elapsed = time.perf_counter() - t0
     cell = Cell(scenario_name, design_name, "Always", result.states, result.transitions,
                 elapsed, expected=expected, unreached=list(result.sometimes_unreached))
