@@ -392,26 +392,28 @@ Ida_alloc_cyclic(IdaObject *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(Nn)", new, x);
 }
 
+/* set(x) / clear(x): the version with x allocated / freed. */
 static PyObject *
-Ida_set(IdaObject *self, PyObject *arg)
+update(IdaObject *self, PyObject *arg, int (*op)(StoreObject *, Py_ssize_t))
 {
     Py_ssize_t x = PyLong_AsSsize_t(arg);
     if (x == -1 && PyErr_Occurred())
         return NULL;
-    if (reroot(self) < 0 || store_add(self->store, x) < 0)
+    if (reroot(self) < 0 || op(self->store, x) < 0)
         return NULL;
     return derive(self, x, self->cursor);
 }
 
 static PyObject *
+Ida_set(IdaObject *self, PyObject *arg)
+{
+    return update(self, arg, store_add);
+}
+
+static PyObject *
 Ida_clear(IdaObject *self, PyObject *arg)
 {
-    Py_ssize_t x = PyLong_AsSsize_t(arg);
-    if (x == -1 && PyErr_Occurred())
-        return NULL;
-    if (reroot(self) < 0 || store_remove(self->store, x) < 0)
-        return NULL;
-    return derive(self, x, self->cursor);
+    return update(self, arg, store_remove);
 }
 
 static PyObject *

@@ -11,6 +11,9 @@ from typing import NamedTuple
 
 
 class HistoryCase(NamedTuple):
+    """One row: ``design`` breaks ``breaks`` (an invariant name, ``quiescence`` or ``EXPECT``)
+    on built-in ``scenario``; ``what`` says how it broke on the list."""
+
     design: str
     scenario: str
     breaks: str  # invariant name (kernel-spec §7), "quiescence" (leak) or "EXPECT" (errno)

@@ -75,6 +75,8 @@ class Event(NamedTuple):
 
 
 class Arg(NamedTuple):
+    """A compiled step argument: ``kind`` CONST / REF / SELF_TID / SELF_MM and its value."""
+
     kind: int
     value: int
 
@@ -97,6 +99,8 @@ class CStep(NamedTuple):
 
 
 class ActorInfo(NamedTuple):
+    """An actor: its name, whether it runs in kernel context, its compiled program."""
+
     name: str
     kernel: bool
     program: tuple
