@@ -97,11 +97,21 @@ class DriverConfig:
             ``iommu_device_use_default_domain()`` at probe (vfio-pci, pci-stub, pcieport).
         kind: behaviour plug-in in :mod:`pasidsim.drivers` (``"dma-api"``, ``"uacce"``,
             ``"idxd"``, ``"amdgpu"``, ``"vfio-pci"``).
+        mm_exit_drains: E0 design only (``Policy.mm_exit_callback``): whether the driver's
+            ``mm_exit(dev, pasid, drvdata)`` callback waits for the device's queued work on the
+            PASID before returning -- the contract of the 2018 io_mm RFC ("when the device
+            driver returns from mm_exit(), it [...] has finished using the PASID", seed 002).
+            ``False`` models hardware whose queues cannot be drained inside the mm release path
+            (a GPU's queues, seed 002; that path must not block, Michal Hocko): the callback
+            stops new submissions and returns at once, and descriptors already queued complete
+            later as hardware events (``dma_complete``).  Ignored outside E0 and by drivers
+            without queues.
     """
 
     name: str
     driver_managed_dma: bool = False
     kind: str = "dma-api"
+    mm_exit_drains: bool = True
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,10 @@ class DriverSpec(_Strict):
     name: Annotated[str, Strict(), Field(min_length=1)]
     kind: str = "dma-api"
     driver_managed_dma: Annotated[bool, Strict()] = False
+    mm_exit_drains: Annotated[bool, Strict()] = Field(
+        True, description="E0 only: the driver's mm_exit callback waits for the device's "
+        "queued work on the PASID (false: it returns at once, queued descriptors complete "
+        "later)")
 
     @field_validator("kind")
     @classmethod
@@ -147,7 +151,8 @@ def config_from_spec(spec) -> Config:
         devices=[DeviceConfig(d.name, iommu=d.iommu, group=d.group, pasid_bits=d.pasid_bits,
                               ats=d.ats, pri=d.pri, require_direct=d.require_direct,
                               driver=d.driver, atc_entries=d.atc_entries) for d in spec.devices],
-        drivers=[DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind)
+        drivers=[DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind,
+                              mm_exit_drains=d.mm_exit_drains)
                  for d in spec.drivers],
         deferred_groups=spec.deferred_groups)
 
@@ -249,10 +254,11 @@ def machine_config(spec, base_dir: Path | None = None) -> tuple[Config, dict[str
 
 def with_drivers(cfg: Config, drivers) -> Config:
     """``cfg`` with extra drivers (:class:`DriverConfig`, or specs with name/kind/
-    driver_managed_dma); drivers already present by name are kept as they are."""
+    driver_managed_dma/mm_exit_drains); drivers already present by name are kept as they are."""
     have = {d.name for d in cfg.drivers}
     extra = [d if isinstance(d, DriverConfig) else
-             DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind)
+             DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind,
+                          mm_exit_drains=d.mm_exit_drains)
              for d in drivers if d.name not in have]
     if not extra:
         return cfg

@@ -19,6 +19,13 @@ Order of operations (drivers/dma/idxd/cdev.c):
   dedicated ``idxd_wq_disable_pasid`` (which drains) — *then* ``iommu_sva_unbind_device``.
   The drain is :func:`pasidsim.hooks.device_stop_pasid`, called while the PASID is still bound.
 - ``remove``: the same teardown for every open file of the queue.
+- E0 only (2018 io_mm RFC: the ``mm_exit`` callback a driver passed to
+  ``iommu_sva_device_init``, called from the io_mm's mmu-notifier ``release``; idxd came later
+  and never had one, the model's callback does what its release does): drain the bond's PASID
+  before returning, as the RFC's contract asked ("when the device driver returns from mm_exit(), it effectively tells the core that it
+  has finished using the PASID", seed 002).  With ``DriverConfig.mm_exit_drains`` false the
+  callback only stops new submissions and returns without waiting (the mm release path must
+  not block, seed 002): queued descriptors stay in the queue and complete later.
 
 The kernel-owned PASID path (``idxd_enable_system_pasid``) is not modeled.
 """
@@ -85,7 +92,15 @@ class IdxdDriver(Driver):
         return s
 
     def mm_exit(self, s: SystemState, dev: int, handle: int) -> SystemState:
-        """E0 ``mm_exit``: stop the queue's work for the bond's PASID."""
+        """E0 ``mm_exit(dev, pasid, drvdata)``: stop the queue's work for the bond's PASID.
+
+        With the driver's ``mm_exit_drains`` (the RFC's contract) the callback drains the
+        PASID (``idxd_device_drain_pasid``) before returning.  Without it, new submissions are
+        refused -- there are none to model: the exiting mm's portal is ``VM_DONTCOPY`` and was
+        just unmapped by ``exit_mmap`` -- and the callback returns without waiting: the
+        descriptors already queued complete later as ``dma_complete`` hardware events."""
+        if not s.config.drivers[s.devs[dev].driver].mm_exit_drains:
+            return s
         for fid, f in sorted(s.files.items()):
             if handle in f.handles:
                 s = self.drain(s, fid)

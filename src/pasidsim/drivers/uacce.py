@@ -5,6 +5,11 @@ Order of operations (drivers/misc/uacce/uacce.c): ``open`` binds the device to
 MMIO/DUS regions creates a VM_DONTCOPY VMA that holds the file; ``release`` stops the queue
 (``uacce_put_queue``: the hardware stops DMA on the PASID) and then unbinds; ``remove`` does the
 same for every open queue.
+
+E0 only (2018 io_mm RFC: the ``mm_exit`` callback passed to ``iommu_sva_device_init``, called
+from the io_mm's mmu-notifier ``release``): ``mm_exit`` stops the queue (as ``uacce_stop_queue``
+does: the hardware finishes the PASID's DMA) before returning.  With ``DriverConfig.mm_exit_drains`` false it only stops new
+submissions and returns without waiting; work already queued completes later.
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ class UacceDriver(Driver):
         return s, 1
 
     def mm_exit(self, s: SystemState, dev: int, handle: int) -> SystemState:
+        """E0 ``mm_exit``: stop the bond's queue and wait for it (``mm_exit_drains``), or,
+        without ``mm_exit_drains``, return at once (queued work completes later)."""
+        if not s.config.drivers[s.devs[dev].driver].mm_exit_drains:
+            return s
         for fid, f in sorted(s.files.items()):
             if handle in f.handles:
                 s = self.stop_queue(s, fid)
