@@ -14,7 +14,7 @@ EXPECTED = {
     "uacce-exit-before-close", "uacce-fork-inherit", "dsa-shared-wq-threads",
     "amdgpu-vm-delayed-free", "two-pasids-one-mm", "vfio-multi-device-group",
     "iommufd-pasid-compat", "h1-fork-exit", "h2-mmget-cycle", "h6-double-bind",
-    "h10-bind-into-user-group", "h8-unbind-after-exit",
+    "h10-bind-into-user-group", "h8-unbind-after-exit", "hist-io_mm-mm-exit",
 }
 
 
@@ -42,6 +42,7 @@ def test_builtin_passes_on_current(name):
     ("h10-bind-into-user-group", "pre-E8-bug-on", "expected -EBUSY, got 0"),
     ("h8-unbind-after-exit", "H8-unbind-uaf", "warnings: expected 0, got 1"),
     ("amdgpu-vm-delayed-free", "amdgpu-lowest", "PASID 3 is free"),
+    ("hist-io_mm-mm-exit", "E0-io_mm", "A3q"),
 ])
 def test_regression_detected_on_historical_design(name, design, symptom):
     res = run_scenario(compile_scenario(load_scenario(BUILTINS[name]), design=design))

@@ -21,6 +21,11 @@ class HistoryCase(NamedTuple):
 
 
 HISTORY: tuple[HistoryCase, ...] = (
+    HistoryCase("E0-io_mm", "hist-io_mm-mm-exit", "A3q",
+                "2018 io_mm RFC: the PASID returns to the IDR at mm exit; a driver whose "
+                "mm_exit cannot wait for its queues (the release path must not block) leaves "
+                "descriptors tagged with it queued (\"some grace period before a PASID is "
+                "reused\", seed 002)"),
     HistoryCase("E4-unbind-free", "hist-enqcmd-thread-pool", "X3",
                 "E3-E5 (v5.10-v5.13): PASID freed at last unbind and pushed to every thread's "
                 "IA32_PASID by IPI; the IPI writes other tasks' MSRs (H4, 9bfecd058339)"),
