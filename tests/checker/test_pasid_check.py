@@ -40,6 +40,28 @@ def test_every_builtin_scenario_passes_on_current(name):
     assert cell.states > 1
 
 
+@pytest.mark.parametrize("drains", [True, False])
+def test_e0_mm_exit_breaks_a3q_only_when_the_callback_does_not_drain(drains):
+    """Seed 002: E0 frees the PASID at mm exit.  With an mm_exit that waits until the device
+    is done (JPB's contract, ``mm_exit_drains: true``) nothing is queued on it any more; with
+    one that cannot wait (a GPU's queues; the mm release path must not block) a descriptor is
+    still queued on a reusable PASID (A3q), and may complete into the next owner (I2)."""
+    from pasidsim.scenario.loader import load_text
+    path = BUILTIN["hist-io_mm-mm-exit"]
+    text = path.read_text()
+    assert "mm_exit_drains: false" in text
+    text = text.replace("mm_exit_drains: false", f"mm_exit_drains: {str(drains).lower()}")
+    c = compile_scenario(load_text(text, str(path)), design="E0-io_mm")
+    assert c.config.drivers[0].mm_exit_drains is drains
+    cell = check_scenario(c, design_name="E0-io_mm")
+    if drains:
+        assert cell.verdict == "Always", (cell.invariant, cell.message, cell.trace)
+    else:
+        assert cell.verdict == "Sometimes" and cell.invariant == "A3q", cell.message
+        assert [(who, call.split("(")[0]) for who, call, _ret in cell.trace[-4:]] == [
+            ("A", "dev_open"), ("A", "mmap"), ("A", "enqcmd"), ("A", "task_exit")]
+
+
 def test_counterexample_file_replays_with_run(tmp_path):
     from pasidsim.check.cli_check import counterexample_yaml
     from pasidsim.scenario.runner import run_scenario

@@ -100,6 +100,30 @@ def test_bind_error_fails_the_open():
     assert not sys.state.files
 
 
+@pytest.mark.parametrize("drains", [True, False])
+def test_e0_mm_exit_honours_mm_exit_drains(drains, stops):
+    """E0: with ``mm_exit_drains`` the callback drains the PASID while it is still attached
+    and the PASID is freed with nothing queued; without, the callback returns at once and the
+    PASID goes back to the IDR with the descriptor still queued (seed 002)."""
+    from pasidsim.designs import DESIGNS
+    cfg = Config.build(iommus=[IommuUnit("dmar0")],
+                       devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20)],
+                       drivers=[DriverConfig("idxd", kind="idxd", mm_exit_drains=drains)])
+    sys = System(cfg, DESIGNS["E0-io_mm"])
+    sys.device_driver_attach("dsa0", "idxd")
+    a = sys.process_create()
+    fd = sys.dev_open(a, "dsa0")
+    sys.mmap(a, fd)
+    assert sys.enqcmd(a, "dsa0") == 1
+    sys.task_exit(a)
+    assert 1 not in sys.state.ida  # E0: removed from the IDR at mm exit either way
+    if drains:
+        # drained by mm_exit while PASID 1 was attached and allocated; release finds no bond
+        assert stops == [(0, 1, True, True)] and not sys.state.inflight
+    else:
+        assert stops == [] and [d.pasid for d in sys.state.inflight.values()] == [1]
+
+
 def dsa_action(name, **kw):
     from pasidsim.step import Action
     return Action.of(name, **kw)
