@@ -308,53 +308,65 @@ class SystemState(NamedTuple):
         return hash(self._replace(warnings=())) & 0xFFFF_FFFF_FFFF_FFFF
 
 
-_FIELD_INDEX = {name: i for i, name in enumerate(SystemState._fields)}
 
 
-def _fast_replace(self: SystemState, **changes) -> SystemState:
-    """``SystemState._replace``: a copy with some fields replaced.  NamedTuple's own version
-    is several times slower for 30+ fields, and every kernel call makes several copies."""
-    values = list(self)
-    for name, value in changes.items():
-        values[_FIELD_INDEX[name]] = value
-    return tuple.__new__(SystemState, values)
+def fast_replace(cls):
+    """Install a faster ``_replace`` on NamedTuple class ``cls`` (returned, so it works as a
+    decorator).  ``collections.namedtuple``'s version rebuilds the tuple through ``_make`` and
+    a keyword dict pop per field; kernel calls copy records and the state many times per
+    step.  Same contract: a copy with the named fields replaced; ValueError for a name that
+    is not a field."""
+    index = {name: i for i, name in enumerate(cls._fields)}
+    new = tuple.__new__
+
+    def _replace(self, **changes):
+        values = list(self)
+        try:
+            for name, value in changes.items():
+                values[index[name]] = value
+        except KeyError as e:
+            raise ValueError(f"{cls.__name__} has no field {e.args[0]!r}") from None
+        return new(cls, values)
+
+    _replace.__doc__ = f"A copy of this {cls.__name__} with the given fields replaced."
+    cls._replace = _replace
+    return cls
 
 
-SystemState._replace = _fast_replace  # type: ignore[method-assign]
+for _cls in (Vma, Mm, Task, Proc, File, Dev, Group, Domain, Handle, Ioasid, IoasidSet,
+             SystemState):
+    fast_replace(_cls)
 
-_HAS_MAP: dict = {}
 
-
-def _strong(v):
-    """A hashable stand-in for a table: ``immutables.Map.__hash__`` combines keys and values
+def _record_hash(self) -> int:
+    """``hash()`` of a record holding tables (``Mm.pt``, ``Domain.iova``): the tables as
+    frozensets of their items.  ``immutables.Map.__hash__`` combines keys and values
     separately, so two maps that differ only by values swapped between keys hash alike
-    (``{11: True, 15: False}`` vs ``{11: False, 15: True}``), which would make the model
-    checker treat different states as visited.  Maps are hashed as frozensets of items, one
-    level deep into records that hold maps (``Mm.pt``, ``Domain.iova``)."""
-    if type(v) is not Map:
-        return v
-    if not v:
-        return ()
-    out = []
-    for k, x in v.items():
-        has = _HAS_MAP.get(type(x))
-        if has is None:
-            has = _HAS_MAP[type(x)] = hasattr(x, "_fields") and any(type(f) is Map for f in x)
-        out.append((k, tuple(frozenset(f.items()) if type(f) is Map else f for f in x)
-                    if has else x))
-    return frozenset(out)
+    (``{11: True, 15: False}`` vs ``{11: False, 15: True}``); the model checker would then take
+    different states for visited."""
+    return hash(tuple(frozenset(f.items()) if type(f) is Map else f for f in self))
 
+
+Mm.__hash__ = _record_hash  # type: ignore[method-assign,assignment]
+Domain.__hash__ = _record_hash  # type: ignore[method-assign,assignment]
 
 _MAP_FIELDS: tuple = ()  # indices of the SystemState fields that hold Maps (set below)
 
 
 def _strong_hash(self: SystemState) -> int:
-    """``hash(state)``: the 64-bit fingerprint, structural and the same in every process."""
+    """``hash(state)``: the 64-bit fingerprint, structural and the same in every process.
+
+    Each table is hashed as the tuple of its items in iteration order (not by
+    ``Map.__hash__``, whose key/value separability is explained in :func:`_record_hash`).  A
+    HAMT's iteration order is a function of its keys' hashes, so equal tables give equal
+    tuples, except for keys whose 32-bit hashes collide, which are kept in insertion order:
+    two equal states may then fingerprint differently -- a duplicate exploration, never a
+    merge of different states."""
     vals = list(self)
     for i in _MAP_FIELDS:
         m = vals[i]
         if m:
-            vals[i] = _strong(m)
+            vals[i] = tuple(m.items())
     return hash(tuple(vals))
 
 
