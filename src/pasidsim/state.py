@@ -333,9 +333,25 @@ def fast_replace(cls):
     return cls
 
 
+def _rebuild(cls, values):
+    """Unpickle a record: ``tuple.__new__`` directly (NamedTuple's ``__new__`` is Python)."""
+    return tuple.__new__(cls, values)
+
+
+def fast_pickle(cls):
+    """Make NamedTuple class ``cls`` pickle as ``(_rebuild, (cls, values))`` (returned, so it
+    works as a decorator).  The default goes through a Python ``__getnewargs__`` on dump and
+    the class's Python ``__new__`` on load, per record; the parallel checker ships states
+    between processes by the thousand."""
+    def __reduce__(self):
+        return _rebuild, (cls, tuple(self))
+    cls.__reduce__ = __reduce__
+    return cls
+
+
 for _cls in (Vma, Mm, Task, Proc, File, Dev, Group, Domain, Handle, Ioasid, IoasidSet,
              SystemState):
-    fast_replace(_cls)
+    fast_pickle(fast_replace(_cls))
 
 
 def _record_hash(self) -> int:
