@@ -95,6 +95,35 @@ def test_serial_and_parallel_results_are_identical():
         (parallel.verdict, parallel.states, parallel.invariant, parallel.refs)
 
 
+@pytest.mark.parametrize("name,design,symmetry", [
+    ("uacce-fork-inherit", "current", False),
+    ("uacce-fork-inherit", "current", True),
+    ("hist-enqcmd-thread-pool", "H5-task-refcount", False),
+    ("hist-enqcmd-thread-pool", "H5-task-refcount", True),
+])
+def test_parallel_workers_own_pasid_states_with_serial_results(name, design, symmetry):
+    """The workers take over from the first level (min_level=1) and ship states to each
+    other; every count, the first violation and its replayed trace are the serial ones."""
+    import functools
+
+    from pasidsim.check.parallel import explore_parallel
+    from pasidsim.check.pasid_model import ScenarioModel
+    from pasidsim.check.runner import _MP_CONTEXT
+    from pasidsim.check.search import explore
+
+    c = compile_scenario(load_scenario(BUILTIN[name]), design=design)
+    factory = functools.partial(ScenarioModel, c, symmetry=symmetry)
+    serial = explore(factory(), symmetry=symmetry, stop_at_first=False)
+    par = explore_parallel(factory, workers=2, min_level=1, symmetry=symmetry,
+                           stop_at_first=False, context=_MP_CONTEXT)
+    assert (serial.verdict, serial.states, serial.transitions, serial.max_depth_reached) == \
+        (par.verdict, par.states, par.transitions, par.max_depth_reached)
+    assert serial.invariant_counts == par.invariant_counts
+    assert [(v.name, v.trace) for v in serial.violations] == \
+        [(v.name, v.trace) for v in par.violations]
+    assert (serial.verdict == "violation") == (design != "current")
+
+
 def test_cli_check_all_as_expected_and_reports(tmp_path):
     r = CliRunner().invoke(main, ["check", "--json", "--out", str(tmp_path / "cex"),
                                   "--junit", str(tmp_path / "j.xml"),

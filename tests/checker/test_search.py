@@ -277,6 +277,13 @@ def test_parallel_bfs_is_identical_to_serial(factory: Any, kwargs: dict) -> None
     assert order_serial == order_parallel
 
 
+def test_parallel_bfs_expands_the_serial_representative_of_a_symmetry_class() -> None:
+    serial = explore(toys.representative_model(), symmetry=True)
+    assert serial.violation is not None and serial.violation.trace == ["a", "x", "go"]
+    par = explore_parallel(toys.representative_model, workers=2, min_level=1, symmetry=True)
+    _identical(serial, par)
+
+
 def test_parallel_falls_back_to_serial_and_reraises_model_errors() -> None:
     res = explore_parallel(functools.partial(toys.counter_model, 2), workers=1)
     assert res.states == 13

@@ -334,3 +334,30 @@ def ring_model(n: int = 3, m: int = 4, observed: int | None = None) -> FunctionM
         alphabet=lambda: [("read", 0), ("write", 0), ("read", 1), ("write", 1)]
         + [("move", 10 + p, u) for p in range(n) for u in range(m)],
         name=f"ring{n}x{m}")
+
+
+# -- symmetric copies of one state reached from parents owned by different workers ----------
+# Actual states are (class, variant); canonical(state) is the class, an int, so that its
+# fingerprint (hash(int) == int) and hence its parallel owner (fp % 2) are chosen here.
+# Level 1 holds P1 (class 2, worker 0) then P2 (class 3, worker 1); both reach class 5
+# (worker 1), P1 as X1 and P2 as X2, whose actions come in opposite orders.  The serial
+# search keeps X1, the first found, and finds BAD through X1's action 0.
+
+REPRESENTATIVE_GRAPH = {
+    (0, "root"): {"a": (2, "p1"), "b": (3, "p2")},
+    (2, "p1"): {"x": (5, "x1")},
+    (3, "p2"): {"y": (5, "x2")},
+    (5, "x1"): {"go": (7, "bad"), "stay": (9, "ok1")},
+    (5, "x2"): {"stay": (9, "ok2"), "go": (7, "bad")},
+    (7, "bad"): {}, (9, "ok1"): {}, (9, "ok2"): {},
+}
+
+
+def representative_model() -> FunctionModel:
+    """Parallel BFS must expand the serial search's representative of a symmetry class."""
+    return FunctionModel(
+        initial_states=lambda: [(0, "root")],
+        actions=lambda s: list(REPRESENTATIVE_GRAPH[s]),
+        step=lambda s, a: REPRESENTATIVE_GRAPH[s][a],
+        invariants=[Invariant.always("not bad", lambda s: s[0] != 7, "reached BAD")],
+        canonical=lambda s: s[0], name="representative")
