@@ -1,13 +1,14 @@
 """Model-checker figures on the PASID subsystem, printed in one run.
 
-    python benchmarks/bench_check.py [--quick]
+    python benchmarks/bench_check.py [--quick] [--parallel N]
 
 Standard configuration: 3 processes x 2 devices (a singleton accelerator and one PASID
 device of a two-device group whose sibling has a DMA-API driver), today's design, every
 invariant checked in every state.  Prints distinct states, states per second and wall time,
 without and with symmetry reduction (object ids and interchangeable processes,
 :mod:`pasidsim.check.symmetry`), then the time to the first counterexample of every
-historical design on its scenario.
+historical design on its scenario; with ``--parallel N``, serial against N worker processes
+on a larger (four-process) configuration.
 """
 
 from __future__ import annotations
@@ -46,10 +47,39 @@ actors:
 """ for i in range(1, 4))
 
 
+def _parallel(workers: int) -> None:
+    """Serial vs ``--workers`` on the standard machine with four processes (56,023 states)."""
+    from pasidsim.check.runner import _MP_CONTEXT
+    four = STANDARD + """  - name: P4
+    program:
+      - open: {dev: acc0, expect: ok}
+      - open: {dev: ga, expect: ok}
+      - exit: {}
+"""
+    c = compile_scenario(load_text(four, "<bench-4>"))
+    t0 = time.perf_counter()
+    serial = check_scenario(c, max_states=None, max_seconds=None)
+    swall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    par = check_scenario(c, max_states=None, max_seconds=None, workers=workers)
+    pwall = time.perf_counter() - t0
+    assert (par.verdict, par.states, par.transitions) == (serial.verdict, serial.states,
+                                                         serial.transitions)
+    print(f"parallel BFS, 4 processes x 2 devices ({serial.states:,} states, "
+          f"{_MP_CONTEXT} workers):")
+    print(f"  serial {swall:.2f} s ({serial.states / swall:,.0f} states/s); {workers} workers "
+          f"{pwall:.2f} s ({par.states / pwall:,.0f} states/s, {swall / pwall:.2f}x); same "
+          f"verdict, states and transitions")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="two processes instead of three")
-    quick = ap.parse_args().quick
+    ap.add_argument("--parallel", type=int, metavar="N", default=0,
+                    help="also time N workers against the serial search on a four-process "
+                         "configuration (about 30 s)")
+    args = ap.parse_args()
+    quick = args.quick
     text = STANDARD if not quick else STANDARD.split("  - name: P3")[0]
     c = compile_scenario(load_text(text, "<bench>"))
     t0 = time.perf_counter()
@@ -85,6 +115,8 @@ def main() -> None:
         dt = time.perf_counter() - t0
         print(f"  {h.design:24} {h.scenario:28} {cell.invariant or '-':10} "
               f"len {len(cell.refs):3}  {dt * 1000:8.1f} ms  (target < 2000 ms)")
+    if args.parallel:
+        _parallel(args.parallel)
 
 
 if __name__ == "__main__":
