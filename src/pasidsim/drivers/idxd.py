@@ -22,8 +22,8 @@ Order of operations (drivers/dma/idxd/cdev.c):
 - E0 only (2018 io_mm RFC: the ``mm_exit`` callback a driver passed to
   ``iommu_sva_device_init``, called from the io_mm's mmu-notifier ``release``; idxd came later
   and never had one, the model's callback does what its release does): drain the bond's PASID
-  before returning, as the RFC's contract asked ("when the device driver returns from mm_exit(), it effectively tells the core that it
-  has finished using the PASID", seed 002).  With ``DriverConfig.mm_exit_drains`` false the
+  before returning, as the RFC's contract asked ("when the device driver returns from
+  mm_exit(), it effectively tells the core that it has finished using the PASID", seed 002).  With ``DriverConfig.mm_exit_drains`` false the
   callback only stops new submissions and returns without waiting (the mm release path must
   not block, seed 002): queued descriptors stay in the queue and complete later.
 

@@ -8,8 +8,9 @@ same for every open queue.
 
 E0 only (2018 io_mm RFC: the ``mm_exit`` callback passed to ``iommu_sva_device_init``, called
 from the io_mm's mmu-notifier ``release``): ``mm_exit`` stops the queue (as ``uacce_stop_queue``
-does: the hardware finishes the PASID's DMA) before returning.  With ``DriverConfig.mm_exit_drains`` false it only stops new
-submissions and returns without waiting; work already queued completes later.
+does: the hardware finishes the PASID's DMA) before returning.  With
+``DriverConfig.mm_exit_drains`` false it only stops new submissions and returns without
+waiting; work already queued completes later.
 """
 
 from __future__ import annotations
