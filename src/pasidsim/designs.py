@@ -36,6 +36,17 @@ DESIGNS: dict[str, Policy] = {
 }
 
 
+#: Column labels for the `pasidsim check` matrix: the epoch or hypothesis id of kernel-spec
+#: §0/§6 where the design has one.
+SHORT_NAMES: dict[str, str] = {
+    "current": "now", "E0-io_mm": "E0", "E1-singleton-group": "E1", "E4-unbind-free": "E4",
+    "E6-mmput-free": "E6", "H2-mmget-bind": "H2", "E12-no-handle-sharing": "E12",
+    "H5-task-refcount": "H5", "pre-E8-bug-on": "preE8", "dma-owner-enum-2021": "own2021",
+    "H8-unbind-uaf": "H8", "H11-claim-no-blocking": "H11", "amdgpu-lowest": "H13",
+    "H7-iommu_mm-aliased": "H7", "E15-x86-sva-disabled": "E15", "pending-free": "pfree",
+    "cyclic": "cyclic",
+}
+
 #: One line per design: epoch, what it does, where it breaks (kernel-spec §0, §6).
 DESCRIPTIONS: dict[str, str] = {
     "current": "v6.8+: iommu_mm_data, PASID freed at __mmdrop, handle sharing, #GP fixup, E8 ownership",

@@ -171,3 +171,39 @@ actors:
     cell = check_scenario(c)
     assert cell.verdict == "Sometimes" and cell.kind == "quiescence"
     assert "deadlock: actor B is waiting for $p" in cell.message
+
+
+@pytest.mark.parametrize("width", [80, 120, 400])
+def test_check_matrix_fits_the_terminal_and_names_every_cell(width):
+    """Narrow terminals get the designs split over several tables; no scenario name or
+    verdict is cut, and the legend names every abbreviated design."""
+    from rich.console import Console
+
+    from pasidsim.check.cli_check import matrix_legend, matrix_tables
+    from pasidsim.check.runner import Cell
+    from pasidsim.designs import DESIGNS, SHORT_NAMES
+
+    designs = list(DESIGNS)
+    scenarios = sorted(BUILTIN)
+    cells = [Cell(s, d, "Always", 1000 + i, 0, 0.0) for i, (s, d) in
+             enumerate((s, d) for s in scenarios for d in designs)]
+    cells[-1] = Cell(scenarios[-1], designs[-1], "Sometimes", 5, 0, 0.0, invariant="quiescence",
+                     refs=list(range(21)))
+    console = Console(width=width, record=True, color_system=None)
+    tables = matrix_tables(cells, scenarios, designs, width)
+    for t in tables:
+        console.print(t)
+    console.print(matrix_legend(designs))
+    out = console.export_text()
+    assert max(len(line) for line in out.splitlines()) <= width
+    assert (len(tables) > 1) == (width < 200)
+    for s in scenarios:
+        assert out.count(f" {s} ") == len(tables)
+    for c in cells[:-1]:
+        assert f"A {c.states}" in out
+    assert "S quiescence@21" in out
+    labels = {SHORT_NAMES.get(d, d) for d in designs}
+    assert len(labels) == len(designs)  # column labels are unambiguous
+    for d in designs:
+        if SHORT_NAMES.get(d, d) != d:
+            assert f"{SHORT_NAMES[d]} = {d}" in " ".join(out.split())

@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from .history import HISTORY
 from .runner import Cell, check_scenario
@@ -22,30 +24,68 @@ def _expected_map() -> dict[tuple[str, str], str]:
 
 
 def _cell_text(c: Cell) -> str:
+    """A compact matrix cell: ``A 1202`` (Always, distinct states), ``S A3@12`` (Sometimes:
+    the invariant broken and the counterexample's length), ``B 500`` (bounded), then ✓ for a
+    design's documented breakage, ✗ for a verdict that is not the expected one."""
     if c.verdict == "Always":
-        text = f"[green]Always[/green] {c.states}"
+        text = f"[green]A[/green] {c.states}"
     elif c.verdict == "Bounded":
-        text = f"[yellow]Bounded[/yellow] {c.states}"
+        text = f"[yellow]B[/yellow] {c.states}"
     else:
-        text = f"[red]{c.verdict}[/red] {c.invariant} @{len(c.refs)}"
+        text = f"[red]{c.verdict[0]}[/red] {c.invariant}@{len(c.refs)}"
     if c.expected is not None:
-        text += " [green]✓[/green]" if c.ok else " [red]✗ expected " + c.expected + "[/red]"
+        text += " [green]✓[/green]" if c.ok else f" [red]✗ expected {c.expected}[/red]"
     elif c.verdict != "Always" and c.design == "current":
         text += " [red]✗[/red]"
     return text
 
 
-def matrix_table(cells: list[Cell], scenarios: list[str], designs: list[str]) -> Table:
-    """A scenario × design table of verdicts (herd7 style: Always / Sometimes / Never, with the
-    number of distinct states explored, or the invariant broken and the counterexample length)."""
-    t = Table(title="pasidsim check: scenario × design", show_lines=False)
-    t.add_column("scenario")
-    for d in designs:
-        t.add_column(d, overflow="fold")
+def _label(design: str) -> str:
+    from ..designs import SHORT_NAMES
+    return SHORT_NAMES.get(design, design)
+
+
+def matrix_tables(cells: list[Cell], scenarios: list[str], designs: list[str],
+                  width: int) -> list[Table]:
+    """The scenario × design matrix of verdicts in the herd7 style, as tables of at most
+    ``width`` columns of text: the designs are split across several tables when they do not
+    fit side by side (each table repeats the scenario column).  Columns are headed by the
+    short design names of :data:`pasidsim.designs.SHORT_NAMES`."""
     by = {(c.scenario, c.design): c for c in cells}
-    for s in scenarios:
-        t.add_row(s, *[_cell_text(by[(s, d)]) if (s, d) in by else "" for d in designs])
-    return t
+    texts = {k: _cell_text(c) for k, c in by.items()}
+    plain = {k: Text.from_markup(v).cell_len for k, v in texts.items()}
+    first = max([len("scenario")] + [len(s) for s in scenarios]) + 4
+    widths = [max([len(_label(d))] + [plain.get((s, d), 0) for s in scenarios]) + 3
+              for d in designs]
+    chunks: list[list[int]] = [[]]
+    used = first
+    for i, w in enumerate(widths):
+        if chunks[-1] and used + w > width:
+            chunks.append([])
+            used = first
+        chunks[-1].append(i)
+        used += w
+    tables = []
+    for n, chunk in enumerate(chunks):
+        title = "pasidsim check: scenario × design" + (
+            f" ({n + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+        t = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD)
+        t.add_column("scenario", no_wrap=True)
+        for i in chunk:
+            t.add_column(_label(designs[i]), no_wrap=True)
+        for s in scenarios:
+            t.add_row(s, *[texts.get((s, designs[i]), "") for i in chunk])
+        tables.append(t)
+    return tables
+
+
+def matrix_legend(designs: list[str]) -> str:
+    """What the matrix's letters and column labels stand for."""
+    names = ", ".join(f"{_label(d)} = {d}" for d in designs if _label(d) != d)
+    return ("A = Always (every invariant holds; distinct states explored), S = Sometimes "
+            "(the invariant broken @ the length of the shortest counterexample), B = bounded "
+            "search; ✓ the design's documented breakage, ✗ not as expected.  Designs: "
+            + names + " (`pasidsim designs`).")
 
 
 def counterexample_yaml(cell: Cell, compiled, source_text: str) -> str:
@@ -195,11 +235,19 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
         click.echo(json.dumps({"schema": 1, "cells": [c.to_json() for c in cells],
                                "counterexamples": saved}, indent=2, sort_keys=True))
     else:
-        console.print(matrix_table(cells, list(loaded), design_list))
-        for c in violations:
+        for table in matrix_tables(cells, list(loaded), design_list, console.width):
+            console.print(table)
+        console.print(matrix_legend(design_list))
+        # traces: the documented breakages and anything unexpected; the rest are on file
+        shown = [c for c in violations if scenario or c.expected is not None
+                 or c.design == "current"]
+        for c in shown:
             _print_trace(console, c)
         if saved:
-            console.print(f"counterexamples saved in {out}/ (replay with `pasidsim run FILE`)")
+            others = len(violations) - len(shown)
+            console.print(f"counterexamples saved in {out}/ (replay with `pasidsim run FILE`)"
+                          + (f"; {others} more violations of historical designs off their own "
+                             "scenario are only there" if others else ""))
         unreached = [c for c in cells if c.unreached and c.verdict == "Always"]
         for c in unreached:
             console.print(f"[yellow]{c.scenario} × {c.design}: never reached "
