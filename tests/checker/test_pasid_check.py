@@ -207,3 +207,22 @@ def test_check_matrix_fits_the_terminal_and_names_every_cell(width):
     for d in designs:
         if SHORT_NAMES.get(d, d) != d:
             assert f"{SHORT_NAMES[d]} = {d}" in " ".join(out.split())
+
+
+def test_cli_check_matrix_with_workers_is_the_serial_matrix(tmp_path):
+    """--workers checks the matrix's cells side by side; the results and the counterexample
+    files are the serial ones."""
+    def run(workers, out):
+        r = CliRunner().invoke(main, ["check", "--json", "--design", "current", "--design",
+                                      "E6-mmput-free", "--design", "H7-iommu_mm-aliased",
+                                      "--workers", str(workers), "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        data = json.loads(r.stdout)
+        for c in data["cells"]:
+            c.pop("elapsed")
+        return data, {p.name: p.read_text() for p in out.iterdir()}
+
+    serial, serial_files = run(1, tmp_path / "one")
+    parallel, parallel_files = run(2, tmp_path / "two")
+    assert parallel["cells"] == serial["cells"]
+    assert parallel_files == serial_files and serial_files

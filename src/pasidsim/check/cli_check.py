@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .history import HISTORY
-from .runner import Cell, check_scenario
+from .runner import _MP_CONTEXT, Cell, check_scenario
 
 DEFAULT_OUT = "pasidsim-counterexamples"
 
@@ -145,7 +145,8 @@ def junit_xml(cells: list[Cell]) -> str:
 @click.option("--max-seconds", type=float, default=120.0, show_default=True,
               help="time bound per cell")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="processes for level-parallel BFS (results identical to serial)")
+              help="processes: several cells are checked side by side, a single cell by "
+                   "level-parallel BFS (results identical to serial)")
 @click.option("--symmetry/--no-symmetry", default=False, show_default=True,
               help="identify states equal up to object ids and interchangeable actors "
                    "(same verdicts and counterexample lengths, fewer states)")
@@ -197,28 +198,31 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     jobs = [(s, d) for s in loaded for d in design_list]
     cells: list[Cell] = []
     compiled_by = {}
+    settings = dict(strategy=strategy, max_states=max_states, max_depth=max_depth,
+                    max_seconds=max_seconds, symmetry=symmetry, por=por)
+    # the matrix judges each historical design by its documented breakage; a scenario given
+    # explicitly must simply hold
+    exps = [None if scenario else expected.get(job) for job in jobs]
+    across = workers > 1 and len(jobs) > 1 and _MP_CONTEXT == "fork"
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task("checking", total=len(jobs))
-        for s, d in jobs:
-            progress.update(task, description=f"{s} × {d}")
-            try:
-                c = compile_scenario(loaded[s], design=d)
-            except ScenarioError as e:
-                console.print(f"[red]error:[/red] {e}")
-                sys.exit(2)
-            if hardware is not None:
-                c.hardware = hardware
-            # the matrix judges each historical design by its documented breakage; a
-            # scenario given explicitly must simply hold
-            exp = None if scenario else expected.get((s, d))
-            cell = check_scenario(c, scenario_name=s, design_name=d, strategy=strategy,
-                                  max_states=max_states, max_depth=max_depth,
-                                  max_seconds=max_seconds, workers=workers,
-                                  expected=exp, symmetry=symmetry, por=por)
-            cells.append(cell)
-            compiled_by[(s, d)] = c
-            progress.advance(task)
+        try:
+            if across:  # one cell per worker at a time; each cell searched serially
+                cells = _check_across(loaded, jobs, exps, hardware, settings, workers,
+                                      lambda c: progress.update(
+                                          task, advance=1, description=f"{c.scenario} × {c.design}"))
+            else:
+                for (s, d), exp in zip(jobs, exps):
+                    progress.update(task, description=f"{s} × {d}")
+                    cells.append(_check_cell(loaded, s, d, exp, hardware, settings, workers))
+                    progress.advance(task)
+        except ScenarioError as e:
+            console.print(f"[red]error:[/red] {e}")
+            sys.exit(2)
+    for c in cells:
+        if c.verdict in ("Sometimes", "Never"):
+            compiled_by[(c.scenario, c.design)] = _compile(loaded, c.scenario, c.design, hardware)
     bad = [c for c in cells if not c.ok and (c.design == "current" or c.expected is not None
                                              or scenario)]
     saved = []
@@ -257,6 +261,56 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     if html:
         Path(html).write_text(html_report(cells, saved))
     sys.exit(1 if bad else 0)
+
+
+def _compile(loaded: dict, s: str, d: str, hardware):
+    from ..scenario.compile import compile_scenario
+    c = compile_scenario(loaded[s], design=d)
+    if hardware is not None:
+        c.hardware = hardware
+    return c
+
+
+def _check_cell(loaded: dict, s: str, d: str, exp, hardware, settings: dict,
+                workers: int = 1) -> Cell:
+    """Check one cell of the matrix (raises ScenarioError for a scenario that does not
+    compile against design ``d``)."""
+    return check_scenario(_compile(loaded, s, d, hardware), scenario_name=s, design_name=d,
+                          expected=exp, workers=workers, **settings)
+
+
+_ACROSS: tuple = ()  # what forked matrix workers inherit: (loaded, hardware, settings)
+
+
+def _across_job(job):
+    from ..scenario.loader import ScenarioError
+    loaded, hardware, settings = _ACROSS
+    s, d, exp = job
+    try:
+        return _check_cell(loaded, s, d, exp, hardware, settings)
+    except ScenarioError as e:
+        return e
+
+
+def _check_across(loaded: dict, jobs: list, exps: list, hardware, settings: dict,
+                  workers: int, done) -> list[Cell]:
+    """The matrix's cells checked by ``workers`` forked processes, one cell each at a time
+    (compiled scenarios do not pickle; the workers inherit them).  Results in job order, so
+    the output is the serial one; ``done(cell)`` is called as each cell comes in."""
+    import multiprocessing as mp
+    global _ACROSS
+    _ACROSS = (loaded, hardware, settings)
+    cells = []
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            for res in pool.imap(_across_job, [(s, d, e) for (s, d), e in zip(jobs, exps)]):
+                if isinstance(res, Exception):
+                    raise res
+                cells.append(res)
+                done(res)
+    finally:
+        _ACROSS = ()
+    return cells
 
 
 def html_report(cells: list[Cell], saved: list[str]) -> str:
