@@ -282,13 +282,17 @@ def iommu_sva_invalidate_kva_range(s: SystemState, start: int = 0,
 
 def io_mm_exit(s: SystemState, mm: int) -> SystemState:
     """E0 (2018 io_mm RFC): at mm exit every bond's driver ``mm_exit`` callback is told to
-    stop DMA, the bond is detached and dropped, and when the io_mm's last bond goes the PASID
-    is removed from the IDR at once.  A later unbind of those bonds finds nothing (-ESRCH)."""
+    stop DMA (a non-zero return: ``dev_WARN`` "possible leak of PASID", and the core goes
+    on), the bond is detached and dropped, and when the io_mm's last bond goes the PASID is
+    removed from the IDR at once.  A later unbind of those bonds finds nothing (-ESRCH).
+    Models the RFC's ``iommu_notifier_release()`` (drivers/iommu/iommu-sva.c)."""
     from .drivers import driver_mm_exit
     rec = s.mms[mm]
     for hid, h in sorted(s.handles.items()):
         if h.kind == HandleKind.SVA and h.domain in rec.sva_domains:
-            s = driver_mm_exit(s, h.dev, hid)
+            s, ret = driver_mm_exit(s, h.dev, hid)
+            if ret:
+                s = warn(s, Warn.MM_EXIT_LEAK, h.dev, h.pasid)
             h = s.handles.get(hid)
             if h is None:
                 continue

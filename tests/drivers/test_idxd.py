@@ -117,11 +117,15 @@ def test_e0_mm_exit_honours_mm_exit_drains(drains, stops):
     assert sys.enqcmd(a, "dsa0") == 1
     sys.task_exit(a)
     assert 1 not in sys.state.ida  # E0: removed from the IDR at mm exit either way
+    from pasidsim.errors import Warn
     if drains:
         # drained by mm_exit while PASID 1 was attached and allocated; release finds no bond
         assert stops == [(0, 1, True, True)] and not sys.state.inflight
+        assert sys.state.warnings == ()
     else:
         assert stops == [] and [d.pasid for d in sys.state.inflight.values()] == [1]
+        # mm_exit returned -EBUSY: dev_WARN "possible leak of PASID" (device 0, PASID 1)
+        assert sys.state.warnings == ((Warn.MM_EXIT_LEAK, 0, 1),)
 
 
 def dsa_action(name, **kw):

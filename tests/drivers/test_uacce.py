@@ -25,3 +25,6 @@ def test_e0_mm_exit_honours_mm_exit_drains(drains):
     sys.task_exit(a)
     assert 1 not in sys.state.ida and not sys.state.handles
     assert len(sys.state.inflight) == (0 if drains else 1)
+    # a callback that returns with work queued says so: dev_WARN "possible leak of PASID"
+    from pasidsim.errors import Warn
+    assert sys.state.warnings == (() if drains else ((Warn.MM_EXIT_LEAK, 0, 1),))

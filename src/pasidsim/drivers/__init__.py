@@ -114,11 +114,12 @@ def driver_mmap(s: SystemState, file: int) -> tuple[SystemState, int]:
     return plugin(s, drv).mmap(s, file)
 
 
-def driver_mm_exit(s: SystemState, dev: int, handle: int) -> SystemState:
-    """E0 only: the driver's ``mm_exit(dev, pasid, drvdata)`` callback."""
+def driver_mm_exit(s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:
+    """E0 only: the driver's ``mm_exit(dev, pasid, drvdata)`` callback; returns its return
+    value (0: the device is done with the PASID)."""
     drv = s.devs[dev].driver
     if drv < 0:
-        return s
+        return s, 0
     return plugin(s, drv).mm_exit(s, dev, handle)
 
 

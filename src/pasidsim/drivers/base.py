@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ENODEV
+from ..errors import EBUSY, ENODEV
 from ..state import SystemState
 
 
@@ -37,9 +37,21 @@ class Driver:
         to refuse."""
         return s, -ENODEV
 
-    def mm_exit(self, s: SystemState, dev: int, handle: int) -> SystemState:
-        """E0 ``mm_exit`` callback: stop all DMA on the bond's PASID."""
-        return s
+    def mm_exit(self, s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:
+        """E0 ``mm_exit(dev, pasid, drvdata)`` callback: stop all DMA on the bond's PASID.
+        Returns 0 when the device is done with the PASID; non-zero makes the core WARN
+        "possible leak of PASID" (and free it anyway)."""
+        return s, 0
+
+    @staticmethod
+    def queued_ret(s: SystemState, dev: int, handle: int) -> int:
+        """-EBUSY when descriptors tagged with the bond's PASID are still queued on ``dev``
+        (what an ``mm_exit`` that returns without waiting reports), else 0."""
+        h = s.handles.get(handle)
+        if h is None:
+            return 0
+        busy = any(d.dev == dev and d.pasid == h.pasid for d in s.inflight.values())
+        return -EBUSY if busy else 0
 
 
 class DmaApiDriver(Driver):

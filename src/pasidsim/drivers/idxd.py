@@ -23,9 +23,11 @@ Order of operations (drivers/dma/idxd/cdev.c):
   ``iommu_sva_device_init``, called from the io_mm's mmu-notifier ``release``; idxd came later
   and never had one, the model's callback does what its release does): drain the bond's PASID
   before returning, as the RFC's contract asked ("when the device driver returns from
-  mm_exit(), it effectively tells the core that it has finished using the PASID", seed 002).  With ``DriverConfig.mm_exit_drains`` false the
-  callback only stops new submissions and returns without waiting (the mm release path must
-  not block, seed 002): queued descriptors stay in the queue and complete later.
+  mm_exit(), it effectively tells the core that it has finished using the PASID", seed 002).
+  With ``DriverConfig.mm_exit_drains`` false the callback only stops new submissions and
+  returns without waiting (the mm release path must not block, seed 002), -EBUSY when
+  descriptors are still queued (the core then WARNs "possible leak of PASID" and frees it
+  anyway); the queued descriptors complete later.
 
 The kernel-owned PASID path (``idxd_enable_system_pasid``) is not modeled.
 """
@@ -91,20 +93,21 @@ class IdxdDriver(Driver):
                 s = self._teardown(s, fid)
         return s
 
-    def mm_exit(self, s: SystemState, dev: int, handle: int) -> SystemState:
+    def mm_exit(self, s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:
         """E0 ``mm_exit(dev, pasid, drvdata)``: stop the queue's work for the bond's PASID.
 
         With the driver's ``mm_exit_drains`` (the RFC's contract) the callback drains the
         PASID (``idxd_device_drain_pasid``) before returning.  Without it, new submissions are
         refused -- there are none to model: the exiting mm's portal is ``VM_DONTCOPY`` and was
         just unmapped by ``exit_mmap`` -- and the callback returns without waiting: the
-        descriptors already queued complete later as ``dma_complete`` hardware events."""
+        descriptors already queued complete later as ``dma_complete`` hardware events.
+        Returns 0, or -EBUSY when it returns with descriptors of the PASID still queued."""
         if not s.config.drivers[s.devs[dev].driver].mm_exit_drains:
-            return s
+            return s, self.queued_ret(s, dev, handle)
         for fid, f in sorted(s.files.items()):
             if handle in f.handles:
                 s = self.drain(s, fid)
-        return s
+        return s, 0
 
 
 class IdxdDedicatedDriver(IdxdDriver):

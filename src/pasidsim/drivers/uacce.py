@@ -60,12 +60,13 @@ class UacceDriver(Driver):
     def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
         return s, 1
 
-    def mm_exit(self, s: SystemState, dev: int, handle: int) -> SystemState:
+    def mm_exit(self, s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:
         """E0 ``mm_exit``: stop the bond's queue and wait for it (``mm_exit_drains``), or,
-        without ``mm_exit_drains``, return at once (queued work completes later)."""
+        without ``mm_exit_drains``, return at once (queued work completes later).  Returns 0,
+        or -EBUSY when it returns with work of the PASID still queued."""
         if not s.config.drivers[s.devs[dev].driver].mm_exit_drains:
-            return s
+            return s, self.queued_ret(s, dev, handle)
         for fid, f in sorted(s.files.items()):
             if handle in f.handles:
                 s = self.stop_queue(s, fid)
-        return s
+        return s, 0
