@@ -47,3 +47,63 @@ def test_equal_states_compare_equal_and_differ_after_a_change():
     assert a.state == b.state and hash(a.state) == hash(b.state)
     a.iommu_alloc_global_pasid("d")
     assert a.state != b.state and hash(a.state) != hash(b.state)
+
+
+def _with(s, **tables):
+    return s._replace(**tables)
+
+
+def test_tables_differing_only_by_swapped_values_hash_differently():
+    """immutables.Map hashes keys and values separately: {11: a, 15: b} and {11: b, 15: a}
+    collide.  The state fingerprint must not, or the checker would take a new state for a
+    visited one -- at the top level and in a record's own table (Mm.pt)."""
+    from immutables import Map
+
+    from pasidsim.config import Config, DeviceConfig, IommuUnit
+    from pasidsim.state import Mm, initial_state
+    from pasidsim.policy import CURRENT
+    s = initial_state(Config.build(iommus=[IommuUnit("i")],
+                                   devices=[DeviceConfig("d", iommu="i", pasid_bits=20)]), CURRENT)
+    assert hash(Map({11: True, 15: False})) == hash(Map({11: False, 15: True}))  # the trap
+    a = _with(s, pending_free=Map({11: True, 15: False}))
+    b = _with(s, pending_free=Map({11: False, 15: True}))
+    assert a != b and hash(a) != hash(b)
+    m1, m2 = Mm(pt=Map({4: (1, 3), 5: (2, 3)})), Mm(pt=Map({4: (2, 3), 5: (1, 3)}))
+    c, d = _with(s, mms=Map({7: m1})), _with(s, mms=Map({7: m2}))
+    assert c != d and hash(c) != hash(d)
+
+
+def test_equal_tables_hash_equal_whatever_order_they_were_built_in():
+    """The fingerprint hashes a table as the tuple of its items in iteration order; that order
+    must depend only on the keys, not on the insertion and deletion history (else equal
+    states would be explored twice).  Int and tuple keys, past 16 keys (HAMT array nodes)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from immutables import Map
+
+    from pasidsim.config import Config, DeviceConfig, IommuUnit
+    from pasidsim.policy import CURRENT
+    from pasidsim.state import initial_state
+    s = initial_state(Config.build(iommus=[IommuUnit("i")],
+                                   devices=[DeviceConfig("d", iommu="i", pasid_bits=20)]), CURRENT)
+    keys = st.one_of(st.integers(0, 1 << 40), st.tuples(st.integers(0, 8), st.integers(0, 1 << 20),
+                                                        st.integers(0, 1 << 36)))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.dictionaries(keys, st.integers(), max_size=60), st.lists(keys, max_size=20),
+           st.randoms(use_true_random=False))
+    def check(items, extra, rnd):
+        order = list(items.items())
+        rnd.shuffle(order)
+        built = Map()
+        for k in extra:  # keys inserted and deleted again
+            built = built.set(k, 0)
+        for k, v in order:
+            built = built.set(k, v)
+        for k in set(extra) - set(items):
+            built = built.delete(k)
+        direct = Map(items)
+        assert built == direct
+        assert hash(_with(s, atc=built)) == hash(_with(s, atc=direct))
+
+    check()
