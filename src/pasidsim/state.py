@@ -308,8 +308,6 @@ class SystemState(NamedTuple):
         return hash(self._replace(warnings=())) & 0xFFFF_FFFF_FFFF_FFFF
 
 
-
-
 def fast_replace(cls):
     """Install a faster ``_replace`` on NamedTuple class ``cls`` (returned, so it works as a
     decorator).  ``collections.namedtuple``'s version rebuilds the tuple through ``_make`` and

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -172,7 +172,6 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     With a SCENARIO: 0 when every property holds, 1 on a violation.  2 on bad input."""
     from ..designs import DESIGNS
     from ..scenario import builtin_scenarios, resolve_scenario
-    from ..scenario.compile import compile_scenario
     from ..scenario.loader import ScenarioError, load_scenario
     console = Console(stderr=as_json)
     try:
@@ -204,19 +203,24 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     # explicitly must simply hold
     exps = [None if scenario else expected.get(job) for job in jobs]
     across = workers > 1 and len(jobs) > 1 and _MP_CONTEXT == "fork"
+    # no auto-refresh: rich's refresh thread must not be running when workers are forked
+    # (a forked child inherits its locks in whatever state they are); the bar is redrawn at
+    # each update instead
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console, transient=True, disable=as_json) as progress:
+                  console=console, transient=True, disable=as_json,
+                  auto_refresh=False) as progress:
         task = progress.add_task("checking", total=len(jobs))
         try:
             if across:  # one cell per worker at a time; each cell searched serially
                 cells = _check_across(loaded, jobs, exps, hardware, settings, workers,
                                       lambda c: progress.update(
-                                          task, advance=1, description=f"{c.scenario} × {c.design}"))
+                                          task, advance=1, refresh=True,
+                                          description=f"{c.scenario} × {c.design}"))
             else:
                 for (s, d), exp in zip(jobs, exps):
-                    progress.update(task, description=f"{s} × {d}")
+                    progress.update(task, description=f"{s} × {d}", refresh=True)
                     cells.append(_check_cell(loaded, s, d, exp, hardware, settings, workers))
-                    progress.advance(task)
+                    progress.update(task, advance=1, refresh=True)
         except ScenarioError as e:
             console.print(f"[red]error:[/red] {e}")
             sys.exit(2)

@@ -47,7 +47,7 @@ import time
 import traceback
 from typing import Any, Callable, Sequence
 
-from .model import ModelView, StateCheck
+from .model import ModelView
 from .search import Link, Recorder, Result, explore, no_cyclic_gc
 
 Item = tuple[int, int]                                  # (action index, successor fp)
