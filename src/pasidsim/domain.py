@@ -13,12 +13,13 @@ Kernel sources modeled: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``,
 
 from __future__ import annotations
 
-from .hw.cache import flush_domain, flush_pasid
-from .hw.iopf import iopf_flush_pasid
 from .errors import EBUSY, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ModelUsageError, Warn
+from .fault import FaultPoint, fault_point
+from .hw.cache import flush_domain, flush_pasid
+from .iopf import iopf_flush_pasid
 from .mm import mmdrop
-from .pasid import pasid_get, pasid_put, warn
-from .state import (IOMMU_NO_PASID, Domain, DomainType, PasidEntryMode, SystemState)
+from .pasid import pasid_get, pasid_put
+from .state import IOMMU_NO_PASID, Domain, DomainType, PasidEntryMode, SystemState, warn
 
 
 def dev_group(s: SystemState, dev: int) -> int:
@@ -66,12 +67,16 @@ def iommu_domain_alloc_paging(s: SystemState, dev: int,
     Args:
         dev: device index.
         pasid_compat: allocated with ``IOMMU_HWPT_ALLOC_PASID`` (may be attached to PASIDs).
-    Returns: the domain id, or -ENODEV when the device has no IOMMU.
+    Returns: the domain id, -ENODEV when the device has no IOMMU, -ENOMEM when the IOMMU
+        driver's ``domain_alloc_paging`` fails (fault point DOMAIN_ALLOC_PAGING).
     Models: drivers/iommu/iommu.c ``iommu_paging_domain_alloc_flags()``.
     """
     g = dev_group(s, dev)
     if g < 0:
         return s, -ENODEV
+    err = fault_point(FaultPoint.DOMAIN_ALLOC_PAGING)
+    if err:
+        return s, err
     return new_domain(s, Domain(DomainType.UNMANAGED, s.config.groups[g].iommu,
                                 pasid_compat=pasid_compat))
 
@@ -181,9 +186,12 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
         handle: handle id to store in the slot (0 = store the bare domain).
     Returns: 0; -ENODEV (no group); -EOPNOTSUPP (driver lacks set_dev_pasid);
         -EINVAL (incompatible domain, ``pasid == IOMMU_NO_PASID``, or ``pasid >= max_pasids``
-        of some PASID-capable group member); -EBUSY (slot occupied).  On failure nothing
-        changes (all members reverted, slot released).
-    Models: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``.
+        of some PASID-capable group member); -EBUSY (slot occupied); -ENOMEM when the slot
+        cannot be stored (fault point PASID_ARRAY_INSERT) or a member's ``set_dev_pasid``
+        fails (fault point SET_DEV_PASID, once per member).  On failure nothing changes (the
+        members already set are put back on the blocked domain, the slot is released).
+    Models: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``, ``__iommu_set_group_pasid()``
+    (its unwind of the devices already set).
     """
     domain_get(s, domain)
     _handle_check(s, handle)
@@ -199,12 +207,31 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
             return s, -EINVAL
     if slot_get(s, g, pasid) is not None:
         return s, -EBUSY
+    err = fault_point(FaultPoint.PASID_ARRAY_INSERT)
+    if err:
+        return s, err
     for d in pasid_devices(s, g):
+        err = fault_point(FaultPoint.SET_DEV_PASID)
+        if err:
+            return _unwind_set_group_pasid(s, g, pasid, d), err
         s = program_pasid(s, d, pasid, domain)
     if handle:
         s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(
             domain=domain, group=g, pasid=pasid)))
     return slot_store(s, g, pasid, domain, handle), 0
+
+
+def _unwind_set_group_pasid(s: SystemState, g: int, pasid: int,
+                            failed: int) -> SystemState:
+    """``__iommu_set_group_pasid()``'s error path: every member set before ``failed`` is put
+    back on the blocked domain for ``pasid`` (``iommu_remove_dev_pasid``).  A complete unwind
+    gives back the state before the attach (``s0``): the failure-atomicity property checks
+    exactly that."""
+    for d in pasid_devices(s, g):
+        if d == failed:
+            break
+        s = block_pasid(s, d, pasid)
+    return s
 
 
 def iommu_detach_device_pasid(s: SystemState, domain: int, dev: int,

@@ -16,9 +16,13 @@ mm/mmap.c ``mmap_region()`` (``get_file``), ``munmap``.
 from __future__ import annotations
 
 from .errors import EBADF, EINVAL, ENODEV, ModelUsageError
+from .file_table import fput, get_file
+from .mem import _task_mm, unmap_range
 from .mm import mm_alloc, mm_get, mmget, mmput
+from .ops_tables import dev_driver_ops
 from .policy import Enqcmd
-from .state import PROT_READ, PROT_WRITE, File, Proc, SystemState, Task, Vma
+from .state import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, File, Proc, SystemState, Task, Vma
+from .sva import maybe_free_refcounted_pasid
 
 
 def proc_get(s: SystemState, pid: int) -> Proc:
@@ -93,33 +97,6 @@ def _new_id(s: SystemState) -> tuple[SystemState, int]:
     return s._replace(next_id=s.next_id + 1), s.next_id
 
 
-def get_file(s: SystemState, file: int) -> SystemState:
-    """``get_file()``: f_count + 1."""
-    f = s.files[file]
-    return s._replace(files=s.files.set(file, f._replace(f_count=f.f_count + 1)))
-
-
-def fput(s: SystemState, file: int) -> SystemState:
-    """``fput()``: f_count - 1; the last reference queues ``__fput`` as task work."""
-    f = s.files[file]
-    if f.f_count > 1:
-        return s._replace(files=s.files.set(file, f._replace(f_count=f.f_count - 1)))
-    return s._replace(files=s.files.set(file, f._replace(f_count=0)),
-                      delayed_fput=s.delayed_fput + (file,))
-
-
-def run_task_work(s: SystemState) -> SystemState:
-    """Run queued ``__fput`` calls (the driver's ``release``), oldest first, until none is
-    left (a release may queue more)."""
-    from .drivers import driver_release
-    while s.delayed_fput:
-        file = s.delayed_fput[0]
-        s = s._replace(delayed_fput=s.delayed_fput[1:])
-        s = driver_release(s, file)
-        s = s._replace(files=s.files.delete(file))
-    return s
-
-
 def task_exit(s: SystemState, tid: int) -> tuple[SystemState, int]:
     """``do_exit()`` of one thread: (per-task PASID reference put, in the Sep 2021 design),
     ``exit_mm`` (mmput), and for the last thread ``exit_files`` (each file fput).  The
@@ -128,7 +105,6 @@ def task_exit(s: SystemState, tid: int) -> tuple[SystemState, int]:
     p = s.procs[t.pid]
     s = s._replace(tasks=s.tasks.delete(tid))
     if t.pasid_activated and s.policy.enqcmd == Enqcmd.TASK_REFCOUNT and t.mm in s.mms:
-        from .sva import maybe_free_refcounted_pasid
         s = maybe_free_refcounted_pasid(s, t.mm)
     s = mmput(s, t.mm)
     threads = tuple(x for x in p.threads if x != tid)
@@ -142,7 +118,11 @@ def task_exit(s: SystemState, tid: int) -> tuple[SystemState, int]:
 
 
 def do_group_exit(s: SystemState, pid: int) -> SystemState:
-    """``do_group_exit()``: every thread of the process exits (lowest tid last)."""
+    """``do_group_exit()``: every thread of the process exits (lowest tid last).  Also the
+    deferred delivery of a fatal signal (:class:`~pasidsim.state.Work` SIGKILL): a process
+    that has exited meanwhile is left alone."""
+    if pid not in s.procs:
+        return s
     p = proc_get(s, pid)
     for tid in reversed(p.threads):
         s, _ = task_exit(s, tid)
@@ -151,19 +131,24 @@ def do_group_exit(s: SystemState, pid: int) -> SystemState:
 
 def dev_open(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
     """``open()`` of device ``dev``'s node by task ``tid``.  Returns the new file id (the fd);
-    -ENODEV when no driver is bound; the driver's open error (nothing left behind)."""
-    from .drivers import driver_open
+    -ENODEV when no driver is bound; the driver's open error: the file is discarded, and what
+    the driver's failed open kept stays (a failed SVA bind keeps the mm's PASID; the driver
+    unwinds the rest itself).  Models fs/open.c ``do_dentry_open()`` (``f_op->open``;
+    on error the file is put without ``release``)."""
     t = _task(s, tid)
     if not 0 <= dev < len(s.config.devices):
         raise ModelUsageError(f"unknown device index {dev}")
-    if s.devs[dev].driver < 0:
+    ops = dev_driver_ops(s, dev)
+    if ops is None:
         return s, -ENODEV
-    s0 = s
     fid = s.next_id
     s = s._replace(next_id=fid + 1, files=s.files.set(fid, File(dev=dev, mm=t.mm)))
-    s, ret = driver_open(s, fid, tid)
+    s, ret = ops.open(s, fid, tid)
     if ret < 0:
-        return s0, ret
+        s = s._replace(files=s.files.delete(fid))
+        if s.next_id == fid + 1:  # the file's id is the only one drawn: give it back
+            s = s._replace(next_id=fid)
+        return s, ret
     p = s.procs[t.pid]
     return s._replace(procs=s.procs.set(t.pid, p._replace(files=p.files + (fid,)))), fid
 
@@ -182,12 +167,12 @@ def close(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
 def mmap(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
     """``mmap()`` of an open device file (e.g. a uacce queue or a DSA portal): a VMA holding a
     reference on the file.  Returns the VMA id; -EBADF; the driver's error."""
-    from .drivers import driver_mmap
     t = _task(s, tid)
     if fd not in s.procs[t.pid].files:
         return s, -EBADF
     s0 = s
-    s, dontcopy = driver_mmap(s, fd)
+    ops = dev_driver_ops(s, s.files[fd].dev)
+    s, dontcopy = ops.mmap(s, fd) if ops is not None else (s, -ENODEV)
     if dontcopy < 0:
         return s0, dontcopy
     s = get_file(s, fd)
@@ -208,10 +193,19 @@ def munmap(s: SystemState, tid: int, vma: int) -> tuple[SystemState, int]:
     match = [v for v in rec.vmas if v.id == vma]
     if not match:
         return s, -EINVAL
-    from .hw.mem import unmap_range
     v = match[0]
     s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=tuple(x for x in rec.vmas if x.id != vma))))
     s = unmap_range(s, t.mm, v.start, v.npages)
     if v.file:
         s = fput(s, v.file)
     return s, 0
+
+
+def munmap_range(s: SystemState, tid: int, addr: int) -> tuple[SystemState, int]:
+    """``munmap`` of the mapping that starts at byte address ``addr`` (anonymous or device).
+    Returns 0 or -EINVAL."""
+    mm = _task_mm(s, tid)
+    for v in s.mms[mm].vmas:
+        if v.start == addr >> PAGE_SHIFT and not addr & (PAGE_SIZE - 1):
+            return munmap(s, tid, v.id)
+    return s, -EINVAL

@@ -17,12 +17,13 @@ drivers/pci/pci-driver.c ``pci_dma_configure()/pci_dma_cleanup()``.
 
 from __future__ import annotations
 
-from .domain import dev_group, domain_compatible, domain_get, new_domain, set_group
-from .hw.cache import flush_domain
+from .domain import (block_pasid, dev_group, domain_compatible, domain_get, new_domain,
+                     program_pasid, set_group)
 from .errors import EBUSY, EINVAL, ENODEV, EPERM, EPROBE_DEFER, Warn
-from .pasid import warn
+from .fault import FaultPoint, fault_point
+from .hw.cache import flush_domain
 from .policy import OwnerModel
-from .state import Domain, DomainType, SystemState
+from .state import Domain, DomainType, SystemState, warn
 
 
 def _set_domain(s: SystemState, g: int, domain: int) -> tuple[SystemState, int]:
@@ -40,11 +41,17 @@ def _set_domain(s: SystemState, g: int, domain: int) -> tuple[SystemState, int]:
     return set_group(s, g, domain=domain), 0
 
 
-def _blocking_domain(s: SystemState, g: int) -> tuple[SystemState, int]:
-    """``__iommu_group_alloc_blocking_domain()``: allocated on first use, kept."""
+def _blocking_domain(s: SystemState, g: int, fallible: bool = True) -> tuple[SystemState, int]:
+    """``__iommu_group_alloc_blocking_domain()``: allocated on first use, kept.  Returns the
+    domain id, or -ENOMEM when the allocation fails (fault point BLOCKING_DOMAIN_ALLOC, unless
+    ``fallible`` is false: a path whose kernel counterpart allocates nothing)."""
     grp = s.groups[g]
     if grp.blocking_domain:
         return s, grp.blocking_domain
+    if fallible:
+        err = fault_point(FaultPoint.BLOCKING_DOMAIN_ALLOC)
+        if err:
+            return s, err
     s, did = new_domain(s, Domain(DomainType.BLOCKED, s.config.groups[g].iommu))
     return set_group(s, g, blocking_domain=did), did
 
@@ -100,6 +107,8 @@ def _take_dma_ownership(s: SystemState, g: int, owner: int) -> tuple[SystemState
     s0 = s
     if s.policy.claim_attaches_blocking:
         s, blocking = _blocking_domain(s, g)
+        if blocking < 0:
+            return s0, blocking
         s, ret = _set_domain(s, g, blocking)
         if ret:
             return s0, ret
@@ -226,7 +235,7 @@ def iommu_detach_group(s: SystemState, domain: int, group: int) -> tuple[SystemS
     """Return the group to its core domain (blocking when user-owned, else default).
     Returns 0.  Models ``iommu_detach_group()``."""
     if s.groups[group].owner and not s.groups[group].blocking_domain:
-        s, _ = _blocking_domain(s, group)
+        s, _ = _blocking_domain(s, group, fallible=False)
     core = _core_domain(s, group)
     if core:
         s, _ = _set_domain(s, group, core)
@@ -266,16 +275,19 @@ def pci_dev_reset_iommu_prepare(s: SystemState, dev: int) -> tuple[SystemState, 
     are parked on the blocked domain (hardware entries removed, ``pasid_array`` kept) and the
     group's ``recovery_cnt`` is raised, so domain changes and PASID attaches on the group fail
     -EBUSY until the reset is done.  Nested calls only count.  Devices without ATS: no-op.
-    Returns 0.  Models: drivers/iommu/iommu.c ``pci_dev_reset_iommu_prepare()``."""
-    from .domain import block_pasid
+    Returns 0, or -ENOMEM when the group's blocking domain cannot be allocated (nothing
+    changed).  Models: drivers/iommu/iommu.c ``pci_dev_reset_iommu_prepare()``."""
     g = dev_group(s, dev)
     if g < 0 or not s.config.devices[dev].ats:
         return s, 0
+    s0 = s
     depth = s.devs[dev].reset_depth
     s = _set_dev(s, dev, reset_depth=depth + 1)
     if depth:
         return s, 0
-    s, _ = _blocking_domain(s, g)
+    s, blocking = _blocking_domain(s, g)
+    if blocking < 0:
+        return s0, blocking
     for p, _dom, _h in s.groups[g].pasid_array:
         if p:
             s = block_pasid(s, dev, p)
@@ -286,7 +298,6 @@ def pci_dev_reset_iommu_done(s: SystemState, dev: int) -> tuple[SystemState, int
     """End the fence: when the outermost reset is done, the device's PASIDs are reprogrammed
     from the retained ``pasid_array`` and ``recovery_cnt`` drops.  WARN on underflow.
     Returns 0.  Models: drivers/iommu/iommu.c ``pci_dev_reset_iommu_done()``."""
-    from .domain import program_pasid
     g = dev_group(s, dev)
     if g < 0 or not s.config.devices[dev].ats:
         return s, 0

@@ -41,13 +41,13 @@ opcodes stay stable), the new operations of the driver plug-ins:
 from __future__ import annotations
 
 from .domain import (dev_group, iommu_attach_device_pasid, iommu_detach_device_pasid,
-                     iommu_domain_alloc_paging, iommu_replace_device_pasid, slot_erase,
-                     slot_get, slot_store)
+                     iommu_domain_alloc_paging, iommu_domain_free, iommu_replace_device_pasid,
+                     slot_erase, slot_get, slot_store)
 from .errors import EBUSY, EINVAL, ENODEV, ENOENT, ModelUsageError
 from .group import (_set_domain, __iommu_attach_group, iommu_detach_group,  # noqa: F401
                     iommu_device_claim_dma_owner, iommu_device_release_dma_owner)
+from .ops_tables import dev_driver_ops
 from .state import IOMMU_NO_PASID, DomainType, File, Handle, HandleKind, SystemState
-from .step import register_op
 
 # -- group-handle API (the RID slot, pasid_array[IOMMU_NO_PASID]) -----------------------------
 
@@ -137,7 +137,6 @@ def iommufd_hwpt_destroy(s: SystemState, pt_id: int) -> tuple[SystemState, int]:
     """``IOMMU_DESTROY`` of a HW page table.  Returns 0; -ENOENT (not a hwpt); -EBUSY while it
     is attached anywhere or is a group's current domain.
     Models: main.c ``iommufd_destroy`` → hw_pagetable.c ``iommufd_hwpt_paging_destroy``."""
-    from .domain import iommu_domain_free
     if _hwpt(s, pt_id):
         return s, -ENOENT
     if any(g.domain == pt_id or any(d == pt_id for _p, d, _h in g.pasid_array)
@@ -151,8 +150,8 @@ def _idev(s: SystemState, idev: int) -> File | None:
     if f is None or not f.drvdata:
         return None
     if f.mm:  # a process's file: must be a vfio device cdev
-        from .drivers.vfio import _is_vfio
-        if not _is_vfio(s, f.dev):
+        ops = dev_driver_ops(s, f.dev)
+        if ops is None or not ops.vfio_device:
             return None
     return f
 
@@ -360,26 +359,6 @@ def idev_teardown(s: SystemState, idev: int) -> SystemState:
     s, _ = iommufd_device_unbind(s, idev)
     return s
 
-
-# -- registration ---------------------------------------------------------------------------
-
-def _register() -> None:
-    from .drivers.amdgpu import amdgpu_cs_submit, amdgpu_ih_process, amdgpu_vm_fault
-    from .drivers.vfio import (vfio_device_bind_iommufd, vfio_group_get_status,
-                               vfio_group_set_container, vfio_group_unset_container)
-    for fn in (iommufd_ctx_create, iommufd_ioas_alloc, iommufd_hwpt_alloc, iommufd_hwpt_destroy,
-               iommufd_device_bind,
-               iommufd_device_unbind, iommufd_device_attach, iommufd_device_replace,
-               iommufd_device_detach, vfio_group_get_status, vfio_group_set_container,
-               vfio_group_unset_container):
-        register_op(fn)
-    register_op(vfio_device_bind_iommufd, kind="process")
-    register_op(amdgpu_cs_submit, kind="process")
-    register_op(amdgpu_vm_fault, kind="process")
-    register_op(amdgpu_ih_process, kind="hw")
-
-
-_register()
 
 __all__ = ["iommufd_ctx_create", "iommufd_ioas_alloc", "iommufd_hwpt_alloc", "iommufd_hwpt_destroy",
            "iommufd_device_bind", "iommufd_device_unbind", "iommufd_device_attach",

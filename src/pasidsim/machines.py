@@ -73,9 +73,10 @@ class DriverSpec(_Strict):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, v: str) -> str:
-        from .drivers import REGISTRY
-        if v not in REGISTRY:
-            raise ValueError(f"unknown driver kind {v!r}; known: {', '.join(sorted(REGISTRY))}")
+        from .drivers import BUILTIN, REGISTRY
+        known = {d.kind for d in BUILTIN} | set(REGISTRY)
+        if v not in known:
+            raise ValueError(f"unknown driver kind {v!r}; known: {', '.join(sorted(known))}")
         return v
 
 

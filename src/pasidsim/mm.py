@@ -15,9 +15,13 @@ with the IOMMU drivers' ``release`` (intel ``intel_mm_release``, arm-smmu-v3 ``a
 from __future__ import annotations
 
 from .errors import ModelUsageError, Warn
-from .pasid import iommu_free_global_pasid, warn
+from .file_table import fput
+from .hw.cache import flush_pasid
+from .mem import unmap_range
+from .ops_tables import MMU_NOTIFIER_OPS
+from .pasid import iommu_free_global_pasid
 from .policy import FreePoint
-from .state import IOMMU_PASID_INVALID, Mm, MmState, PasidEntryMode, SystemState
+from .state import IOMMU_PASID_INVALID, Mm, MmState, PasidEntryMode, SystemState, warn
 
 
 def mm_get(s: SystemState, mm: int) -> Mm:
@@ -95,7 +99,6 @@ def mmu_notifier_release(s: SystemState, mm: int) -> SystemState:
     rec = s.mms[mm]
     if not rec.sva_domains:
         return s
-    from .hw.cache import flush_pasid
     doms = set(rec.sva_domains)
     table = s.pasid_table
     quiesced = []
@@ -122,8 +125,6 @@ def mmput(s: SystemState, mm: int) -> SystemState:
     # their IOTLB/ATC entries flushed), then every VMA is unmapped and its file put.
     s = _put(s, mm, rec._replace(mm_users=0, state=MmState.EXITED))
     s = mmu_notifier_release(s, mm)
-    from .files import fput  # late import: files -> drivers -> sva -> mm
-    from .hw.mem import unmap_range
     vmas = s.mms[mm].vmas
     s = _put(s, mm, s.mms[mm]._replace(vmas=()))
     for vma in vmas:
@@ -131,8 +132,8 @@ def mmput(s: SystemState, mm: int) -> SystemState:
         if vma.file:
             s = fput(s, vma.file)
     if s.policy.mm_exit_callback:
-        from .sva import io_mm_exit  # E0: driver mm_exit callbacks, bonds torn down
-        s = io_mm_exit(s, mm)
+        # E0: the io_mm's mmu-notifier release (drivers' mm_exit callbacks, bonds torn down)
+        s = MMU_NOTIFIER_OPS["io_mm"](s, mm)
     if s.policy.pasid_free_point == FreePoint.MMPUT:
         s = mm_pasid_drop(s, mm)
     return mmdrop(s, mm)

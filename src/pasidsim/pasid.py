@@ -15,13 +15,9 @@ Kernel sources modeled:
 from __future__ import annotations
 
 from .errors import EINVAL, ENOSPC, Warn
+from .fault import FaultPoint, fault_point
 from .policy import Allocator
-from .state import (IOMMU_FIRST_GLOBAL_PASID, IOMMU_PASID_INVALID, SystemState)
-
-
-def warn(s: SystemState, code: Warn, a: int = 0, b: int = 0) -> SystemState:
-    """Record a kernel ``WARN_ON`` in the state (the only change a WARN makes)."""
-    return s._replace(warnings=s.warnings + ((int(code), a, b),))
+from .state import IOMMU_FIRST_GLOBAL_PASID, IOMMU_PASID_INVALID, SystemState, warn
 
 
 def ida_alloc(s: SystemState, lo: int, hi: int) -> tuple[SystemState, int]:
@@ -52,6 +48,8 @@ def iommu_alloc_global_pasid(s: SystemState, dev: int) -> tuple[SystemState, int
     """
     maxp = s.config.max_pasids[dev]
     if maxp == 0:
+        return s, IOMMU_PASID_INVALID
+    if fault_point(FaultPoint.IDA_ALLOC):
         return s, IOMMU_PASID_INVALID
     s2, ret = ida_alloc(s, IOMMU_FIRST_GLOBAL_PASID, maxp - 1)
     if ret < 0:
@@ -182,7 +180,7 @@ def amdgpu_pasid_free_delayed(s: SystemState, pasid: int, fence: int = 0,
 
 
 __all__ = [
-    "warn", "ida_alloc", "iommu_alloc_global_pasid", "iommu_free_global_pasid", "pasid_get",
+    "ida_alloc", "iommu_alloc_global_pasid", "iommu_free_global_pasid", "pasid_get",
     "pasid_put", "pasid_is_free", "amdgpu_pasid_alloc", "amdgpu_pasid_free",
     "amdgpu_pasid_free_delayed", "dma_fence_create", "dma_fence_signal",
 ]

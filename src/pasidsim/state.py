@@ -71,6 +71,24 @@ class PasidEntryMode(IntEnum):
     QUIESCED = 1  # mm exited: present but aborting, faults not reported (FPD / quiet CD)
 
 
+class Work(IntEnum):
+    """Kinds of deferred work: what the kernel runs later, in another context, instead of
+    calling up into a higher layer.  A queued item is ``(Work, arg, ...)`` in
+    :attr:`SystemState.work`; :mod:`pasidsim.work` runs them.
+
+    - FPUT ``(file,)``: ``__fput`` as task work (fs/file_table.c ``fput()`` ->
+      ``task_work_add(____fput)``): the driver's ``release``, then the file is freed.
+    - SIGKILL ``(pid,)``: a fatal signal (SIGSEGV with the default disposition, from
+      ``force_sig()`` in the #GP handler) delivered on return to user space: ``do_group_exit``.
+    - PAGE_REQUEST ``(dev, pasid, addr, access, grpid, last)``: a PCIe page request the IOMMU
+      received (PRI); its interrupt handler reports it (``iommu_report_device_fault``).
+    """
+
+    FPUT = 1
+    SIGKILL = 2
+    PAGE_REQUEST = 3
+
+
 class IoasidState(IntEnum):
     """``enum ioasid_state`` of the unmerged IOASID-set design (§1.5)."""
 
@@ -277,7 +295,7 @@ class SystemState(NamedTuple):
     allocators: tuple  # registered custom ioasid allocators: (ops token, fns token)
     fences: Map
     amdgpu_pending: Map
-    delayed_fput: tuple  # files whose last reference was dropped; __fput runs as task work
+    work: tuple  # deferred work, oldest first: (Work kind, args...) (task work, signals, IRQs)
     frames: Ida  # physical frames of user memory in use (lowest free reused first)
     iotlb: Map  # (iommu, domain, pasid, vpage) -> (pfn, prot, seq)
     atc: Map  # (dev, pasid, vpage) -> (pfn, prot, seq): device ATC (ATS-capable devices)
@@ -413,9 +431,20 @@ def initial_state(config: Config, policy) -> SystemState:
         groups=tuple(groups), domains=Map(domains), handles=EMPTY, pasid_table=EMPTY,
         pasid_refs=EMPTY, pending_free=EMPTY, ioasids=EMPTY, ioasid_sets=EMPTY,
         ioasid_capacity=0x100000, allocators=(), fences=EMPTY, amdgpu_pending=EMPTY,
-        delayed_fput=(), frames=Ida(), iotlb=EMPTY, atc=EMPTY, cache_seq=0, faults=(),
+        work=(), frames=Ida(), iotlb=EMPTY, atc=EMPTY, cache_seq=0, faults=(),
         iopf=EMPTY, responses=(), inflight=EMPTY, breaches=(), ih_ring=(), warnings=(),
         next_id=next_id)
+
+
+def warn(s: SystemState, code, a: int = 0, b: int = 0) -> SystemState:
+    """Record a kernel ``WARN_ON`` (a :class:`~pasidsim.errors.Warn` code and two ints) in the
+    state: the only change a WARN makes."""
+    return s._replace(warnings=s.warnings + ((int(code), a, b),))
+
+
+def queue_work(s: SystemState, kind: Work, *args: int) -> SystemState:
+    """Queue deferred work ``(kind, *args)`` (run later by :func:`pasidsim.work.run_work`)."""
+    return s._replace(work=s.work + ((int(kind),) + args,))
 
 
 def new_id(s: SystemState) -> tuple[SystemState, int]:

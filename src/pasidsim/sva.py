@@ -19,10 +19,15 @@ from .domain import (dev_group, domain_compatible, iommu_attach_device_pasid,
                      new_domain)
 from .errors import (EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, EOVERFLOW, ESRCH,
                      ModelUsageError, Warn)
+from .fault import FaultPoint, fault_point
+from .hw.cache import flush_domain
 from .mm import mm_get, mmget, mmgrab, mmput
-from .pasid import iommu_alloc_global_pasid, iommu_free_global_pasid, warn
+from .ops_tables import dev_driver_ops
+from .pasid import iommu_alloc_global_pasid, iommu_free_global_pasid
 from .policy import Enqcmd, FreePoint
-from .state import (IOMMU_PASID_INVALID, Domain, DomainType, Handle, HandleKind, SystemState)
+from .state import (IOMMU_PASID_INVALID, Domain, DomainType, Handle, HandleKind, SystemState,
+                    warn)
+from .x86 import update_pasid_ipi
 
 #: ``iommu_sva_bind_device`` flag: a PASID of its own for this bond (seed 002 requirement 5;
 #: Intel's old ``SVM_FLAG_PRIVATE_PASID``).  Needs ``Policy.private_pasid``.
@@ -33,7 +38,9 @@ def iommu_alloc_mm_data(s: SystemState, mm: int, dev: int) -> tuple[SystemState,
     """Give ``mm`` its PASID for ``dev`` (static helper of bind).
 
     Returns the PASID; -EBUSY for an LAM mm; -EOVERFLOW when the mm's existing PASID is not
-    below ``max_pasids(dev)``; -ENOSPC when a fresh PASID cannot be allocated.
+    below ``max_pasids(dev)``; -ENOMEM when ``iommu_mm`` cannot be allocated (fault point
+    IOMMU_MM_ALLOC); -ENOSPC when a fresh PASID cannot be allocated (the ``iommu_mm`` is freed
+    again).
     Models: drivers/iommu/iommu-sva.c ``iommu_alloc_mm_data()``.
     """
     rec = mm_get(s, mm)
@@ -43,6 +50,9 @@ def iommu_alloc_mm_data(s: SystemState, mm: int, dev: int) -> tuple[SystemState,
         if rec.pasid >= s.config.max_pasids[dev]:
             return s, -EOVERFLOW
         return s, rec.pasid
+    err = fault_point(FaultPoint.IOMMU_MM_ALLOC)
+    if err:
+        return s, err
     s, pasid = iommu_alloc_global_pasid(s, dev)
     if pasid == IOMMU_PASID_INVALID:
         return s, -ENOSPC
@@ -50,11 +60,15 @@ def iommu_alloc_mm_data(s: SystemState, mm: int, dev: int) -> tuple[SystemState,
 
 
 def _sva_domain_alloc(s: SystemState, dev: int, mm: int) -> tuple[SystemState, int]:
-    """``iommu_sva_domain_alloc()``: -EOPNOTSUPP without ``domain_alloc_sva``; else a new SVA
+    """``iommu_sva_domain_alloc()``: -EOPNOTSUPP without ``domain_alloc_sva``; -ENOMEM when
+    the IOMMU driver's ``domain_alloc_sva`` fails (fault point DOMAIN_ALLOC_SVA); else a new SVA
     domain that holds ``mmgrab(mm)``."""
     unit = s.config.device_iommu(dev)
     if not s.config.iommus[unit].sva:
         return s, -EOPNOTSUPP
+    err = fault_point(FaultPoint.DOMAIN_ALLOC_SVA)
+    if err:
+        return s, err
     s = mmgrab(s, mm)
     return new_domain(s, Domain(DomainType.SVA, unit, mm=mm, users=0))
 
@@ -110,6 +124,9 @@ def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
             return _bind_done(s, mm), ah
         if ah != -ENOENT:
             return kept, ah
+    err = fault_point(FaultPoint.HANDLE_ALLOC)
+    if err:
+        return kept, err
     s, hid = _new_handle(s, dev, g, pasid, drvdata)
     if pol.shared_sva_domain:
         for dom in s.mms[mm].sva_domains:
@@ -154,7 +171,6 @@ def _bind_done(s: SystemState, mm: int) -> SystemState:
     if s.policy.bind_takes_mmget:
         s = mmget(s, mm)
     if s.policy.enqcmd == Enqcmd.IPI:
-        from .x86 import update_pasid_ipi
         s = update_pasid_ipi(s, mm)
     return s
 
@@ -168,6 +184,9 @@ def _bind_private(s: SystemState, dev: int, mm: int, drvdata: int) -> tuple[Syst
     s, pasid = iommu_alloc_global_pasid(s, dev)
     if pasid == IOMMU_PASID_INVALID:
         return s0, -ENOSPC
+    err = fault_point(FaultPoint.HANDLE_ALLOC)
+    if err:
+        return s0, err
     s, hid = _new_handle(s, dev, g, pasid, drvdata)
     s, dom = _attach_new_sva_domain(s, dev, mm, pasid, hid)
     if dom < 0:
@@ -243,7 +262,6 @@ def maybe_free_refcounted_pasid(s: SystemState, mm: int) -> SystemState:
         return s
     s, _ = iommu_free_global_pasid(s, rec.pasid)
     if s.policy.enqcmd == Enqcmd.IPI:
-        from .x86 import update_pasid_ipi
         s = _set_mm(s, mm, pasid=IOMMU_PASID_INVALID)
         return update_pasid_ipi(s, mm)
     return _set_mm(s, mm, pasid=IOMMU_PASID_INVALID)
@@ -272,7 +290,6 @@ def iommu_sva_invalidate_kva_range(s: SystemState, start: int = 0,
     ``iommu_sva_present`` is false).  The model keeps no kernel page tables, so the flush drops
     every IOTLB/ATC entry of those SVA domains.  Returns the number of mms visited.
     Models: drivers/iommu/iommu-sva.c ``iommu_sva_invalidate_kva_range()`` (E16)."""
-    from .hw.cache import flush_domain
     mms = [mid for mid, m in sorted(s.mms.items()) if m.sva_domains]
     for mid in mms:
         for dom in s.mms[mid].sva_domains:
@@ -286,11 +303,11 @@ def io_mm_exit(s: SystemState, mm: int) -> SystemState:
     on), the bond is detached and dropped, and when the io_mm's last bond goes the PASID is
     removed from the IDR at once.  A later unbind of those bonds finds nothing (-ESRCH).
     Models the RFC's ``iommu_notifier_release()`` (drivers/iommu/iommu-sva.c)."""
-    from .drivers import driver_mm_exit
     rec = s.mms[mm]
     for hid, h in sorted(s.handles.items()):
         if h.kind == HandleKind.SVA and h.domain in rec.sva_domains:
-            s, ret = driver_mm_exit(s, h.dev, hid)
+            ops = dev_driver_ops(s, h.dev)
+            s, ret = ops.mm_exit(s, h.dev, hid) if ops is not None else (s, 0)
             if ret:
                 s = warn(s, Warn.MM_EXIT_LEAK, h.dev, h.pasid)
             h = s.handles.get(hid)

@@ -13,8 +13,10 @@ Kernel sources modeled: arch/x86/kernel/traps.c ``try_fixup_enqcmd_gp()``,
 from __future__ import annotations
 
 from .errors import EBUSY, EFAULT, EINVAL, ModelUsageError
+from .hw.wq import submit
 from .policy import Enqcmd
-from .state import IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PROT_WRITE, SystemState, Task
+from .state import (IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PROT_WRITE, SystemState, Task,
+                    Work, queue_work)
 
 
 def task_get(s: SystemState, tid: int) -> Task:
@@ -46,12 +48,13 @@ def try_fixup_enqcmd_gp(s: SystemState, tid: int) -> tuple[SystemState, bool]:
 def exc_general_protection(s: SystemState, tid: int) -> tuple[SystemState, int]:
     """A user-mode #GP in task ``tid``.  Returns 0 when it was an ENQCMD PASID fixup (the
     instruction is retried), else ``-EFAULT``: SIGSEGV is delivered and the process is killed
-    (default disposition).  Models ``exc_general_protection()``."""
+    (default disposition: the fatal signal is queued, :class:`~pasidsim.state.Work` SIGKILL,
+    and the process exits on its way back to user space).  Models ``exc_general_protection()``
+    (``force_sig(SIGSEGV)``)."""
     s, fixed = try_fixup_enqcmd_gp(s, tid)
     if fixed:
         return s, 0
-    from .files import do_group_exit
-    return do_group_exit(s, s.tasks[tid].pid), -EFAULT
+    return queue_work(s, Work.SIGKILL, s.tasks[tid].pid), -EFAULT
 
 
 def enqcmd(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
@@ -70,15 +73,13 @@ def enqcmd(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
     mm = s.mms.get(t.mm)
     if mm is None or not any(v.file and s.files[v.file].dev == dev for v in mm.vmas):
         # no portal of this device mapped: the store faults, SIGSEGV
-        from .files import do_group_exit
-        return do_group_exit(s, t.pid), -EFAULT
+        return queue_work(s, Work.SIGKILL, t.pid), -EFAULT
     if not t.msr & MSR_IA32_PASID_VALID:
         s, ret = exc_general_protection(s, tid)
         if ret < 0:
             return s, ret
         t = s.tasks[tid]
     pasid = t.msr & ~MSR_IA32_PASID_VALID
-    from .hw.wq import submit
     s, _desc = submit(s, dev, pasid, 0, PROT_WRITE, t.mm, True)
     return s, pasid
 

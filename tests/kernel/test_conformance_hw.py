@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from pasidsim.config import DeviceConfig, IommuUnit
-from pasidsim.hw.iopf import IopfResponse
+from pasidsim.iopf import IopfResponse
 from pasidsim.hw.translate import FaultReason
 from pasidsim.invariants import check_state
 from pasidsim.state import PAGE_SIZE, PROT_READ, PROT_WRITE, PasidEntryMode

@@ -241,7 +241,7 @@ class DriverWorkload(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def hardware_event(self, data):
-        from pasidsim.hw import enabled_events
+        from pasidsim.ops import enabled_events
         evs = enabled_events(self.state)
         if evs:
             a = data.draw(st.sampled_from(evs))

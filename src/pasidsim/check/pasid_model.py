@@ -122,7 +122,7 @@ class ScenarioModel:
         if not self.compiled.quiescent(cs.rs):
             return False
         if self.compiled.hardware:
-            from ..hw import enabled_events
+            from ..ops import enabled_events
             return not enabled_events(sys_state(cs.rs))
         return True
 

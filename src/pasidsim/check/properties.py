@@ -59,6 +59,6 @@ def quiescence_leaks(s: SystemState) -> str | None:
         return f"{len(s.ih_ring)} GPU interrupt(s) never handled"
     if s.inflight:
         return f"{len(s.inflight)} descriptor(s) still queued at quiescence"
-    if s.delayed_fput:
-        return "deferred __fput work left behind"
+    if s.work:
+        return "deferred work left behind"
     return None

@@ -9,7 +9,7 @@ config order (domains, owner, ``pasid_array``); PASID-keyed tables; IOPF queues,
 breaches, warnings; then objects no root reaches, by id.  Ids live in every id-keyed table, the
 record fields of :data:`_SPEC`, ``Group.owner`` (iff the scenario's owner cookies are iommufd
 contexts), ``pasid_array``, ``pasid_table``/``amdgpu_pending`` values, IOTLB keys / ATC values,
-``delayed_fput``, ``ih_ring``, breaches 2 (mms) and 3 (files), :data:`_WARN_IDS`, an SVA
+``ih_ring``, breaches 2 (mms) and 3 (files), :data:`_WARN_IDS`, an SVA
 handle's ``drvdata`` (a file), ``File.drvdata`` as its plug-in packs it (``amdgpu``: ``fence <<
 20 | pasid``; ``vfio-pci`` and kernel-held idevs: the iommufd context; others: 0), ``tids``.
 An id anywhere else (new plug-in, Warn code, breach) leaves the state unchanged (sound).
@@ -51,7 +51,7 @@ from typing import Any
 from immutables import Map
 
 from ..errors import Warn
-from ..hw.iopf import IopfGroup
+from ..iopf import IopfGroup
 from ..hw.wq import Desc
 from ..scenario.compile import CONST, REF
 from ..scenario.schema import Ref
@@ -387,8 +387,8 @@ class Symmetry:
         for c, a, b in s.warnings:
             ia, ib = _WARN_IDS[c]
             see(a if ia else 0), see(b if ib else 0)
-        for x in s.delayed_fput:
-            see(x)
+        if s.work:  # step drains deferred work before it returns: never seen between steps
+            raise ValueError("canonical form of a state with deferred work queued")
         close()
         inflight = s.inflight  # then objects no root reaches (rare) by id, descriptors by
         for x in [x for tb in tables[:-1] + (s.fences,) for x in sorted(tb.keys())] + sorted(
@@ -449,7 +449,6 @@ class Symmetry:
             else s.iotlb,
             atc=table(s.atc, lambda v: v[:3] + (r(v[3]),) + v[4:], False),
             iopf=table(s.iopf, lambda q: q._replace(groups=tuple(map(rec, q.groups))), False),
-            delayed_fput=tuple(map(r, s.delayed_fput)),
             breaches=tuple(b[:3] + (r(b[3]), r(b[4])) if _BREACH_IDS[b[0]] else b
                            for b in s.breaches),
             ih_ring=tuple(e[:2] + (r(e[2]),) for e in s.ih_ring),

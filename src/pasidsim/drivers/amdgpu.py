@@ -24,7 +24,10 @@ fence id (the rest): see :func:`vm_pasid` and :func:`vm_fence`.
 
 from __future__ import annotations
 
-from ..errors import EBADF, EINVAL, ModelUsageError
+from ..errors import EBADF, EINVAL, ENOENT, ModelUsageError
+from ..hw.translate import Breach, breach
+from ..ops_tables import dev_driver_ops
+from ..pasid import amdgpu_pasid_alloc, amdgpu_pasid_free_delayed, dma_fence_create
 from ..state import SystemState
 from .base import Driver
 
@@ -54,7 +57,6 @@ class AmdgpuDriver(Driver):
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
         """``amdgpu_driver_open_kms``: allocate the VM's PASID (0 when exhausted). Returns 0."""
-        from ..pasid import amdgpu_pasid_alloc
         s, pasid = amdgpu_pasid_alloc(s, AMDGPU_PASID_BITS)
         if pasid < 0:
             pasid = 0  # dev_warn("No more PASIDs available!"); the VM works without one
@@ -67,7 +69,6 @@ class AmdgpuDriver(Driver):
 
     def postclose(self, s: SystemState, file: int) -> SystemState:
         """``amdgpu_driver_postclose_kms``: VM torn down, PASID freed when its fence signals."""
-        from ..pasid import amdgpu_pasid_free_delayed
         f = s.files[file]
         pasid, fence = vm_pasid(f.drvdata), vm_fence(f.drvdata)
         s = s._replace(files=s.files.set(file, f._replace(drvdata=0)))
@@ -100,7 +101,6 @@ def amdgpu_cs_submit(s: SystemState, tid: int, fd: int) -> tuple[SystemState, in
     Models: amdgpu_cs.c ``amdgpu_cs_ioctl`` → ``amdgpu_cs_submit`` (job fence added to the VM
     root PD's reservation object).
     """
-    from ..pasid import dma_fence_create
     err = _vm_file_error(s, tid, fd)
     if err:
         return s, err
@@ -137,8 +137,6 @@ def amdgpu_ih_process(s: SystemState, dev: int) -> tuple[SystemState, int]:
     (recorded as a breach).  Returns the file id of the VM charged (0: none, dropped);
     -ENOENT when the ring holds nothing for ``dev``.
     Models: amdgpu_ih.c ``amdgpu_ih_process`` → ``amdgpu_vm_handle_fault``."""
-    from ..errors import ENOENT
-    from ..hw.translate import Breach, breach
     for i, (d, pasid, origin) in enumerate(s.ih_ring):
         if d == dev:
             break
@@ -167,16 +165,6 @@ def _vm_file_error(s: SystemState, tid: int, fd: int) -> int:
 
 
 def _is_amdgpu(s: SystemState, dev: int) -> bool:
-    from . import REGISTRY
-    drv = s.devs[dev].driver
-    return drv >= 0 and isinstance(REGISTRY.get(s.config.drivers[drv].kind), AmdgpuDriver)
-
-
-def _register() -> None:
-    from . import register
-    register(AmdgpuDriver())
-
-
-_register()
+    return isinstance(dev_driver_ops(s, dev), AmdgpuDriver)
 
 __all__ = ["AmdgpuDriver", "amdgpu_cs_submit", "vm_pasid", "vm_fence", "AMDGPU_PASID_BITS"]

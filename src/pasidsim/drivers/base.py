@@ -15,6 +15,8 @@ class Driver:
     """
 
     kind = "base"
+    #: its device files are VFIO device cdevs (``vfio_device_fops``): iommufd binds only those
+    vfio_device = False
 
     def probe(self, s: SystemState, dev: int) -> tuple[SystemState, int]:
         """``drv->probe``: 0 or -errno (the bus undoes the DMA-API count on failure)."""

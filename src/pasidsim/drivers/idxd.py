@@ -34,8 +34,10 @@ The kernel-owned PASID path (``idxd_enable_system_pasid``) is not modeled.
 
 from __future__ import annotations
 
+from .. import hooks
 from ..errors import EBUSY
 from ..state import SystemState
+from ..sva import iommu_sva_bind_device, iommu_sva_unbind_device
 from .base import Driver
 
 
@@ -48,7 +50,6 @@ class IdxdDriver(Driver):
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
         """``idxd_cdev_open``: bind ``current->mm``; the file keeps the bond.
         Returns 0, -EBUSY (dedicated queue in use) or the bind error."""
-        from ..sva import iommu_sva_bind_device
         f = s.files[file]
         if self.dedicated and any(o.dev == f.dev and o.handles for fid, o in s.files.items()
                                   if fid != file):
@@ -65,7 +66,6 @@ class IdxdDriver(Driver):
     def drain(self, s: SystemState, file: int) -> SystemState:
         """Wait for the queue's in-flight descriptors of the file's PASID
         (``idxd_device_drain_pasid`` / ``idxd_wq_disable_pasid``)."""
-        from .. import hooks
         f = s.files[file]
         for h in f.handles:
             rec = s.handles.get(h)
@@ -74,7 +74,6 @@ class IdxdDriver(Driver):
         return s
 
     def _teardown(self, s: SystemState, file: int) -> SystemState:
-        from ..sva import iommu_sva_unbind_device
         s = self.drain(s, file)
         for h in s.files[file].handles:
             s, _ = iommu_sva_unbind_device(s, h)
@@ -116,13 +115,5 @@ class IdxdDedicatedDriver(IdxdDriver):
     kind = "idxd-dwq"
     dedicated = True
 
-
-def _register() -> None:
-    from . import register
-    register(IdxdDriver())
-    register(IdxdDedicatedDriver())
-
-
-_register()
 
 __all__ = ["IdxdDriver", "IdxdDedicatedDriver"]

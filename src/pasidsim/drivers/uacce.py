@@ -15,7 +15,10 @@ waiting; work already queued completes later.
 
 from __future__ import annotations
 
+from .. import hooks
+from ..fault import FaultPoint, fault_point
 from ..state import SystemState
+from ..sva import iommu_sva_bind_device, iommu_sva_unbind_device
 from .base import Driver
 
 
@@ -25,24 +28,30 @@ class UacceDriver(Driver):
     kind = "uacce"
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
-        from ..sva import iommu_sva_bind_device
+        """``uacce_fops_open``: bind ``current->mm`` (``uacce_bind_queue``), then the parent
+        driver's ``get_queue`` for the bond's PASID; if that fails (fault point
+        UACCE_GET_QUEUE, -EBUSY: no free hardware queue) the bond is undone
+        (``out_with_bond: uacce_unbind_queue``) and the open fails.  Returns 0 or -errno; a
+        failed bind or get_queue keeps what the kernel keeps (the mm's PASID)."""
         f = s.files[file]
         s, h = iommu_sva_bind_device(s, f.dev, f.mm, drvdata=file)
         if h < 0:
             return s, h
+        err = fault_point(FaultPoint.UACCE_GET_QUEUE)
+        if err:
+            s, _ = iommu_sva_unbind_device(s, h)
+            return s, err
         return s._replace(files=s.files.set(file, f._replace(handles=(h,)))), 0
 
     def stop_queue(self, s: SystemState, file: int) -> SystemState:
         """``uacce_stop_queue`` / ``hisi_qm_stop_qp``: the device stops DMA for this queue."""
-        from ..hooks import device_stop_pasid
         f = s.files[file]
         for h in f.handles:
             if h in s.handles:
-                s = device_stop_pasid(s, f.dev, s.handles[h].pasid)
+                s = hooks.device_stop_pasid(s, f.dev, s.handles[h].pasid)
         return s
 
     def _put_queue(self, s: SystemState, file: int) -> SystemState:
-        from ..sva import iommu_sva_unbind_device
         s = self.stop_queue(s, file)
         for h in s.files[file].handles:
             s, _ = iommu_sva_unbind_device(s, h)

@@ -19,6 +19,9 @@ ownership is claimed when user space attaches the device to an IOMMU context:
 from __future__ import annotations
 
 from ..errors import EBADF, EINVAL, ModelUsageError
+from ..group import iommu_detach_group, iommu_group_claim_dma_owner, iommu_group_release_dma_owner
+from ..iommufd import idev_bind, idev_teardown
+from ..ops_tables import dev_driver_ops
 from ..state import SystemState
 from .base import Driver
 
@@ -27,6 +30,7 @@ class VfioPciDriver(Driver):
     """vfio-pci (``kind: vfio-pci``; configure it with ``driver_managed_dma: true``)."""
 
     kind = "vfio-pci"
+    vfio_device = True
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
         """Open of the device cdev: a file not yet bound to any iommufd context."""
@@ -38,7 +42,6 @@ class VfioPciDriver(Driver):
 
     def release(self, s: SystemState, file: int) -> SystemState:
         """``vfio_df_iommufd_unbind``: detach everything, then unbind from iommufd."""
-        from ..iommufd import idev_teardown
         if s.files[file].drvdata:
             s = idev_teardown(s, file)
         return s
@@ -46,7 +49,6 @@ class VfioPciDriver(Driver):
     def remove(self, s: SystemState, dev: int) -> SystemState:
         """Driver unbind (``vfio_unregister_group_dev`` waits for users; modeled as each bound
         device file being unbound from iommufd now)."""
-        from ..iommufd import idev_teardown
         for fid, f in sorted(s.files.items()):
             if f.dev == dev and f.mm and f.drvdata:
                 s = idev_teardown(s, fid)
@@ -54,9 +56,7 @@ class VfioPciDriver(Driver):
 
 
 def _is_vfio(s: SystemState, dev: int) -> bool:
-    from . import REGISTRY
-    drv = s.devs[dev].driver
-    return drv >= 0 and isinstance(REGISTRY.get(s.config.drivers[drv].kind), VfioPciDriver)
+    return isinstance(dev_driver_ops(s, dev), VfioPciDriver)
 
 
 def vfio_device_bind_iommufd(s: SystemState, tid: int, fd: int,
@@ -72,7 +72,6 @@ def vfio_device_bind_iommufd(s: SystemState, tid: int, fd: int,
         another context, -EBUSY, -EINVAL bad context).
     Models: drivers/vfio/device_cdev.c ``vfio_df_ioctl_bind_iommufd``.
     """
-    from ..iommufd import idev_bind
     t = s.tasks.get(tid)
     if t is None:
         raise ModelUsageError(f"unknown or exited task {tid}")
@@ -102,7 +101,6 @@ def vfio_group_set_container(s: SystemState, group: int, container: int) -> tupl
     PASID is attached), -EINVAL (``require_direct`` member: the blocking domain is refused).
     Models: drivers/vfio/container.c ``vfio_container_attach_group``.
     """
-    from ..group import iommu_group_claim_dma_owner
     if container <= 0:
         return s, -EBADF
     if s.groups[group].owner == container:
@@ -116,7 +114,6 @@ def vfio_group_unset_container(s: SystemState, group: int,
     ownership; the group returns to its default domain.  Returns 0; -EINVAL when
     ``container`` does not own the group.
     Models: drivers/vfio/container.c ``vfio_group_detach_container``."""
-    from ..group import iommu_detach_group, iommu_group_release_dma_owner
     grp = s.groups[group]
     if container <= 0 or grp.owner != container:
         return s, -EINVAL
@@ -124,13 +121,6 @@ def vfio_group_unset_container(s: SystemState, group: int,
         s, _ = iommu_detach_group(s, grp.domain, group)
     return iommu_group_release_dma_owner(s, group)
 
-
-def _register() -> None:
-    from . import register
-    register(VfioPciDriver())
-
-
-_register()
 
 __all__ = ["VfioPciDriver", "vfio_device_bind_iommufd", "vfio_group_get_status",
            "vfio_group_set_container", "vfio_group_unset_container"]

@@ -1,45 +1,13 @@
 """The hardware half: a software IOMMU and devices issuing PASID-tagged DMA.
 
 Hardware state lives in :class:`~pasidsim.state.SystemState` like the rest, and hardware events
-are operations of the one :func:`~pasidsim.step.step`:
+are operations of the one :func:`~pasidsim.step.step` (registered in :mod:`pasidsim.ops`):
+``dma`` (:mod:`.translate`), ``wq_submit``, ``dma_complete``, ``wq_drain`` (:mod:`.wq`); the
+IOTLB and device ATCs are :mod:`.cache`.
 
-- ``dma``, ``wq_submit``, ``dma_complete``, ``wq_drain`` (:mod:`.translate`, :mod:`.wq`);
-- ``iommu_report_device_fault``, ``iopf_handle``, ``iopf_queue_flush_dev``,
-  ``iopf_queue_add_device``, ``iopf_queue_remove_device`` (:mod:`.iopf`);
-- ``mmap_anon``, ``touch``, ``mprotect``, ``munmap_range``, ``iommu_map``, ``iommu_unmap``
-  (:mod:`.mem`).
-
-:func:`enabled_events` lists the hardware events that may happen next in a state (for the
-model checker and the scenario runner).
+The hardware never calls the kernel: what it reports (a page request) it queues as deferred
+work in the state (:class:`~pasidsim.state.Work` PAGE_REQUEST), which the kernel's fault
+handler (:mod:`pasidsim.iopf`) consumes.  It imports only the state, the errors and the PASID
+space's device references (:func:`pasidsim.pasid.pasid_get`/``pasid_put``: a queued descriptor
+or a programmed PASID-table entry holds its PASID until the device lets go of it).
 """
-
-from __future__ import annotations
-
-from ..state import SystemState
-
-
-def enabled_events(s: SystemState) -> list:
-    """Hardware events that may happen next, in a deterministic order: completion of each
-    queued descriptor (oldest first), the IOPF worker for each device with a pending group,
-    the GPU interrupt handler for each device with IH-ring entries, and the signalling of each
-    unsignalled fence.  Returns :class:`~pasidsim.step.Action`s."""
-    from ..step import OP_BY_NAME, Action
-    out = []
-    complete = OP_BY_NAME["dma_complete"].code
-    for desc in sorted(s.inflight.keys()):
-        out.append(Action(complete, (desc,)))
-    handle = OP_BY_NAME["iopf_handle"].code
-    for dev, q in sorted(s.iopf.items()):
-        if q.groups:
-            out.append(Action(handle, (dev,)))
-    ih = OP_BY_NAME["amdgpu_ih_process"].code
-    for dev in sorted({e[0] for e in s.ih_ring}):
-        out.append(Action(ih, (dev,)))
-    signal = OP_BY_NAME["dma_fence_signal"].code
-    for fence, done in sorted(s.fences.items()):
-        if not done:
-            out.append(Action(signal, (fence,)))
-    return out
-
-
-__all__ = ["enabled_events"]

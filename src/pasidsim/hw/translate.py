@@ -20,7 +20,7 @@ from enum import IntEnum
 
 from ..errors import EAGAIN, EFAULT, EIO, ModelUsageError
 from ..state import (IOMMU_NO_PASID, PAGE_SHIFT, PAGE_SIZE, DomainType, PasidEntryMode,
-                     SystemState)
+                     SystemState, Work, queue_work)
 from .cache import atc_fill, entry_is_current, iotlb_fill
 
 MAX_FAULT_RECORDS = 8
@@ -122,9 +122,9 @@ def translate(s: SystemState, dev: int, pasid: int, addr: int, access: int,
     if cur is None or access & ~cur[1]:
         reason = FaultReason.NOT_PRESENT if cur is None else FaultReason.PERMISSION
         if d.type == DomainType.SVA and cfg.devices[dev].pri:
-            from .iopf import iommu_report_device_fault
-            s, _ = iommu_report_device_fault(s, dev, pasid, addr, access, grpid=0, last=1)
-            return s, -EAGAIN
+            # a page request (PRI): the IOMMU's page-request interrupt hands it to the
+            # kernel's fault handler (deferred work: the hardware never calls the kernel)
+            return queue_work(s, Work.PAGE_REQUEST, dev, pasid, addr, access, 0, 1), -EAGAIN
         return record_fault(s, dev, pasid, vpage, reason), -EFAULT
     s = iotlb_fill(s, unit, dom, pasid, vpage, cur[0], cur[1])
     s = atc_fill(s, dev, dom, pasid, vpage, cur[0], cur[1])

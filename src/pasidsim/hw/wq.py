@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import EINVAL, ModelUsageError
-from ..pasid import pasid_get, pasid_put
+from ..pasid import pasid_get, pasid_put  # the device's references on a PASID
 from ..state import IOMMU_NO_PASID, PROT_WRITE, DomainType, SystemState
 from .translate import translate
 

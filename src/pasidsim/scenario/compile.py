@@ -14,7 +14,7 @@ the start of every declared process actor, then the file's ``setup`` steps) and 
 until it is done; then the file's actors and the children spawned by ``fork``/``clone`` steps
 (in the order they appear in the file); :attr:`CompiledScenario.hw_actor` (= number of actors)
 is the ``hw`` pseudo-actor whose steps are the hardware events of
-``pasidsim.hw.enabled_events(state)`` (only with ``hardware: true``).
+``pasidsim.ops.enabled_events(state)`` (only with ``hardware: true``).
 
 An actor can take its next step when its program is not finished, its task exists (process
 actors; a killed process's actors are blocked for good) and every ``$name`` the step uses is
@@ -139,8 +139,8 @@ class CompiledScenario:
         self.expect_final: tuple | None = None
         self.final_violations: int | None = None
         self.aliases: dict[str, str] = {}
-        from .. import hw
-        self._hw_events = getattr(hw, "enabled_events", None)
+        from ..ops import enabled_events
+        self._hw_events = enabled_events
 
     @property
     def hw_actor(self) -> int:
@@ -169,7 +169,7 @@ class CompiledScenario:
     def enabled(self, rs: RunState) -> list[StepRef]:
         """The steps that can be taken next, in a deterministic order: the setup actor alone
         while it has work, else every runnable actor in index order, then (``hardware:
-        true``) the hardware events of ``pasidsim.hw.enabled_events``."""
+        true``) the hardware events of ``pasidsim.ops.enabled_events``."""
         if self.runnable(rs, 0):
             return [StepRef(0)]
         out = [StepRef(i) for i in range(1, len(self.actors)) if self.runnable(rs, i)]

@@ -18,9 +18,10 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import NamedTuple
 
-from ..errors import EBUSY, EINVAL, ENODEV, ENOMEM, Warn
-from ..pasid import warn
-from ..state import PAGE_SHIFT, DomainType, PasidEntryMode, SystemState
+from .errors import EBUSY, EINVAL, ENODEV, ENOMEM, Warn
+from .mem import handle_mm_fault
+from .mm import mmget_not_zero
+from .state import PAGE_SHIFT, DomainType, PasidEntryMode, SystemState, warn
 
 MAX_RESPONSES = 16
 
@@ -116,8 +117,6 @@ def iommu_report_device_fault(s: SystemState, dev: int, pasid: int, addr: int, a
 
 def _handle_group(s: SystemState, dev: int, group: IopfGroup) -> SystemState:
     """``iommu_sva_handle_iopf``: sticky status over the group, one response."""
-    from ..mm import mmget_not_zero
-    from .mem import handle_mm_fault
     status = IopfResponse.SUCCESS
     d = s.domains.get(group.domain)
     e = s.pasid_table.get((dev, group.pasid))

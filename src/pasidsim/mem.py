@@ -13,8 +13,9 @@ protection change), drivers/iommu/iommu.c ``iommu_map()``/``iommu_unmap()``.
 
 from __future__ import annotations
 
-from ..errors import EEXIST, EFAULT, EINVAL, ModelUsageError
-from ..state import (PAGE_SHIFT, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, DomainType,
+from .errors import EEXIST, EFAULT, EINVAL, ModelUsageError
+from .hw.cache import flush_domain_range, flush_mm_range
+from .state import (PAGE_SHIFT, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, DomainType,
                      SystemState, Vma)
 
 MAX_MAP_PAGES = 1 << 16
@@ -96,7 +97,6 @@ def unmap_range(s: SystemState, mm: int, start: int, npages: int,
     if not gone:
         return s
     if notify:
-        from .cache import flush_mm_range
         s = flush_mm_range(s, mm, start, npages)
     pt = rec.pt
     frames = s.frames
@@ -117,7 +117,6 @@ def mprotect(s: SystemState, tid: int, addr: int, prot: int) -> tuple[SystemStat
     if not match or addr & (PAGE_SIZE - 1):
         return s, -EINVAL
     v = match[0]
-    from .cache import flush_mm_range
     s = flush_mm_range(s, mm, v.start, v.npages)
     rec = s.mms[mm]
     pt = rec.pt
@@ -126,17 +125,6 @@ def mprotect(s: SystemState, tid: int, addr: int, prot: int) -> tuple[SystemStat
             pt = pt.set(vp, (pt[vp][0], prot))
     vmas = tuple(x._replace(prot=prot) if x.id == v.id else x for x in rec.vmas)
     return s._replace(mms=s.mms.set(mm, rec._replace(vmas=vmas, pt=pt))), 0
-
-
-def munmap_range(s: SystemState, tid: int, addr: int) -> tuple[SystemState, int]:
-    """``munmap`` of the mapping that starts at byte address ``addr`` (anonymous or device).
-    Returns 0 or -EINVAL."""
-    mm = _task_mm(s, tid)
-    for v in s.mms[mm].vmas:
-        if v.start == addr >> PAGE_SHIFT and not addr & (PAGE_SIZE - 1):
-            from ..files import munmap
-            return munmap(s, tid, v.id)
-    return s, -EINVAL
 
 
 # -- IOVA page tables ----------------------------------------------------------------------------
@@ -192,6 +180,5 @@ def iommu_unmap(s: SystemState, domain: int, iova: int, size: int) -> tuple[Syst
     if not done:
         return s, 0
     s = s._replace(domains=s.domains.set(domain, d._replace(iova=table)))
-    from .cache import flush_domain_range
     s = flush_domain_range(s, domain, first, done)
     return s, done << PAGE_SHIFT

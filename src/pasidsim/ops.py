@@ -1,0 +1,221 @@
+"""The operation table: every kernel call, process event and hardware event of the model, in
+one explicit, ordered list (the order fixes the opcodes), and the ops tables the kernel
+dispatches through.
+
+An :class:`Action` is a small immutable value: an opcode (an index into :data:`OPS`), a tuple
+of int arguments and an optional injected failure, so it hashes the same in every process and
+pickles cheaply.  Build one with :meth:`Action.of` by operation name and keyword arguments.
+
+:func:`build` is called once, when this module is imported: it fills :data:`OPS` from
+:data:`TABLE`, the deferred-work dispatch table (:data:`pasidsim.work.WORK_FN`), the driver ops
+table (:data:`pasidsim.ops_tables.DRIVER_OPS`) with the reference drivers and the mmu-notifier
+ops table with the E0 io_mm release.  No other module registers anything as a side effect of
+being imported.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+from . import domain, file_table, files, group, iommufd, ioasid, iopf, mem, pasid, sva, x86
+from .drivers import BUILTIN, amdgpu, device_driver_attach, device_release_driver, register, vfio
+from .errors import ModelUsageError
+from .hw import translate, wq
+from .ops_tables import MMU_NOTIFIER_OPS
+from .state import SystemState, Work
+from .work import WORK_FN
+
+
+@dataclass(frozen=True)
+class Op:
+    """An operation: its opcode, name, implementation and parameters.
+
+    kind: "kernel" (a kernel API), "process" (a user-space event), "hw" (a hardware event).
+    atomic: a negative return guarantees an unchanged state (WARNs aside).
+    """
+
+    code: int
+    name: str
+    fn: Callable
+    params: tuple[str, ...]
+    defaults: tuple
+    kind: str
+    atomic: bool
+
+
+K, P, H = "kernel", "process", "hw"
+
+#: Every operation: ``(fn(state, *int_args) -> (state, ret), kind, atomic)``, in opcode order.
+#: Calls that fail but keep a side effect the kernel keeps are ``atomic=False``.
+TABLE: tuple[tuple[Callable, str, bool], ...] = (
+    (pasid.iommu_alloc_global_pasid, K, True), (pasid.iommu_free_global_pasid, K, True),
+    (ioasid.ioasid_alloc, K, True), (ioasid.ioasid_free, K, True),
+    (ioasid.ioasid_get, K, True), (ioasid.ioasid_put, K, True),
+    (ioasid.ioasid_find, K, True), (ioasid.ioasid_set_data, K, True),
+    (ioasid.ioasid_set_alloc, K, True), (ioasid.ioasid_register_allocator, K, True),
+    (ioasid.ioasid_unregister_allocator, K, True),
+    (pasid.amdgpu_pasid_alloc, K, True), (pasid.amdgpu_pasid_free, K, True),
+    (pasid.amdgpu_pasid_free_delayed, K, True),
+    (pasid.dma_fence_create, K, True), (pasid.dma_fence_signal, K, True),
+    (domain.iommu_domain_alloc_paging, K, True), (domain.iommu_domain_free, K, True),
+    (domain.iommu_attach_device_pasid, K, True), (domain.iommu_detach_device_pasid, K, True),
+    (domain.iommu_replace_device_pasid, K, True), (domain.iommu_attach_handle_get, K, True),
+    (group.iommu_device_use_default_domain, K, True),
+    (group.iommu_device_unuse_default_domain, K, True),
+    (group.iommu_group_claim_dma_owner, K, True), (group.iommu_device_claim_dma_owner, K, True),
+    (group.iommu_group_release_dma_owner, K, True),
+    (group.iommu_device_release_dma_owner, K, True),
+    (group.iommu_group_dma_owner_claimed, K, True), (group.iommu_attach_device, K, True),
+    (group.iommu_detach_device, K, True), (group.iommu_attach_group, K, True),
+    (group.iommu_detach_group, K, True),
+    (group.iommu_group_finalize, K, True), (group.pci_dev_reset_iommu_prepare, K, True),
+    (group.pci_dev_reset_iommu_done, K, True), (device_driver_attach, K, True),
+    (device_release_driver, K, True),
+    (sva.iommu_sva_get_pasid, K, True), (sva.iommu_sva_unbind_device, K, True),
+    (sva.iommu_sva_invalidate_kva_range, K, True),
+    (ioasid.ioasid_set_free, K, False), (sva.iommu_sva_bind_device, K, False),
+    (files.process_create, P, True), (files.clone_thread, P, True), (files.fork, P, True),
+    (files.task_exit, P, True), (files.dev_open, P, False), (files.close, P, True),
+    (files.mmap, P, True), (files.munmap, P, True),
+    (x86.exc_general_protection, P, False), (x86.enqcmd, P, False),
+    (x86.arch_prctl_enable_tagged_addr, P, True), (x86.arch_prctl_force_tagged_sva, P, True),
+    # hardware events
+    (translate.dma, H, False), (wq.wq_submit, H, False), (wq.dma_complete, H, False),
+    (wq.wq_drain, H, False),
+    (iopf.iommu_report_device_fault, H, False), (iopf.iopf_handle, H, False),
+    (iopf.iopf_queue_flush_dev, K, True), (iopf.iopf_queue_add_device, K, True),
+    (iopf.iopf_queue_remove_device, K, True), (mem.iommu_map, K, True),
+    (mem.iommu_unmap, K, True),
+    (mem.mmap_anon, P, True), (mem.mprotect, P, True), (files.munmap_range, P, True),
+    (mem.touch, P, False),
+    # iommufd / VFIO cdev
+    (iommufd.iommufd_ctx_create, K, True), (iommufd.iommufd_ioas_alloc, K, True),
+    (iommufd.iommufd_hwpt_alloc, K, True), (iommufd.iommufd_hwpt_destroy, K, True),
+    (iommufd.iommufd_device_bind, K, True), (iommufd.iommufd_device_unbind, K, True),
+    (iommufd.iommufd_device_attach, K, True), (iommufd.iommufd_device_replace, K, True),
+    (iommufd.iommufd_device_detach, K, True), (vfio.vfio_group_get_status, K, True),
+    (vfio.vfio_group_set_container, K, True), (vfio.vfio_group_unset_container, K, True),
+    (vfio.vfio_device_bind_iommufd, P, True),
+    (amdgpu.amdgpu_cs_submit, P, True), (amdgpu.amdgpu_vm_fault, P, True),
+    (amdgpu.amdgpu_ih_process, H, True),
+)
+
+OPS: list[Op] = []
+OP_BY_NAME: dict[str, Op] = {}
+
+
+def _make_op(code: int, fn: Callable, kind: str, atomic: bool) -> Op:
+    sig = inspect.signature(fn)
+    params = tuple(list(sig.parameters)[1:])
+    defaults = tuple(sig.parameters[p].default for p in params)
+    return Op(code, fn.__name__, fn, params, defaults, kind, atomic)
+
+
+def _page_request(s: SystemState, dev: int, pasid: int, addr: int, access: int, grpid: int,
+                  last: int) -> SystemState:
+    """Work PAGE_REQUEST: the IOMMU's page-request interrupt reports to the fault handler."""
+    s, _ = iopf.iommu_report_device_fault(s, dev, pasid, addr, access, grpid=grpid, last=last)
+    return s
+
+
+def build() -> None:
+    """Fill :data:`OPS`/:data:`OP_BY_NAME` from :data:`TABLE` and the dispatch tables (deferred
+    work, driver ops, mmu-notifier ops).  Idempotent.  Raises ModelUsageError when two
+    operations share a name."""
+    if OPS:
+        return
+    for code, (fn, kind, atomic) in enumerate(TABLE):
+        op = _make_op(code, fn, kind, atomic)
+        if op.name in OP_BY_NAME:
+            raise ModelUsageError(f"operation {op.name!r} listed twice")
+        OPS.append(op)
+        OP_BY_NAME[op.name] = op
+    WORK_FN[Work.FPUT] = file_table.__fput
+    WORK_FN[Work.SIGKILL] = files.do_group_exit
+    WORK_FN[Work.PAGE_REQUEST] = _page_request
+    MMU_NOTIFIER_OPS["io_mm"] = sva.io_mm_exit
+    for d in BUILTIN:
+        register(d)
+
+
+class Action(NamedTuple):
+    """One operation with its int arguments.  ``Action.of("fork", tid=3)``.
+
+    fail: 0, or ``k`` to make the ``k``-th fault point the call passes fail with its errno
+    (:mod:`pasidsim.fault`): an injected allocation or driver-callback failure."""
+
+    op: int
+    args: tuple
+    fail: int = 0
+
+    @staticmethod
+    def of(name: str, **kwargs: int) -> "Action":
+        """Build an action by operation name; missing arguments take their defaults.  The
+        keyword ``fail`` sets the injected failure.
+
+        Raises ModelUsageError for an unknown operation, unknown or missing argument, or a
+        non-int argument.
+        """
+        op = OP_BY_NAME.get(name)
+        if op is None:
+            raise ModelUsageError(f"unknown operation {name!r}")
+        fail = kwargs.pop("fail", 0) if "fail" not in op.params else 0
+        if not isinstance(fail, int) or isinstance(fail, bool) or fail < 0:
+            raise ModelUsageError(f"{name}: fail must be an int >= 0, got {fail!r}")
+        args = []
+        for p, d in zip(op.params, op.defaults):
+            if p in kwargs:
+                v = kwargs.pop(p)
+            elif d is not inspect.Parameter.empty:
+                v = d
+            else:
+                raise ModelUsageError(f"{name}: missing argument {p!r}")
+            if isinstance(v, bool):
+                v = int(v)
+            if not isinstance(v, int):
+                raise ModelUsageError(f"{name}: argument {p!r} must be an int, got {v!r}")
+            args.append(v)
+        if kwargs:
+            raise ModelUsageError(f"{name}: unknown argument(s) {sorted(kwargs)}")
+        return Action(op.code, tuple(args), fail)
+
+    @property
+    def name(self) -> str:
+        return OPS[self.op].name
+
+    def kwargs(self) -> dict[str, int]:
+        return dict(zip(OPS[self.op].params, self.args))
+
+    def __repr__(self) -> str:
+        tail = f" [fail point {self.fail}]" if self.fail else ""
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.kwargs().items())}){tail}"
+
+
+def enabled_events(s: SystemState) -> list[Action]:
+    """Hardware events that may happen next, in a deterministic order: completion of each
+    queued descriptor (oldest first), the IOPF worker for each device with a pending group,
+    the GPU interrupt handler for each device with IH-ring entries, and the signalling of each
+    unsignalled fence."""
+    out = []
+    complete = OP_BY_NAME["dma_complete"].code
+    for desc in sorted(s.inflight.keys()):
+        out.append(Action(complete, (desc,)))
+    handle = OP_BY_NAME["iopf_handle"].code
+    for dev, q in sorted(s.iopf.items()):
+        if q.groups:
+            out.append(Action(handle, (dev,)))
+    ih = OP_BY_NAME["amdgpu_ih_process"].code
+    for dev in sorted({e[0] for e in s.ih_ring}):
+        out.append(Action(ih, (dev,)))
+    signal = OP_BY_NAME["dma_fence_signal"].code
+    for fence, done in sorted(s.fences.items()):
+        if not done:
+            out.append(Action(signal, (fence,)))
+    return out
+
+
+build()
+
+__all__ = ["Op", "OPS", "OP_BY_NAME", "TABLE", "Action", "build", "enabled_events"]
