@@ -9,6 +9,7 @@ from .invariants import check_state, check_transition
 from .policy import CURRENT, Policy
 from .report.text import state_tables, trace_table
 from .state import IOMMU_PASID_INVALID
+from .step import Action
 from .system import System
 
 
@@ -57,5 +58,4 @@ def lifecycle_demo(policy: Policy = CURRENT) -> list:
 
 
 def _action(sys: System, name: str, **kw):
-    from .step import Action
     return Action.of(name, **kw)

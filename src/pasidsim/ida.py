@@ -29,6 +29,7 @@ Kernel sources modeled:
 
 from __future__ import annotations
 
+import os
 from heapq import heappop, heappush
 
 
@@ -265,10 +266,11 @@ def _rebuild(ids: list[int], cursor: int) -> PyIda:
 
 
 def _select():
-    import os
+    """The C allocator unless ``PASIDSIM_PURE_IDA`` is set or the extension was not built."""
     if os.environ.get("PASIDSIM_PURE_IDA"):
         return PyIda
     try:
+        # local import: the C extension is optional (not built -> the Python twin)
         from ._ida import Ida as CIda
     except ImportError:  # the extension was not built: same behaviour, slower
         return PyIda

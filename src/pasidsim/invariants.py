@@ -17,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .errors import Warn
+from .hw.cache import entry_is_current
+from .hw.translate import current_domain
 from .policy import FreePoint, OwnerModel
 from .state import (IOMMU_NO_PASID, IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, DomainType,
                     HandleKind, IoasidState, PasidEntryMode, SystemState)
@@ -270,8 +273,6 @@ def x1_msr(s: SystemState):
 
 def c1_caches_current(s: SystemState):
     """Every IOTLB/ATC entry is a translation the attached tables still give."""
-    from .hw.cache import entry_is_current
-    from .hw.translate import current_domain
     for (unit, dom, pasid, vpage), (pfn, prot, _seq) in s.iotlb.items():
         if not entry_is_current(s, dom, vpage, pfn, prot):
             return f"IOTLB of unit {unit} holds stale {dom}/{pasid}/{vpage:#x} -> {pfn:#x}"
@@ -333,7 +334,6 @@ def a3q_no_reuse_while_queued(s: SystemState):
 
 def m9_no_use_after_free(s: SystemState):
     """M9: No use of an mm or iommu_mm after the mmdrop that freed it."""
-    from .errors import Warn
     for c, a, b in s.warnings:
         if c == Warn.USE_AFTER_FREE:
             return f"use after free of mm {a} (site {b})"
@@ -342,7 +342,6 @@ def m9_no_use_after_free(s: SystemState):
 
 def b1_no_bug_on(s: SystemState):
     """B1: The kernel never crashes (BUG_ON)."""
-    from .errors import Warn
     for c, a, b in s.warnings:
         if c == Warn.BUG_ON:
             return f"kernel BUG_ON: kernel driver bound into user-owned group {a} (device {b})"
@@ -352,7 +351,6 @@ def b1_no_bug_on(s: SystemState):
 def no_warnings(s: SystemState):
     """W: No kernel WARN fired."""
     if s.warnings:
-        from .errors import Warn
         c, a, b = s.warnings[-1]
         return f"kernel WARN: {Warn(c).describe(a, b)}"
     return None

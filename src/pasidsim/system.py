@@ -19,7 +19,7 @@ from .config import Config
 from .errors import KernelError, ModelUsageError, Warn, errname
 from .policy import CURRENT, Policy
 from .state import SystemState, initial_state
-from .step import OPS, Action, Op, step
+from .step import OP_BY_NAME, OPS, Action, Op, step
 
 _RESOLVERS = {"dev": "device_index", "drv": "driver_index", "group": "group_index"}
 
@@ -54,7 +54,6 @@ class System:
 
     def call(self, name: str, **kwargs) -> int:
         """Apply operation ``name``; raise KernelError on a negative return."""
-        from .step import OP_BY_NAME
         op = OP_BY_NAME.get(name)
         if op is None:
             raise ModelUsageError(f"unknown operation {name!r}")
