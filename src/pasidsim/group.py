@@ -22,6 +22,7 @@ from .domain import (block_pasid, dev_group, domain_compatible, domain_get, new_
 from .errors import EBUSY, EINVAL, ENODEV, EPERM, EPROBE_DEFER, Warn
 from .fault import FaultPoint, fault_point
 from .hw.cache import flush_domain
+from .lifecycle import GroupOwnerLc, Lifecycle, transition
 from .policy import OwnerModel
 from .state import Domain, DomainType, SystemState, warn
 
@@ -83,6 +84,8 @@ def iommu_device_use_default_domain(s: SystemState, dev: int) -> tuple[SystemSta
         return set_group(s, g, owner_cnt=1, owner=0), 0
     if grp.owner_cnt and (grp.domain != grp.default_domain or grp.owner or grp.pasid_array):
         return s, -EBUSY
+    if not grp.owner_cnt:
+        transition(Lifecycle.GROUP_OWNER, GroupOwnerLc.DEFAULT, GroupOwnerLc.DMA_API)
     return set_group(s, g, owner_cnt=grp.owner_cnt + 1), 0
 
 
@@ -95,7 +98,20 @@ def iommu_device_unuse_default_domain(s: SystemState, dev: int) -> tuple[SystemS
     grp = s.groups[g]
     if not grp.owner_cnt or grp.pasid_array:
         return warn(s, Warn.UNUSE_DEFAULT_DOMAIN, g, grp.owner_cnt), 0
+    if grp.owner_cnt == 1 and not grp.owner:
+        transition(Lifecycle.GROUP_OWNER, GroupOwnerLc.DMA_API, GroupOwnerLc.DEFAULT)
     return set_group(s, g, owner_cnt=grp.owner_cnt - 1), 0
+
+
+def _owned_state(grp) -> GroupOwnerLc:
+    """The ownership state of a user-owned group (or of one being claimed, by the domain it
+    is on): BLOCKED on its blocking domain, USER_ON_DEFAULT still on the kernel default domain
+    (H11), USER_OWNED on the owner's own domain."""
+    if grp.domain and grp.domain == grp.blocking_domain:
+        return GroupOwnerLc.BLOCKED
+    if grp.domain == grp.default_domain:
+        return GroupOwnerLc.USER_ON_DEFAULT
+    return GroupOwnerLc.USER_OWNED
 
 
 def _take_dma_ownership(s: SystemState, g: int, owner: int) -> tuple[SystemState, int]:
@@ -113,6 +129,7 @@ def _take_dma_ownership(s: SystemState, g: int, owner: int) -> tuple[SystemState
         if ret:
             return s0, ret
     grp = s.groups[g]
+    transition(Lifecycle.GROUP_OWNER, GroupOwnerLc.DEFAULT, _owned_state(grp))
     return set_group(s, g, owner=owner, owner_cnt=grp.owner_cnt + 1), 0
 
 
@@ -158,6 +175,7 @@ def _release_dma_ownership(s: SystemState, g: int) -> SystemState:
     grp = s.groups[g]
     if not grp.owner_cnt or not grp.owner or grp.pasid_array:
         return warn(s, Warn.RELEASE_DMA_OWNER, g, grp.owner_cnt)
+    transition(Lifecycle.GROUP_OWNER, _owned_state(grp), GroupOwnerLc.DEFAULT)
     s = set_group(s, g, owner_cnt=0, owner=0)
     if grp.default_domain:  # __iommu_group_set_domain_nofail(group, default_domain)
         if grp.domain and grp.domain != grp.default_domain:

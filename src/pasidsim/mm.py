@@ -17,6 +17,7 @@ from __future__ import annotations
 from .errors import ModelUsageError, Warn
 from .file_table import fput
 from .hw.cache import flush_pasid
+from .lifecycle import CREATE, Lifecycle, MmLc, transition
 from .mem import unmap_range
 from .ops_tables import MMU_NOTIFIER_OPS
 from .pasid import iommu_free_global_pasid
@@ -35,6 +36,7 @@ def mm_get(s: SystemState, mm: int) -> Mm:
 def mm_alloc(s: SystemState) -> tuple[SystemState, int]:
     """A fresh mm (``mm_init()``: mm_users 1, mm_count 1, ``iommu_mm = NULL``)."""
     mid = s.next_id
+    transition(Lifecycle.MM, CREATE, MmLc.LIVE)
     return s._replace(next_id=mid + 1, mms=s.mms.set(mid, Mm())), mid
 
 
@@ -83,7 +85,8 @@ def mmdrop(s: SystemState, mm: int) -> SystemState:
         return warn(s, Warn.USE_AFTER_FREE, mm, 3)
     if rec.mm_count > 1:
         return _put(s, mm, rec._replace(mm_count=rec.mm_count - 1))
-    # __mmdrop()
+    # __mmdrop(): only an exited mm may be freed (mm_users > 0 holds one mm_count)
+    transition(Lifecycle.MM, rec.state, MmLc.FREED)
     s = _put(s, mm, rec._replace(mm_count=0))
     if s.policy.pasid_free_point == FreePoint.MMDROP:
         s = mm_pasid_drop(s, mm)
@@ -123,6 +126,7 @@ def mmput(s: SystemState, mm: int) -> SystemState:
         return _put(s, mm, rec._replace(mm_users=rec.mm_users - 1))
     # __mmput() -> exit_mmap(): the mmu-notifier release runs first (SVA PASIDs quiesced,
     # their IOTLB/ATC entries flushed), then every VMA is unmapped and its file put.
+    transition(Lifecycle.MM, rec.state, MmLc.EXITED)
     s = _put(s, mm, rec._replace(mm_users=0, state=MmState.EXITED))
     s = mmu_notifier_release(s, mm)
     vmas = s.mms[mm].vmas

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .errors import EINVAL, ENOSPC, Warn
 from .fault import FaultPoint, fault_point
+from .lifecycle import Lifecycle, PasidLc, transition
 from .policy import Allocator
 from .state import IOMMU_FIRST_GLOBAL_PASID, IOMMU_PASID_INVALID, SystemState, warn
 
@@ -32,6 +33,7 @@ def ida_alloc(s: SystemState, lo: int, hi: int) -> tuple[SystemState, int]:
         ida, ident = s.ida.alloc_lowest(lo, hi)
     if ident < 0:
         return s, -ENOSPC
+    transition(Lifecycle.PASID, PasidLc.FREE, PasidLc.ALLOCATED)
     return s._replace(ida=ida), ident
 
 
@@ -71,7 +73,9 @@ def iommu_free_global_pasid(s: SystemState, pasid: int) -> tuple[SystemState, in
     if pasid not in s.ida or pasid in s.pending_free:
         return warn(s, Warn.FREE_UNALLOCATED_PASID, pasid), 0
     if s.policy.allocator == Allocator.PENDING_FREE and s.pasid_refs.get(pasid, 0) > 0:
+        transition(Lifecycle.PASID, PasidLc.ALLOCATED, PasidLc.PENDING_FREE)
         return s._replace(pending_free=s.pending_free.set(pasid, 1)), 0
+    transition(Lifecycle.PASID, PasidLc.ALLOCATED, PasidLc.FREE)
     return s._replace(ida=s.ida.clear(pasid)), 0
 
 
@@ -89,6 +93,7 @@ def pasid_put(s: SystemState, pasid: int) -> SystemState:
     refs = s.pasid_refs.delete(pasid) if n == 1 else s.pasid_refs.set(pasid, n - 1)
     s = s._replace(pasid_refs=refs)
     if n == 1 and pasid in s.pending_free:
+        transition(Lifecycle.PASID, PasidLc.PENDING_FREE, PasidLc.FREE)
         s = s._replace(pending_free=s.pending_free.delete(pasid), ida=s.ida.clear(pasid))
     return s
 

@@ -21,6 +21,7 @@ from .errors import (EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, EOVERFLO
                      ModelUsageError, Warn)
 from .fault import FaultPoint, fault_point
 from .hw.cache import flush_domain
+from .lifecycle import CREATE, BondLc, Lifecycle, transition
 from .mm import mm_get, mmget, mmgrab, mmput
 from .ops_tables import dev_driver_ops
 from .pasid import iommu_alloc_global_pasid, iommu_free_global_pasid
@@ -128,6 +129,7 @@ def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
     if err:
         return kept, err
     s, hid = _new_handle(s, dev, g, pasid, drvdata)
+    transition(Lifecycle.BOND, CREATE, BondLc.BOUND)
     if pol.shared_sva_domain:
         for dom in s.mms[mm].sva_domains:
             if not domain_compatible(s, dev, dom):
@@ -214,6 +216,7 @@ def iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, i
         s = s._replace(handles=s.handles.set(handle, h._replace(users=h.users - 1)))
         return _unbind_done(s, mm), 0
     s, _ = iommu_detach_device_pasid(s, h.domain, h.dev, h.pasid)
+    transition(Lifecycle.BOND, BondLc.BOUND, BondLc.UNBOUND)
     s = s._replace(handles=s.handles.delete(handle))
     users = dom.users - 1
     private = h.pasid in s.mms[mm].private_pasids

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import EINVAL, ModelUsageError
+from ..lifecycle import CREATE, DescLc, Lifecycle, WqLc, transition
 from ..pasid import pasid_get, pasid_put  # the device's references on a PASID
 from ..state import IOMMU_NO_PASID, PROT_WRITE, DomainType, SystemState
 from .translate import translate
@@ -38,6 +39,7 @@ def submit(s: SystemState, dev: int, pasid: int, addr: int, access: int, mm: int
            swq: bool) -> tuple[SystemState, int]:
     """Queue a descriptor; returns its id."""
     did = s.next_id
+    transition(Lifecycle.DESC, CREATE, DescLc.QUEUED)
     s = s._replace(next_id=did + 1, inflight=s.inflight.set(did, Desc(dev, pasid, addr, access, mm, swq)))
     if pasid != IOMMU_NO_PASID:
         s = pasid_get(s, pasid)
@@ -62,6 +64,7 @@ def wq_submit(s: SystemState, dev: int, pasid: int, addr: int = 0,
 
 def _finish(s: SystemState, desc: int, perform: bool) -> tuple[SystemState, int]:
     d = s.inflight[desc]
+    transition(Lifecycle.DESC, DescLc.QUEUED, DescLc.COMPLETED if perform else DescLc.ABORTED)
     s = s._replace(inflight=s.inflight.delete(desc))
     ret = 0
     if perform:
@@ -84,6 +87,9 @@ def wq_drain(s: SystemState, dev: int, pasid: int, abort: int = 0) -> tuple[Syst
     """Drain every descriptor of (dev, pasid): complete each in order (or discard it with
     ``abort``).  Returns how many were drained."""
     mine = sorted(k for k, d in s.inflight.items() if d.dev == dev and d.pasid == pasid)
+    transition(Lifecycle.WQ, WqLc.QUEUED if mine else WqLc.IDLE, WqLc.DRAINING)
     for k in mine:
+        transition(Lifecycle.WQ, WqLc.DRAINING, WqLc.DRAINING)
         s, _ = _finish(s, k, not abort)
+    transition(Lifecycle.WQ, WqLc.DRAINING, WqLc.IDLE)
     return s, len(mine)
