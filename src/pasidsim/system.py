@@ -15,6 +15,8 @@ Devices, drivers and groups may be given by name or index.  Example::
 
 from __future__ import annotations
 
+import inspect
+
 from .config import Config
 from .errors import KernelError, ModelUsageError, Warn, errname
 from .policy import CURRENT, Policy
@@ -101,6 +103,16 @@ class System:
         return pasid in self.state.ida
 
 
+def _signature(op: Op) -> inspect.Signature:
+    """The facade method's signature: ``self`` and the operation's own parameters (devices,
+    drivers and groups also by name), returning the kernel's int."""
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for p in list(inspect.signature(op.fn).parameters.values())[1:]:
+        ann = "int | str" if p.name in _RESOLVERS else "int"
+        params.append(p.replace(annotation=ann))
+    return inspect.Signature(params, return_annotation="int")
+
+
 def _make_method(op: Op):
     def method(self: System, *args, **kwargs) -> int:
         if args:
@@ -114,6 +126,7 @@ def _make_method(op: Op):
 
     method.__name__ = op.name
     method.__qualname__ = f"System.{op.name}"
+    method.__signature__ = _signature(op)
     method.__doc__ = (op.fn.__doc__ or "") + (
         "\n\n(Facade: raises KernelError on a negative return; the state argument is "
         "the System's own.)")
