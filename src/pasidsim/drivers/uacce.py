@@ -39,9 +39,13 @@ class UacceDriver(Driver):
             return s, h
         err = fault_point(FaultPoint.UACCE_GET_QUEUE)
         if err:
-            s, _ = iommu_sva_unbind_device(s, h)
-            return s, err
+            return self.unbind_queue(s, h), err  # out_with_bond
         return s._replace(files=s.files.set(file, f._replace(handles=(h,)))), 0
+
+    def unbind_queue(self, s: SystemState, handle: int) -> SystemState:
+        """``uacce_unbind_queue``: drop the queue's bond (``iommu_sva_unbind_device``)."""
+        s, _ = iommu_sva_unbind_device(s, handle)
+        return s
 
     def stop_queue(self, s: SystemState, file: int) -> SystemState:
         """``uacce_stop_queue`` / ``hisi_qm_stop_qp``: the device stops DMA for this queue."""
