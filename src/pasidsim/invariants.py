@@ -22,7 +22,7 @@ from .hw.cache import entry_is_current
 from .hw.translate import current_domain
 from .policy import FreePoint, OwnerModel
 from .state import (IOMMU_NO_PASID, IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, DomainType,
-                    HandleKind, IoasidState, PasidEntryMode, SystemState)
+                    HandleKind, IoasidState, MmState, PasidEntryMode, SystemState)
 
 
 @dataclass(frozen=True)
@@ -350,9 +350,19 @@ def b1_no_bug_on(s: SystemState):
 
 def no_warnings(s: SystemState):
     """W: No kernel WARN fired."""
-    if s.warnings:
-        c, a, b = s.warnings[-1]
-        return f"kernel WARN: {Warn(c).describe(a, b)}"
+    return unexpected_warning(s)
+
+
+def unexpected_warning(s: SystemState, allowed: frozenset = frozenset()):
+    """W with exceptions: the latest kernel WARN whose :class:`~pasidsim.errors.Warn` code is
+    not in ``allowed`` (a scenario's ``expect_warn``), as a message; None when there is none.
+    Unknown codes are reported as ``WARN code <n>``."""
+    for c, a, b in reversed(s.warnings):
+        if c in allowed:
+            continue
+        if c in Warn._value2member_map_:
+            return f"kernel WARN: {Warn(c).describe(a, b)}"
+        return f"kernel WARN: WARN code {c}({a}, {b})"
     return None
 
 
@@ -392,6 +402,64 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
               a3q_no_reuse_while_queued, "contract"),
     Invariant("W", "no kernel WARN fired", no_warnings, "contract"),
 )
+
+
+# -- quiescence ------------------------------------------------------------------------------
+
+def quiescence_leaks(s: SystemState) -> str | None:
+    """At quiescence (no actor has work left, the hardware is idle) nothing may be leaked:
+    every file is reachable from a live process, no mm holds an ``mm_users`` reference nobody
+    will put or is left exited and unfreed, every PASID is free or owned by a live mm or
+    IOASID, nothing is pending free, every page request was answered, every GPU interrupt
+    handled, every descriptor completed, no deferred work is left.  Returns the first leak
+    found as a message, or None.  (Used by the model checker at quiescent states and by the
+    scenario runner at the end of a run that ends quiescent.)"""
+    live_tasks_per_mm: dict[int, int] = {}
+    for t in s.tasks.values():
+        live_tasks_per_mm[t.mm] = live_tasks_per_mm.get(t.mm, 0) + 1
+    open_files = set()
+    for p in s.procs.values():
+        open_files.update(p.files)
+    for m in s.mms.values():
+        open_files.update(v.file for v in m.vmas if v.file)
+    for fid, f in s.files.items():
+        if fid not in open_files and f.mm:  # mm 0: kernel-held (an iommufd idev of its ctx)
+            return f"file {fid} (device {f.dev}) has f_count {f.f_count} but no fd or mapping refers to it"
+    bound_mms = set()
+    for fid in open_files:
+        f = s.files.get(fid)
+        if f is None:
+            continue
+        for h in f.handles:
+            hh = s.handles.get(h)
+            if hh is not None and hh.domain in s.domains:
+                bound_mms.add(s.domains[hh.domain].mm)
+    for mid, m in s.mms.items():
+        tasks = live_tasks_per_mm.get(mid, 0)
+        if m.mm_users > tasks:
+            return (f"mm {mid}: mm_users {m.mm_users} but {tasks} tasks use it (an mm_users "
+                    "reference nobody will put)")
+        if m.state == MmState.EXITED and mid not in bound_mms:
+            return f"mm {mid} exited but is never freed (mm_count {m.mm_count})"
+    owners = {m.pasid for m in s.mms.values() if m.pasid != IOMMU_PASID_INVALID}
+    for m in s.mms.values():
+        owners.update(m.private_pasids)
+    owners.update(s.ioasids.keys())
+    for p in s.ida.ids():
+        if p not in owners:
+            return f"PASID {p} is allocated but no mm or IOASID owns it"
+    if s.pending_free:
+        return f"PASIDs {sorted(s.pending_free.keys())} still pending free at quiescence"
+    for dev, q in s.iopf.items():
+        if q.groups:
+            return f"device {dev}: {len(q.groups)} page-request group(s) never answered"
+    if s.ih_ring:
+        return f"{len(s.ih_ring)} GPU interrupt(s) never handled"
+    if s.inflight:
+        return f"{len(s.inflight)} descriptor(s) still queued at quiescence"
+    if s.work:
+        return "deferred work left behind"
+    return None
 
 
 # -- transition invariants ---------------------------------------------------------------------
@@ -477,4 +545,5 @@ def check_transition(s0, a, ret, s1, scope: str | None = None) -> list[tuple[str
 
 
 __all__ = ["Invariant", "STATE_INVARIANTS", "TRANSITION_INVARIANTS", "INVARIANTS_BY_NAME",
-           "check_state", "check_transition", "OwnerModel"]
+           "check_state", "check_transition", "quiescence_leaks", "unexpected_warning",
+           "OwnerModel"]

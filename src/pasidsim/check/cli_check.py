@@ -1,4 +1,11 @@
-"""``pasidsim check``: the model checker on built-in scenarios × designs, or on one file."""
+"""``pasidsim check``: the model checker on built-in scenarios × designs, or on one file.
+
+With no scenario, every cell of the matrix is judged by its expected verdict
+(:mod:`pasidsim.check.expected`, ``check/expected/<scenario>.yaml``): the exit status is 1 if
+any cell is not as expected.  ✓ marks a historical design's documented breakage
+(:data:`pasidsim.check.history.HISTORY`), ✗ any cell that is not as expected.  A scenario
+given on the command line must simply pass (every property holds, every goal reached).
+"""
 
 from __future__ import annotations
 
@@ -13,30 +20,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from .expected import PASS, expected_for
 from .history import HISTORY
 from .runner import _MP_CONTEXT, Cell, check_scenario
 
 DEFAULT_OUT = "pasidsim-counterexamples"
 
 
-def _expected_map() -> dict[tuple[str, str], str]:
-    return {(h.scenario, h.design): h.breaks for h in HISTORY}
+def _documented() -> set[tuple[str, str]]:
+    return {(h.scenario, h.design) for h in HISTORY}
 
 
 def _cell_text(c: Cell) -> str:
     """A compact matrix cell: ``A 1202`` (Always, distinct states), ``S A3@12`` (Sometimes:
     the invariant broken and the counterexample's length), ``B 500`` (bounded), then ✓ for a
-    design's documented breakage, ✗ for a verdict that is not the expected one."""
+    design's documented breakage found as expected, ✗ for any outcome that is not the
+    expected one (with what was expected)."""
     if c.verdict == "Always":
         text = f"[green]A[/green] {c.states}"
     elif c.verdict == "Bounded":
         text = f"[yellow]B[/yellow] {c.states}"
     else:
         text = f"[red]{c.verdict[0]}[/red] {c.invariant}@{len(c.refs)}"
-    if c.expected is not None:
-        text += " [green]✓[/green]" if c.ok else f" [red]✗ expected {c.expected}[/red]"
-    elif c.verdict != "Always" and c.design == "current":
-        text += " [red]✗[/red]"
+    if not c.ok:
+        text += f" [red]✗ expected {(c.expected or PASS).text()}[/red]"
+    elif c.documented:
+        text += " [green]✓[/green]"
     return text
 
 
@@ -84,36 +93,90 @@ def matrix_legend(designs: list[str]) -> str:
     names = ", ".join(f"{_label(d)} = {d}" for d in designs if _label(d) != d)
     return ("A = Always (every invariant holds; distinct states explored), S = Sometimes "
             "(the invariant broken @ the length of the shortest counterexample), B = bounded "
-            "search; ✓ the design's documented breakage, ✗ not as expected.  Designs: "
-            + names + " (`pasidsim designs`).")
+            "search; ✓ the design's documented breakage, ✗ not as expected "
+            "(check/expected/<scenario>.yaml).  Designs: " + names + " (`pasidsim designs`).")
 
 
 def counterexample_yaml(cell: Cell, compiled, source_text: str) -> str:
     """The counterexample as a scenario file ``pasidsim run`` accepts unchanged: the original
-    scenario with its ``design`` set and ``order`` = the violating interleaving."""
+    scenario with its ``design`` set and ``order`` = the violating interleaving.
+
+    An injected failure is written on its step as ``fail: POINT`` (``POINT#n`` for the n-th
+    passage of the point), and the expectations that describe the calls succeeding are
+    dropped from the steps that had not run yet when it was injected (their ``expect`` and
+    ``check``; ``expect_final`` keeps only ``violations: 0``) and ``inject_faults`` is
+    removed, so that the file replays the failing run and judges it by its invariants."""
     import yaml
+
+    from ..fault import FaultPoint
     data = yaml.safe_load(source_text)
-    data["design"] = cell.design
+    design = data["design"] = cell.design or data.get("design", "current")
     order = []
     for ref in cell.refs:
         if ref.actor == 0:
             continue  # setup runs first on its own
         order.append(compiled.actor_name(ref.actor))
     data["order"] = order
-    head = (f"# Counterexample found by `pasidsim check`: design {cell.design} breaks "
-            f"{cell.invariant}\n# {cell.message}\n# Replay: pasidsim run <this file>\n")
+    injected = None  # (step index in the trace, path of the failing step, fail text)
+    pcs_at = []  # the program counters before each step
+    rs = compiled.initial()
+    for n, ref in enumerate(cell.refs):
+        pcs_at.append(rs.pcs)
+        cs = None if ref.actor == compiled.hw_actor else \
+            compiled.actors[ref.actor].program[rs.pcs[ref.actor]]
+        rs, ev = compiled.apply(rs, ref)
+        if ref.fail and ev.fault and injected is None:
+            point, nth = FaultPoint(ev.fault[0]), ev.fault[1]
+            injected = (n, cs.path, point.name if nth == 1 else f"{point.name}#{nth}")
+    note = ""
+    if injected is not None:
+        n, path, text = injected
+        _step_args(data, path)["fail"] = text
+        ran = pcs_at[n]
+        for a, info in enumerate(compiled.actors):
+            for pc in range(ran[a], len(info.program)):
+                cs = info.program[pc]
+                if cs.in_file:
+                    args = _step_args(data, cs.path)
+                    args.pop("expect", None)
+                    args.pop("check", None)
+        data.pop("inject_faults", None)
+        if "expect_final" in data:
+            data["expect_final"] = {"violations": 0}
+        note = (f"# The failure injected at step {n + 1} is written `fail: {text}` on its "
+                "step;\n# the expectations of the steps from there on (written for calls "
+                "that succeed) are dropped.\n")
+    head = (f"# Counterexample found by `pasidsim check`: design {design} breaks "
+            f"{cell.invariant}\n# {cell.message}\n{note}# Replay: pasidsim run <this file>\n")
     return head + yaml.safe_dump(data, sort_keys=False, width=100)
 
 
+def _step_args(data: dict, path: tuple) -> dict:
+    """The argument mapping of the step at YAML ``path`` in the parsed scenario ``data``
+    (``("actors", 0, "program", 2)``, ``("setup", 1)``, or deeper through ``fork``
+    programs), created empty when the step was written without arguments."""
+    node = data
+    for p in path:
+        node = node[p]
+    key = next(iter(node))
+    if not isinstance(node[key], dict):
+        node[key] = {}
+    return node[key]
+
+
 def _print_trace(console: Console, cell: Cell) -> None:
+    """The counterexample of a cell: what broke, what was expected when that is not it, and
+    the steps (setup steps only when a failure was injected into one)."""
+    from rich.markup import escape
+    status = "" if cell.ok else f" [red](✗ expected {(cell.expected or PASS).text()})[/red]"
     console.print(f"[bold red]{cell.scenario} on {cell.design}: {cell.invariant}[/bold red] "
-                  f"({cell.kind}) — {cell.message}")
+                  f"({cell.kind}) — {escape(cell.message)}{status}")
     if cell.broken[1:]:
         console.print(f"  also broken in that state: {', '.join(cell.broken[1:])}")
     for i, (actor, call, ret) in enumerate(cell.trace, 1):
-        if actor == "setup":
+        if actor == "setup" and "[fail " not in call:
             continue
-        console.print(f"  {i:3}. {actor:>8}: {call} = {ret}")
+        console.print(f"  {i:3}. {actor:>8}: {escape(call)} = {ret}")
 
 
 def junit_xml(cells: list[Cell]) -> str:
@@ -155,6 +218,10 @@ def junit_xml(cells: list[Cell]) -> str:
                    "hardware scenarios; see pasidsim.check.por)")
 @click.option("--hardware/--no-hardware", default=None,
               help="interleave hardware events (default: as the scenario says)")
+@click.option("--inject-faults", is_flag=True, default=False,
+              help="also explore every kernel call and process event failing at each fault "
+                   "point it passes (pasidsim.fault; default: as the scenario's "
+                   "`inject_faults` says)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable results on stdout")
 @click.option("--junit", type=click.Path(dir_okay=False), help="write a JUnit XML report")
 @click.option("--html", type=click.Path(dir_okay=False),
@@ -162,14 +229,14 @@ def junit_xml(cells: list[Cell]) -> str:
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="directory for counterexample scenario files")
 def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, workers,
-              symmetry, por, hardware, as_json, junit, html, out):
+              symmetry, por, hardware, inject_faults, as_json, junit, html, out):
     """Explore every interleaving of SCENARIO (a file or a built-in name) and report the
     shortest violation of any invariant.  With no SCENARIO: every built-in scenario against
     today's design and every historical design, as a matrix.
 
-    Exit status with no SCENARIO: 0 when every verdict is as expected (today's design passes
-    everything; each historical design breaks its documented property on its scenario), else 1.
-    With a SCENARIO: 0 when every property holds, 1 on a violation.  2 on bad input."""
+    Exit status with no SCENARIO: 0 when every cell is as expected (pasidsim/check/expected/
+    <scenario>.yaml: a design not listed there passes everything), else 1.  With a SCENARIO:
+    0 when every property holds and every goal is reached, else 1.  2 on bad input."""
     from ..designs import DESIGNS
     from ..scenario import builtin_scenarios, resolve_scenario
     from ..scenario.loader import ScenarioError, load_scenario
@@ -184,10 +251,13 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
                 raise click.BadParameter(f"unknown design {d!r}; known: {', '.join(DESIGNS)}",
                                          param_hint="--design")
         loaded = {name: load_scenario(p) for name, p in paths.items()}
+        # the matrix judges every cell by its expected verdict; a scenario given explicitly
+        # must simply pass
+        expected = {} if scenario else {s: expected_for(s) for s in loaded}
     except ScenarioError as e:
         console.print(f"[red]error:[/red] {e}")
         sys.exit(2)
-    expected = _expected_map()
+    documented = set() if scenario else _documented()
     if designs:
         design_list = list(designs)
     elif scenario:
@@ -198,10 +268,9 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     cells: list[Cell] = []
     compiled_by = {}
     settings = dict(strategy=strategy, max_states=max_states, max_depth=max_depth,
-                    max_seconds=max_seconds, symmetry=symmetry, por=por)
-    # the matrix judges each historical design by its documented breakage; a scenario given
-    # explicitly must simply hold
-    exps = [None if scenario else expected.get(job) for job in jobs]
+                    max_seconds=max_seconds, symmetry=symmetry, por=por,
+                    inject_faults=True if inject_faults else None)
+    exps = [(expected.get(s, {}).get(d), (s, d) in documented) for s, d in jobs]
     across = workers > 1 and len(jobs) > 1 and _MP_CONTEXT == "fork"
     # no auto-refresh: rich's refresh thread must not be running when workers are forked
     # (a forked child inherits its locks in whatever state they are); the bar is redrawn at
@@ -226,9 +295,9 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             sys.exit(2)
     for c in cells:
         if c.verdict in ("Sometimes", "Never"):
-            compiled_by[(c.scenario, c.design)] = _compile(loaded, c.scenario, c.design, hardware)
-    bad = [c for c in cells if not c.ok and (c.design == "current" or c.expected is not None
-                                             or scenario)]
+            compiled_by[(c.scenario, c.design)] = _compile(loaded, c.scenario, c.design, hardware,
+                                                           settings["inject_faults"])
+    bad = [c for c in cells if not c.ok]
     saved = []
     violations = [c for c in cells if c.verdict in ("Sometimes", "Never")]
     if violations:
@@ -247,19 +316,21 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             console.print(table)
         console.print(matrix_legend(design_list))
         # traces: the documented breakages and anything unexpected; the rest are on file
-        shown = [c for c in violations if scenario or c.expected is not None
-                 or c.design == "current"]
+        shown = [c for c in violations if scenario or c.documented or not c.ok]
         for c in shown:
             _print_trace(console, c)
         if saved:
             others = len(violations) - len(shown)
             console.print(f"counterexamples saved in {out}/ (replay with `pasidsim run FILE`)"
-                          + (f"; {others} more violations of historical designs off their own "
-                             "scenario are only there" if others else ""))
-        unreached = [c for c in cells if c.unreached and c.verdict == "Always"]
-        for c in unreached:
-            console.print(f"[yellow]{c.scenario} × {c.design}: never reached "
-                          f"{', '.join(c.unreached)}[/yellow]")
+                          + (f"; {others} more expected violations of historical designs off "
+                             "their own scenario are only there" if others else ""))
+        for c in cells:
+            if c.unreached and not c.ok:
+                console.print(f"[yellow]{c.scenario} × {c.design}: never reached "
+                              f"{', '.join(c.unreached)}[/yellow]")
+        if bad:
+            console.print(f"[red]{len(bad)} cell(s) not as expected:[/red] " + ", ".join(
+                f"{c.scenario} × {c.design}" for c in bad))
     if junit:
         Path(junit).write_text(junit_xml(cells))
     if html:
@@ -267,20 +338,24 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     sys.exit(1 if bad else 0)
 
 
-def _compile(loaded: dict, s: str, d: str, hardware):
+def _compile(loaded: dict, s: str, d: str, hardware, inject_faults=None):
     from ..scenario.compile import compile_scenario
     c = compile_scenario(loaded[s], design=d)
     if hardware is not None:
         c.hardware = hardware
+    if inject_faults is not None:
+        c.inject_faults = inject_faults
     return c
 
 
 def _check_cell(loaded: dict, s: str, d: str, exp, hardware, settings: dict,
                 workers: int = 1) -> Cell:
-    """Check one cell of the matrix (raises ScenarioError for a scenario that does not
-    compile against design ``d``)."""
+    """Check one cell of the matrix; ``exp`` is ``(Expected or None, documented)``.  Raises
+    ScenarioError for a scenario that does not compile against design ``d``."""
+    expected, documented = exp
     return check_scenario(_compile(loaded, s, d, hardware), scenario_name=s, design_name=d,
-                          expected=exp, workers=workers, **settings)
+                          expected=expected, documented=documented, workers=workers,
+                          **settings)
 
 
 _ACROSS: tuple = ()  # what forked matrix workers inherit: (loaded, hardware, settings)

@@ -1,8 +1,10 @@
 """The historical designs and the scenario on which each one breaks, as the mailing lists saw.
 
 Each :class:`HistoryCase` names a design (:data:`pasidsim.designs.DESIGNS`), a built-in scenario,
-and the property the design violates there; ``current`` must pass the same scenario.  The test
-suite checks every row, and ``pasidsim check`` prints them.
+and the property the design violates there; ``current`` must pass the same scenario.  These rows
+are the documented diagonal of the expected verdicts (``check/expected/<scenario>.yaml``, which
+judge every cell): each row's ``breaks`` is its cell's expected ``breaks`` there (tested in
+``tests/checker/test_expected.py``).  ``pasidsim check`` marks them ✓ and prints their traces.
 """
 
 from __future__ import annotations

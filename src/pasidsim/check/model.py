@@ -17,8 +17,9 @@ Optional hooks (absent or ``None`` = not provided):
 * ``is_quiescent(state) -> bool`` — no actor has work left.  A state with no enabled action
   that is not quiescent is a **deadlock**.  Without this hook, every state with no enabled
   action counts as quiescent (no deadlock detection).
-* ``at_quiescence(state) -> str | None`` — called on quiescent states; a message is a
-  violation of kind ``"quiescence"`` (e.g. a leak).
+* ``at_quiescence(state) -> str | tuple[str, str] | None`` — called on quiescent states; a
+  message is a violation of kind ``"quiescence"`` named ``"quiescence"`` (e.g. a leak), a
+  ``(name, message)`` pair one of that kind with its own name (e.g. ``"expect_final"``).
 * ``canonical(state) -> S`` — a representative of the state's symmetry class (used with
   ``symmetry=True``).  It must commute with ``step`` up to symmetry and every invariant,
   goal and quiescence check must be symmetric.
@@ -195,8 +196,11 @@ class ModelView:
         if quiet and self._at_quiescence is not None:
             msg = self._at_quiescence(state)
             if msg is not None:
+                name = "quiescence"
+                if isinstance(msg, tuple):
+                    name, msg = msg
                 failures = failures or []
-                failures.append(("quiescence", str(msg), "quiescence"))
+                failures.append((name, str(msg), "quiescence"))
         goals = tuple(i for i, g in enumerate(self._goals) if g(state)) if self._goals else ()
         return (tuple(failures) if failures else _NO_FAILURES, goals, n)
 

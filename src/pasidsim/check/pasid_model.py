@@ -6,43 +6,67 @@ steps and hardware events enabled in a state, and how to apply one — all on th
 :class:`~pasidsim.check.model.Model`:
 
 - ``always``: every state invariant of :mod:`pasidsim.invariants` (both scopes: scenario actors
-  are the callers whose conformance is being checked), plus the transition invariants, failure
-  atomicity and the scenario's step expectations, evaluated on each transition and carried into
-  the next state as indices (:class:`CheckState`);
-- ``at quiescence``: :func:`pasidsim.check.properties.quiescence_leaks`;
+  are the callers whose conformance is being checked; ``W``, no kernel WARN, ignores the WARNs
+  the scenario lists in ``expect_warn``), plus the transition invariants, failure atomicity
+  (``ATOMIC``), the scenario's step expectations (``EXPECT``) and steps that cannot be taken
+  (``STEP``: a usage error of the model, a ``fail:`` point the call never passes), evaluated
+  on each transition and carried into the next state as indices (:class:`CheckState`);
+- ``at quiescence``: :func:`pasidsim.invariants.quiescence_leaks` (``quiescence``), actors
+  waiting forever, and the scenario's ``expect_final`` (``expect_final``);
 - ``sometimes``: the scenario's reachability goals (``CompiledScenario.sometimes``), so that a
   vacuous model is caught;
 - ``canonical`` (with ``symmetry=True``): the id-relabelling and actor-permutation symmetry of
   :mod:`pasidsim.check.symmetry`, used by ``explore(..., symmetry=True)``;
 - ``actor``/``independent``/``alphabet``/``visible`` (with ``por=True``): the static
   independence relation of :mod:`pasidsim.check.por`, used by ``explore(..., por=True)``.
+
+Failure injection (``inject_faults``: the scenario's field or ``pasidsim check
+--inject-faults``): every enabled step of a kernel call or process event written in the file
+is also taken failing at each fault point its call passes (``StepRef(actor, fail=k)``,
+``k = 1..`` :meth:`~pasidsim.scenario.compile.CompiledScenario.fault_branches`), as another
+transition.  A failed call must leave no trace: failure atomicity holds for it as for any
+failed call, and its branch runs on to quiescence, where leaks are caught.  The scenario's
+expectations describe the calls succeeding, so on a path with an injected failure (from that
+step on) ``EXPECT``, ``STEP`` and ``expect_final`` are not judged — every invariant, ``ATOMIC``,
+leak and deadlock is (:attr:`CheckState.injected`).  A scenario's own ``fail:`` steps are part
+of its script and judged as usual.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..invariants import STATE_INVARIANTS, TRANSITION_INVARIANTS
+from ..invariants import (STATE_INVARIANTS, TRANSITION_INVARIANTS, quiescence_leaks,
+                          unexpected_warning)
 from ..step import OPS
 from .model import Goal, Invariant
-from .properties import quiescence_leaks
 
 #: Names of the transition-level checks, indexed by what CheckState.last stores.
 TRANSITION_CHECKS: tuple[str, ...] = tuple(i.name for i in TRANSITION_INVARIANTS) + (
-    "ATOMIC", "EXPECT")
+    "ATOMIC", "EXPECT", "STEP")
 _ATOMIC = len(TRANSITION_INVARIANTS)
 _EXPECT = _ATOMIC + 1
+_STEP = _ATOMIC + 2
 TRANSITION_TITLES = {i.name: i.title for i in TRANSITION_INVARIANTS}
 TRANSITION_TITLES["ATOMIC"] = "a failed call leaves the state unchanged"
 TRANSITION_TITLES["EXPECT"] = "every step returns what the scenario expects"
+TRANSITION_TITLES["STEP"] = "every step of the scenario can be taken"
+
+#: Every name a verdict can give: state invariants, transition checks, ``quiescence`` (a
+#: leak, or an actor waiting forever), ``expect_final``, ``deadlock`` (the engine's: no
+#: enabled action in a non-quiescent state).
+PROPERTY_NAMES: tuple[str, ...] = tuple(i.name for i in STATE_INVARIANTS) + \
+    TRANSITION_CHECKS + ("quiescence", "expect_final", "deadlock")
 
 
 class CheckState(NamedTuple):
     """A run state plus the transition checks the step into it violated (indices into
-    :data:`TRANSITION_CHECKS`)."""
+    :data:`TRANSITION_CHECKS`) and whether a failure was injected on the path to it (then
+    expectations are no longer judged: module docstring)."""
 
     rs: Any
     last: tuple = ()
+    injected: bool = False
 
 
 def sys_state(rs):
@@ -58,7 +82,7 @@ class ScenarioModel:
         sometimes: extra ``(name, predicate(run_state) -> bool)`` goals besides the
             scenario's own.
         check_expectations: report a step whose return differs from the scenario's ``expect``.
-        exclude: invariant names not to check (e.g. ``("W",)``).
+        exclude: invariant names not to check (e.g. ``("W",)``; default none).
         symmetry: enable :meth:`canonical` (:class:`~pasidsim.check.symmetry.Symmetry`);
             without it ``canonical`` is the identity.
         por: provide the partial-order-reduction hooks (:class:`~pasidsim.check.por.PartialOrder`);
@@ -66,9 +90,10 @@ class ScenarioModel:
             Without it the hooks are absent and ``explore(..., por=True)`` refuses the model.
     """
 
-    def __init__(self, compiled, *, sometimes=(), check_expectations=True, exclude=("W",),
+    def __init__(self, compiled, *, sometimes=(), check_expectations=True, exclude=(),
                  symmetry=False, por=False):
         self.compiled = compiled
+        self.inject_faults = bool(getattr(compiled, "inject_faults", False))
         sometimes = tuple(sometimes)
         self.por_reason = "por=False"
         if por:
@@ -86,10 +111,14 @@ class ScenarioModel:
         # invariants and leaks only
         self.check_expectations = check_expectations and not getattr(compiled, "scripted", False)
         invs = []
+        allowed = frozenset(getattr(compiled, "expect_warn", ()))
         for inv in STATE_INVARIANTS:
             if inv.name in exclude:
                 continue
-            invs.append(Invariant(inv.name, _state_check(inv.check)))
+            check = inv.check
+            if inv.name == "W":
+                check = _warn_check(allowed)
+            invs.append(Invariant(inv.name, _state_check(check)))
         invs.append(Invariant("transition", _transition_check))
         self.invariants = tuple(invs)
         goals = tuple(getattr(compiled, "sometimes", ())) + tuple(sometimes)
@@ -100,7 +129,18 @@ class ScenarioModel:
         return [CheckState(self.compiled.initial())]
 
     def actions(self, cs: CheckState):
-        return self.compiled.enabled(cs.rs)
+        """The enabled steps; with fault injection each step is followed by its failures
+        ``ref._replace(fail=k)``, ``k = 1..fault_branches``."""
+        c = self.compiled
+        refs = c.enabled(cs.rs)
+        if not self.inject_faults:
+            return refs
+        out = []
+        for ref in refs:
+            out.append(ref)
+            n = c.fault_branches(cs.rs, ref)
+            out.extend(ref._replace(fail=k) for k in range(1, n + 1))
+        return out
 
     def step(self, cs: CheckState, ref) -> CheckState:
         rs2, ev = self.compiled.apply(cs.rs, ref)
@@ -113,9 +153,13 @@ class ScenarioModel:
         if action is not None and isinstance(ret, int) and ret < 0 and OPS[action.op].atomic \
                 and s0.fingerprint_nowarn() != s1.fingerprint_nowarn():
             bad.append(_ATOMIC)
-        if self.check_expectations and not ev.ok:
-            bad.append(_EXPECT)
-        return CheckState(rs2, tuple(bad))
+        injected = cs.injected or bool(getattr(ref, "fail", 0))
+        if not injected:
+            if ev.error:
+                bad.append(_STEP)
+            elif self.check_expectations and not ev.ok:
+                bad.append(_EXPECT)
+        return CheckState(rs2, tuple(bad), injected)
 
     def is_quiescent(self, cs: CheckState) -> bool:
         """No actor can move and (with hardware events) the hardware is idle."""
@@ -127,19 +171,36 @@ class ScenarioModel:
         return True
 
     def at_quiescence(self, cs: CheckState):
-        """Leaks, and actors stuck forever waiting for a value no step will bind (a
-        deadlock of the scenario's programs)."""
+        """Actors stuck forever waiting for a value no step will bind (a deadlock of the
+        scenario's programs), leaks, then the scenario's ``expect_final`` as
+        ``("expect_final", message)``.  ``expect_final`` is not judged for a ``scripted``
+        scenario (it describes the scripted order, like its steps' expectations), nor on a
+        path with an injected failure; its ``violations`` count is a property of one run, not
+        of a state: the checker reports every violation anyway."""
         c = self.compiled
         for i in range(1, len(c.actors)):
             status = c.status(cs.rs, i)
             if status.startswith("waiting"):
                 return f"deadlock: actor {c.actor_name(i)} is {status} and nothing can bind it"
-        return quiescence_leaks(sys_state(cs.rs))
+        leak = quiescence_leaks(sys_state(cs.rs))
+        if leak is not None:
+            return leak
+        if c.expect_final is not None and self.check_expectations and not cs.injected:
+            bad = c.check(cs.rs, c.expect_final)
+            if bad:
+                return "expect_final", "; ".join(bad)
+        return None
 
     def canonical(self, cs: CheckState) -> CheckState:
         """The representative of ``cs``'s symmetry class (identity without ``symmetry``)."""
         sym = self.symmetry
         return cs if sym is None else sym.canonical(cs)
+
+
+def _warn_check(allowed: frozenset):
+    def check(s):
+        return unexpected_warning(s, allowed)
+    return check
 
 
 def _state_check(fn):

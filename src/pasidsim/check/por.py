@@ -11,8 +11,8 @@ narrow: it proves independence only for **quiet** actors, and says so honestly.
 **Quiet step.**  A compiled step (:class:`~pasidsim.scenario.compile.CStep`) whose operation is
 a pure query of :data:`PURE_QUERIES` (the implementation returns the state it was given, with
 no WARN and no :class:`~pasidsim.errors.ModelUsageError`), with no ``as:`` binding, no spawned
-child, no ``expect`` and no ``check``, and whose every needed ``$name`` is bound only by setup
-steps.  Its whole effect on the run state is ``pcs[i] += 1``, whatever the state.
+child, no ``expect``, no ``check`` and no ``fail``, and whose every needed ``$name`` is bound
+only by setup steps.  Its whole effect on the run state is ``pcs[i] += 1``, whatever the state.
 
 **Quiet actor** ``p``: every step quiet; a kernel actor, or a process started by setup (and
 spawned by no other actor); if a process, no other actor has a ``task_exit`` whose ``tid`` is
@@ -55,7 +55,8 @@ reduction preserves every terminal state.  Goals passed by the caller
 letter is visible (no reduction).
 
 **Off** (``reason`` set; the hooks must not be used): ``hardware: true`` scenarios (hardware
-events are not a static finite alphabet), and a setup that waits for another actor's binding.
+events are not a static finite alphabet), fault injection (``inject_faults``), and a setup
+that waits for another actor's binding.
 
 **Symmetry.**  The quiet set is defined by program text, setup and other actors' programs, so
 it is invariant under the actor permutations of :mod:`pasidsim.check.symmetry` (which map each
@@ -103,6 +104,9 @@ class PartialOrder:
         if c.hardware:
             self.reason = "hardware events are not a static finite alphabet"
             return
+        if getattr(c, "inject_faults", False):
+            self.reason = "fault injection: a failed call is a letter of its own"
+            return
         if any(binders.get(k, set()) - {0} for cs in c.actors[0].program for k in cs.needs):
             self.reason = "setup waits for a binding made by another actor"
             return
@@ -113,7 +117,7 @@ class PartialOrder:
 
         def quiet_step(cs) -> bool:
             return (OPS[cs.op].name in PURE_QUERIES and cs.bind < 0 and cs.spawn < 0
-                    and cs.expect is None and cs.check is None
+                    and cs.expect is None and cs.check is None and cs.fail is None
                     and all(binders.get(k, set()) <= {0} for k in cs.needs))
 
         quiet = set()

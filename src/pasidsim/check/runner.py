@@ -6,7 +6,9 @@ design and returns a :class:`Cell`; :func:`check_matrix` does it for scenarios Ã
 Verdicts are herd7-style: **Always** (every reachable state satisfies every property),
 **Sometimes** (a reachable state violates one: the shortest counterexample is kept) and
 **Never** (the initial state already violates one), with state counts; **Bounded** when a
-bound stopped the search before it was exhaustive.
+bound stopped the search before it was exhaustive.  A cell is *as expected* (:attr:`Cell.ok`)
+when its outcome is its :class:`~pasidsim.check.expected.Expected` entry (``check/expected/``;
+none: it must pass).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .pasid_model import ScenarioModel, sys_state, violation_name
+from .expected import PASS, Expected
+from .pasid_model import TRANSITION_CHECKS, ScenarioModel, sys_state, violation_name
 from .search import explore
 
 
@@ -41,32 +44,41 @@ class Cell:
     trace: list = field(default_factory=list)  # [(actor name, call text, ret)]
     refs: list = field(default_factory=list)  # the StepRefs of the counterexample
     unreached: list = field(default_factory=list)  # sometimes-goals never reached
-    expected: str | None = None  # the invariant this design is expected to break, if any
-    broken: list = field(default_factory=list)  # every invariant the violating state breaks
+    expected: Expected | None = None  # what this design must do here (None: pass)
+    broken: list = field(default_factory=list)  # every property the violating state breaks
+    documented: bool = False  # a row of HISTORY: the design's documented breakage
 
     @property
     def ok(self) -> bool:
-        """Verdict as expected: Always when nothing is expected, else that invariant."""
-        if self.expected is None:
-            return self.verdict == "Always" and not self.unreached
-        return self.verdict in ("Sometimes", "Never") and (
-            self.invariant == self.expected or self.expected in self.broken)
+        """The outcome is the expected one (:meth:`Expected.matches`; no entry: the cell
+        must pass, every goal reached)."""
+        exp = self.expected or PASS
+        return exp.matches(self.verdict, self.invariant, self.broken, self.unreached)
 
     def to_json(self) -> dict:
+        exp = self.expected or PASS
         return {"scenario": self.scenario, "design": self.design, "verdict": self.verdict,
                 "states": self.states, "transitions": self.transitions,
                 "elapsed": round(self.elapsed, 4), "invariant": self.invariant,
-                "kind": self.kind, "message": self.message, "expected": self.expected,
-                "unreached": self.unreached,
+                "kind": self.kind, "message": self.message, "expected": exp.breaks,
+                "expected_unreached": list(exp.unreached), "ok": self.ok,
+                "documented": self.documented, "unreached": self.unreached,
+                "length": len(self.refs),
                 "trace": [{"actor": a, "call": c, "ret": r} for a, c, r in self.trace]}
 
 
 def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                    sometimes=(), strategy: str = "bfs", max_states: int | None = 200_000,
                    max_depth: int | None = None, max_seconds: float | None = 120.0,
-                   workers: int = 1, expected: str | None = None,
-                   symmetry: bool = False, por: bool = False) -> Cell:
+                   workers: int = 1, expected: Expected | str | None = None,
+                   symmetry: bool = False, por: bool = False,
+                   inject_faults: bool | None = None, documented: bool = False) -> Cell:
     """Explore a compiled scenario and summarise the outcome as a :class:`Cell`.
+
+    ``expected``: what the cell must give (:class:`~pasidsim.check.expected.Expected`; a
+    property name means ``Expected(breaks=name)``; None: it must pass); it only sets
+    :attr:`Cell.ok`.  ``inject_faults``: explore injected failures (None: as the scenario
+    says, ``compiled.inject_faults``).  ``documented``: mark the cell as a HISTORY row.
 
     ``symmetry``: identify states equal up to object ids and interchangeable actors
     (:mod:`pasidsim.check.symmetry`); verdicts and counterexample lengths are unchanged,
@@ -74,6 +86,10 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
 
     ``por``: partial-order reduction (:mod:`pasidsim.check.por`) where the scenario allows it
     (not with ``hardware: true``: then it is silently off, see ``ScenarioModel.por_reason``)."""
+    if isinstance(expected, str):
+        expected = Expected(breaks=expected)
+    if inject_faults is not None:
+        compiled.inject_faults = inject_faults
     model = ScenarioModel(compiled, sometimes=sometimes, symmetry=symmetry, por=por)
     por = por and model.por_reason is None
     t0 = time.perf_counter()
@@ -91,7 +107,8 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                          max_seconds=max_seconds, symmetry=symmetry, por=por)
     elapsed = time.perf_counter() - t0
     cell = Cell(scenario_name, design_name, "Always", result.states, result.transitions,
-                elapsed, expected=expected, unreached=list(result.sometimes_unreached))
+                elapsed, expected=expected, unreached=list(result.sometimes_unreached),
+                documented=documented)
     v = result.violation
     if v is not None:
         cell.verdict = "Never" if not v.trace else "Sometimes"
@@ -100,41 +117,50 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
         cell.kind = v.kind
         cell.refs = list(v.trace)
         cell.trace = describe_trace(compiled, v.trace)
-        cell.broken = broken_at(compiled, v.trace, cell.invariant)
+        cell.broken = broken_at(compiled, v.trace, cell.invariant, v.states[-1])
     elif result.verdict == "bounded":
         cell.verdict = "Bounded"
         cell.message = result.message
     return cell
 
 
-def broken_at(compiled, refs, first: str | None) -> list:
-    """Every invariant (state, transition, quiescence) broken by the last step of a trace."""
-    from ..invariants import check_state, check_transition
-    from .properties import quiescence_leaks
-    rs = compiled.initial()
-    prev, action, ret = rs, None, 0
-    for ref in refs:
-        prev = rs
-        rs, ev = compiled.apply(rs, ref)
-        action, ret = ev.action, ev.ret
-    names = [n for n, _m in check_state(rs.sys)]
-    if refs:
-        names += [n for n, _m in check_transition(prev.sys, action, ret, rs.sys)]
-    if compiled.quiescent(rs) and quiescence_leaks(rs.sys):
-        names.append("quiescence")
+def broken_at(compiled, refs, first: str | None, last=None) -> list:
+    """Every property broken in the last state of a counterexample (``refs`` from the initial
+    state), ``first`` (the one the search reported) first: the state invariants (``W`` as the
+    checker judges it), the transition checks of the last step, and, in a quiescent state,
+    the quiescence properties.  ``last``: the :class:`~.pasid_model.CheckState` the search
+    replayed (it carries the transition checks and the injection flag); without it the
+    trace is replayed here."""
+    model = ScenarioModel(compiled)
+    if last is None:
+        last = model.initial_states()[0]
+        for ref in refs:
+            last = model.step(last, ref)
+    names = [inv.name for inv in model.invariants if inv.check(last) is not None]
+    names = [n for n in names if n != "transition"]
+    names += [TRANSITION_CHECKS[i] for i in last.last]
+    if model.is_quiescent(last):
+        got = model.at_quiescence(last)
+        if got is not None:
+            names.append(got[0] if isinstance(got, tuple) else "quiescence")
     out = [first] if first else []
-    return out + [n for n in names if n not in out and n != "W"]
+    return out + [n for n in names if n not in out]
 
 
 def describe_trace(compiled, refs) -> list:
-    """Replay a counterexample and describe each step as (actor, call, ret)."""
+    """Replay a counterexample and describe each step as (actor, call, ret); an injected
+    failure shows in the call: ``iommu_sva_bind_device(dev=dsa0, mm=2) [fail HANDLE_ALLOC
+    -ENOMEM]``."""
     from ..report.text import action_text, ret_text
+    from ..scenario.trace import fault_text
     rs = compiled.initial()
     out = []
     for ref in refs:
         rs2, ev = compiled.apply(rs, ref)
         actor = compiled.actor_name(ev.actor)
         call = action_text(sys_state(rs), ev.action) if ev.action is not None else str(ref)
+        if ev.fault:
+            call += f" [{fault_text(ev.fault)}]"
         out.append((actor, call, ret_text(ev.ret) if isinstance(ev.ret, int) else str(ev.ret)))
         rs = rs2
     return out

@@ -141,7 +141,7 @@ class Canonical(CheckState):
 
     def __hash__(self) -> int:
         rs = self.rs
-        return hash((rs.sys, rs.pcs, rs.tids, rs.binds, self.last))
+        return hash((rs.sys, rs.pcs, rs.tids, rs.binds) + tuple(self[1:]))
 
 
 class _Unknown(Exception):
@@ -166,7 +166,7 @@ def _step_key(cs, smap, amap) -> tuple:
             chk and tuple(chk), None if e is None else (e.kind, e.value),
             smap(cs.expect_slot) if cs.expect_slot >= 0 else -1,
             smap(cs.bind) if cs.bind >= 0 else -1, amap(cs.spawn) if cs.spawn >= 0 else -1,
-            frozenset(smap(k) for k in cs.needs))
+            frozenset(smap(k) for k in cs.needs), cs.fail and cs.fail[:2])
 
 
 class Symmetry:

@@ -20,12 +20,21 @@ An actor can take its next step when its program is not finished, its task exist
 actors; a killed process's actors are blocked for good) and every ``$name`` the step uses is
 bound — a step waits for the value it needs.  A failed expectation or a library usage error
 does not stop anything: it is recorded in the :class:`Event`.
+
+Failure injection (:mod:`pasidsim.fault`): a step written with ``fail: POINT[#n]`` makes its
+call fail at the ``n``-th time it passes that fault point; the ordinal the kernel model needs
+(``Action.fail``) is found when the step runs, by running the unfailed call once and reading
+:func:`pasidsim.fault.trail`.  A call that never passes the point is a step error.  The model
+checker explores the other failures itself: :meth:`CompiledScenario.fault_branches` says how
+many points a step's call passes, and ``StepRef(actor, fail=k)`` takes the step with its
+``k``-th point failing.
 """
 
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from .. import fault
 from ..config import Config
 from ..designs import DESIGNS
 from ..errors import ModelUsageError, fmt_ret
@@ -33,7 +42,7 @@ from ..policy import Policy
 from ..state import MmState, SystemState, initial_state
 from ..step import OP_BY_NAME, OPS, Action, step
 from .loader import LoadedScenario, Locator, ScenarioError
-from .schema import Expect, Ref, Scenario, StateCheck
+from .schema import FAULT_KINDS, Expect, FailSpec, Ref, Scenario, StateCheck
 
 UNBOUND = -(1 << 62)  # value of a binding not made yet
 CONST, REF, SELF_TID, SELF_MM = range(4)
@@ -41,10 +50,13 @@ CONST, REF, SELF_TID, SELF_MM = range(4)
 
 class StepRef(NamedTuple):
     """An enabled step: ``actor`` index; ``hw`` is the hardware :class:`Action` when ``actor``
-    is the hw pseudo-actor, else ``()``."""
+    is the hw pseudo-actor, else ``()``; ``fail``: 0, or ``k`` to take the actor's step with
+    the ``k``-th fault point its call passes failing (an injected failure, explored by the
+    model checker; see :meth:`CompiledScenario.fault_branches`)."""
 
     actor: int
     hw: tuple = ()
+    fail: int = 0
 
 
 class RunState(NamedTuple):
@@ -61,9 +73,12 @@ class RunState(NamedTuple):
 
 class Event(NamedTuple):
     """What one applied step did.  ``pc``: index in the actor's program (-1 for hw);
-    ``action``: the kernel call made (None when it could not be built); ``ret``: its return;
-    ``ok``: every expectation and check held; ``failures``: messages; ``error``: a library
-    usage error (the step then changed nothing)."""
+    ``action``: the kernel call made (None when it could not be built; ``action.fail`` > 0
+    for an injected failure); ``ret``: its return; ``ok``: every expectation and check held;
+    ``failures``: messages; ``error``: why the step could not be taken — a library usage
+    error, or a ``fail:`` point the call never passes (the step then changed nothing but its
+    program counter); ``fault``: ``(FaultPoint value, n)`` when the call was made to fail at
+    the ``n``-th time it passed that point, else ``()``."""
 
     actor: int
     pc: int
@@ -72,6 +87,7 @@ class Event(NamedTuple):
     ok: bool
     failures: tuple = ()
     error: str = ""
+    fault: tuple = ()
 
 
 class Arg(NamedTuple):
@@ -83,7 +99,10 @@ class Arg(NamedTuple):
 
 class CStep(NamedTuple):
     """A compiled step.  ``bind``: name slot of ``as:`` (-1); ``spawn``: actor index whose
-    task is the return value (-1); ``needs``: name slots that must be bound."""
+    task is the return value (-1); ``needs``: name slots that must be bound; ``path``: its
+    YAML path (``("machine",)`` / ``("actors",)`` for the boot probes and process starts the
+    compiler adds, which are not in the file); ``fail``: the step's ``fail:``
+    (:class:`~pasidsim.scenario.schema.FailSpec`) or None."""
 
     op: int
     args: tuple
@@ -96,6 +115,12 @@ class CStep(NamedTuple):
     note: str
     path: tuple
     line: int
+    fail: FailSpec | None = None
+
+    @property
+    def in_file(self) -> bool:
+        """Written in the scenario file (not a boot probe or process start)."""
+        return len(self.path) > 1
 
 
 class ActorInfo(NamedTuple):
@@ -125,7 +150,9 @@ class CompiledScenario:
     ``actors`` (:class:`ActorInfo`, index 0 = setup), ``names`` (binding names, indexing
     :attr:`RunState.binds`), ``order`` (actor indices or None), ``hardware``, ``sometimes``
     (``(name, predicate(RunState) -> bool)``), ``expect_final`` (compiled check or None),
-    ``final_violations`` (expected count or None), ``hw_actor``.
+    ``final_violations`` (expected count or None), ``hw_actor``, ``inject_faults`` (the model
+    checker explores injected failures; may be set after compiling), ``expect_warn``
+    (frozenset of :class:`~pasidsim.errors.Warn` values the scenario provokes on purpose).
     """
 
     def __init__(self, model: Scenario, source: str, config: Config, policy: Policy) -> None:
@@ -135,6 +162,8 @@ class CompiledScenario:
         self.order: tuple[int, ...] | None = None
         self.hardware = model.hardware
         self.scripted = model.scripted
+        self.inject_faults = model.inject_faults
+        self.expect_warn: frozenset[int] = frozenset(model.expect_warn)
         self.sometimes: tuple = ()
         self.expect_final: tuple | None = None
         self.final_violations: int | None = None
@@ -215,9 +244,46 @@ class CompiledScenario:
                 vals.append(t.mm)
         return Action(cs.op, tuple(vals))
 
+    def fault_branches(self, rs: RunState, ref: StepRef) -> int:
+        """How many fault points the call of step ``ref`` passes in ``rs`` when nothing fails:
+        the failures ``StepRef(actor, fail=k)``, ``k = 1..n``, the checker may inject.  0 for
+        hardware events, operations that are not kernel calls or process events, steps the
+        compiler added (boot probes, process starts), steps with their own ``fail:`` and
+        calls that cannot be made."""
+        if ref.actor == self.hw_actor or ref.fail:
+            return 0
+        cs = self.actors[ref.actor].program[rs.pcs[ref.actor]]
+        if cs.fail is not None or not cs.in_file or OPS[cs.op].kind not in FAULT_KINDS:
+            return 0
+        try:
+            step(rs.sys, self.action(rs, ref.actor, cs))
+        except ModelUsageError:
+            return 0
+        return fault.points_passed()
+
+    def _fail_ordinal(self, rs: RunState, action: Action, spec: FailSpec) -> int:
+        """The ordinal ``k`` (``Action.fail``) of the ``spec.nth`` passage of ``spec.point``
+        by ``action`` in ``rs`` (one unfailed run of the call).  Raises ModelUsageError naming
+        the points it does pass when it never passes that one ``nth`` times."""
+        step(rs.sys, action)
+        trail = fault.trail()
+        seen = 0
+        for k, p in enumerate(trail, 1):
+            if p == spec.point:
+                seen += 1
+                if seen == spec.nth:
+                    return k
+        passed = ", ".join(p.name for p in trail) or "none"
+        times = "" if spec.nth == 1 else f" {spec.nth} times"
+        raise ModelUsageError(f"fail: {spec.text}: the call never passes fault point "
+                              f"{fault.FaultPoint(spec.point).name}{times} here (points it "
+                              f"passes: {passed})")
+
     def apply(self, rs: RunState, ref: StepRef) -> tuple[RunState, Event]:
-        """Take step ``ref`` (one of :meth:`enabled`): returns the next state and the
-        :class:`Event`.  Never raises for kernel errors or failed expectations."""
+        """Take step ``ref`` (one of :meth:`enabled`, or one of its failure variants
+        ``ref._replace(fail=k)``, ``1 <= k <=`` :meth:`fault_branches`): returns the next
+        state and the :class:`Event`.  Never raises for kernel errors, failed expectations
+        or steps that cannot be taken (those are recorded in the event)."""
         if ref.actor == self.hw_actor:
             try:
                 s2, ret = step(rs.sys, ref.hw)
@@ -229,9 +295,21 @@ class CompiledScenario:
         cs = self.actors[i].program[pc]
         pcs = rs.pcs[:i] + (pc + 1,) + rs.pcs[i + 1:]
         action = None
+        injected: tuple = ()
         try:
             action = self.action(rs, i, cs)
+            if ref.fail:
+                action = action._replace(fail=ref.fail)
+            elif cs.fail is not None:
+                action = action._replace(fail=self._fail_ordinal(rs, action, cs.fail))
             s2, ret = step(rs.sys, action)
+            if action.fail:
+                trail = fault.trail()
+                if len(trail) < action.fail:
+                    raise ModelUsageError(f"fail point {action.fail} requested but the call "
+                                          f"passes only {len(trail)}")
+                point = trail[action.fail - 1]
+                injected = (int(point), trail[:action.fail].count(point))
         except ModelUsageError as e:
             msg = f"{OPS[cs.op].name}: {e}"
             return rs._replace(pcs=pcs), Event(i, pc, action, 0, False, (msg,), msg)
@@ -244,7 +322,7 @@ class CompiledScenario:
         failures = self._expectation(rs2, cs, ret)
         if cs.check is not None:
             failures += tuple(f"check: {m}" for m in self.check(rs2, cs.check))
-        return rs2, Event(i, pc, action, ret, not failures, failures)
+        return rs2, Event(i, pc, action, ret, not failures, failures, "", injected)
 
     def _expectation(self, rs: RunState, cs: CStep, ret: int) -> tuple:
         e = cs.expect
@@ -262,10 +340,15 @@ class CompiledScenario:
 
     def check(self, rs: RunState, ccheck: tuple) -> list[str]:
         """Evaluate a compiled :class:`StateCheck` ``(model, groups, slots)``; returns the
-        failed assertions."""
+        failed assertions (a ``$name`` no step has bound yet fails its assertion)."""
         model, groups, slots = ccheck
-        return model.failures(rs.sys, lambda v: rs.binds[slots[v.name]] if isinstance(v, Ref)
-                              else v, groups)
+
+        def value(v):
+            if not isinstance(v, Ref):
+                return v
+            got = rs.binds[slots[v.name]]
+            return None if got == UNBOUND else got
+        return model.failures(rs.sys, value, groups)
 
     def describe(self, rs: RunState, ref: StepRef) -> str:
         """``A: dev_open(tid=5, dev=dsa0)`` for an enabled step."""
@@ -443,7 +526,7 @@ class _Builder:
         spawn = self.actor_ix[a.bind] if getattr(a, "program", None) is not None else -1
         return CStep(op.code, tuple(args), exp, eslot, self.slot(a.bind) if a.bind else -1,
                      spawn, check, tuple(sorted(set(needs))), a.note or "", path,
-                     self.loc.resolve(path)[1])
+                     self.loc.resolve(path)[1], getattr(a, "fail", None))
 
     def _check(self, chk: StateCheck, at: tuple) -> tuple:
         groups = {name: self._name("group", name, at + ("groups", name))

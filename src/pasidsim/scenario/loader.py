@@ -143,6 +143,9 @@ def _friendly(err: dict) -> str:
             from .schema import PolicyOverrides
             return (f"unknown policy switch {loc[-1]!r}; known: "
                     f"{', '.join(PolicyOverrides.model_fields)}")
+        if loc[-1] == "fail":
+            return ("`fail:` injects a failure into a kernel call or process event; this "
+                    "operation is a hardware event")
         return f"unknown field {loc[-1]!r}"
     if kind == "missing":
         return "required field is missing"

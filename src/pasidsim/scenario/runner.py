@@ -6,10 +6,21 @@ the actors in index order, starting after the last actor that ran and skipping t
 cannot run (finished, killed, or waiting for a ``$name``).  Hardware events run only when
 ``order`` names ``hw``.
 
-After every step the state invariants of :mod:`pasidsim.invariants` (all scopes) and the
-transition invariants are checked; each distinct violation is reported once, where it first
-appears.  Nothing stops the run: failed expectations, failed checks, order entries that
-cannot run and violations are all collected in the :class:`RunResult`.
+After every step the state invariants of :mod:`pasidsim.invariants` (all scopes; ``W``
+ignores the scenario's ``expect_warn``), the transition invariants and failure atomicity
+(``ATOMIC``: a failed call of an atomic operation leaves the state unchanged, WARNs aside) are
+checked; each distinct violation is reported once, where it first appears.  A run that ends
+quiescent (no actor can move, no hardware event pending) is checked for leaks too
+(``quiescence``, :func:`pasidsim.invariants.quiescence_leaks`), as the model checker does.
+
+A step that cannot run is a failure at its line, never a silent no-op: an ``order`` entry
+naming an actor that cannot move, a step whose call cannot be made (a usage error of the
+model, a ``fail:`` point the call never passes), and a kernel call or process event that
+returns ``-errno`` when the step has no ``expect`` (write ``expect: error`` or the errno when
+the failure is intended; a step with ``fail:`` expects its failure; a hardware event's
+return -- a DMA that faults -- is its outcome, not a failure to run).  Nothing stops the run:
+failed expectations, failed checks, steps that cannot run and violations are all collected in
+the :class:`RunResult`.
 """
 
 from __future__ import annotations
@@ -17,8 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..invariants import check_state, check_transition
+from ..errors import fmt_ret
+from ..invariants import check_state, check_transition, quiescence_leaks, unexpected_warning
+from ..step import OPS
 from .compile import CompiledScenario, Event, RunState, StepRef
+from .schema import FAULT_KINDS
 
 
 @dataclass(frozen=True)
@@ -123,10 +137,20 @@ def run_scenario(c: CompiledScenario, *, on_event: Callable[[int, Event], None] 
         res.events.append(ev)
         for msg in ev.failures:
             res.failures.append(Failure(idx, _where(c, ev), res.step_line(ev), msg))
+        msg = _unexpected_error(c, ev)
+        if msg:
+            res.failures.append(Failure(idx, _where(c, ev), res.step_line(ev), msg))
         if check_invariants:
-            found = check_state(rs.sys)
+            found = [(n, m) for n, m in check_state(rs.sys) if n != "W"]
+            warn = unexpected_warning(rs.sys, c.expect_warn)
+            if warn:
+                found.append(("W", warn))
             if ev.action is not None:
                 found += check_transition(before.sys, ev.action, ev.ret, rs.sys)
+                if isinstance(ev.ret, int) and ev.ret < 0 and OPS[ev.action.op].atomic and \
+                        before.sys.fingerprint_nowarn() != rs.sys.fingerprint_nowarn():
+                    found.append(("ATOMIC", f"{ev.action.name} returned {fmt_ret(ev.ret)} but "
+                                  "changed the state"))
             for name, msg in found:
                 if (name, msg) not in seen:
                     seen.add((name, msg))
@@ -134,8 +158,34 @@ def run_scenario(c: CompiledScenario, *, on_event: Callable[[int, Event], None] 
         if on_event is not None:
             on_event(idx, ev)
     res.final = rs
+    if check_invariants and _quiescent(c, rs):
+        leak = quiescence_leaks(rs.sys)
+        if leak:
+            res.violations.append(Violation(len(res.events) - 1, "quiescence", leak))
     _final_checks(c, res)
     return res
+
+
+def _quiescent(c: CompiledScenario, rs: RunState) -> bool:
+    """No actor can move and no hardware event is pending."""
+    if not c.quiescent(rs):
+        return False
+    events = c._hw_events
+    return events is None or not events(rs.sys)
+
+
+def _unexpected_error(c: CompiledScenario, ev: Event) -> str:
+    """The failure of a step written without ``expect`` (nor ``fail:``) whose kernel call or
+    process event returned ``-errno``: it did not run, and nothing in the file said that was
+    fine."""
+    if ev.pc < 0 or ev.error or not isinstance(ev.ret, int) or ev.ret >= 0:
+        return ""
+    cs = c.actors[ev.actor].program[ev.pc]
+    if cs.expect is not None or cs.fail is not None or not cs.in_file or \
+            OPS[cs.op].kind not in FAULT_KINDS:
+        return ""
+    return (f"{OPS[cs.op].name} returned {fmt_ret(ev.ret)} and the step has no `expect`: a "
+            "call that fails did not run (write `expect: error` or the errno if intended)")
 
 
 def _where(c: CompiledScenario, ev: Event) -> str:

@@ -5,8 +5,11 @@ is an operation of :data:`pasidsim.step.OPS` (or an alias: ``open``, ``exit``, `
 whose value holds the operation's arguments by name plus the step fields ``as`` (bind the
 return value to a name), ``expect`` (a return value, an errno name like ``-EBUSY``, ``ok`` for
 ``>= 0``, ``error`` for ``< 0``, ``IOMMU_PASID_INVALID`` or a ``$name``), ``check`` (assertions
-on the state after the step, :class:`StateCheck`) and ``note``; ``fork``/``clone`` also take
-``program`` (the steps of the child actor named by ``as``).  Argument values are integers in
+on the state after the step, :class:`StateCheck`), ``fail`` (kernel calls and process events
+only: make the call fail at a fault point of :class:`pasidsim.fault.FaultPoint`, e.g.
+``fail: HANDLE_ALLOC``, or ``HANDLE_ALLOC#2`` for the second time the call passes that point)
+and ``note``; ``fork``/``clone`` also take ``program`` (the steps of the child actor named by
+``as``).  Argument values are integers in
 range, ``$name`` references, names for ``dev``/``drv``/``group`` (a group may also be named by
 one of its devices), and ``self`` for ``tid``/``mm``.
 
@@ -31,7 +34,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Fie
 from pydantic_core import PydanticCustomError
 
 from .. import step as _step
-from ..errors import EPROBE_DEFER
+from ..errors import EPROBE_DEFER, Warn
+from ..fault import FaultPoint
 from ..machines import (DeviceSpec, DriverSpec, InlineMachine, IommuSpec,  # noqa: F401
                         MachineSpec, TopologyMachine)
 from ..policy import Policy
@@ -44,7 +48,9 @@ RESERVED = frozenset({"setup", "hw", "self", "kernel"})
 #: step keys accepted besides the operation names
 ALIASES = {"open": "dev_open", "exit": "task_exit", "clone": "clone_thread"}
 SPAWNING = frozenset({"fork", "clone_thread"})
-STEP_FIELDS = ("as", "expect", "check", "note", "program")
+STEP_FIELDS = ("as", "expect", "check", "fail", "note", "program")
+#: operation kinds whose calls can be failed by fault injection (not hardware events)
+FAULT_KINDS = ("kernel", "process")
 #: reachability goals a scenario may name in ``sometimes`` (evaluated by the compiler)
 PREDICATE_NAMES = ("pasid_allocated", "all_pasids_free", "all_exited", "mm_exited_while_bound",
                    "group_user_owned", "amdgpu_free_pending", "enqcmd_activated",
@@ -57,6 +63,15 @@ class Ref(NamedTuple):
     """A ``$name`` reference to a value bound earlier with ``as:``."""
 
     name: str
+
+
+class FailSpec(NamedTuple):
+    """A step's ``fail:``: the call fails at the ``nth`` time (1-based) it passes fault point
+    ``point`` (a :class:`~pasidsim.fault.FaultPoint` value).  text: as written."""
+
+    point: int
+    nth: int = 1
+    text: str = ""
 
 
 class Expect(NamedTuple):
@@ -162,7 +177,34 @@ def _expect(v: Any) -> Expect:
                      f"'IOMMU_PASID_INVALID' or a $reference, got {v!r}")
 
 
+def _fail_spec(v: Any) -> FailSpec:
+    if not isinstance(v, str):
+        raise ValueError(f"expected a fault point name like HANDLE_ALLOC (or HANDLE_ALLOC#2), "
+                         f"got {_describe(v)}")
+    name, sep, nth = v.partition("#")
+    if name not in FaultPoint.__members__:
+        raise ValueError(f"unknown fault point {name!r}; known: "
+                         f"{', '.join(FaultPoint.__members__)}")
+    if sep and not (nth.isdigit() and int(nth) >= 1):
+        raise ValueError(f"bad occurrence {v!r}: write {name}#2 for the second time the call "
+                         f"passes {name}")
+    return FailSpec(int(FaultPoint[name]), int(nth) if sep else 1, v)
+
+
+def _warn_name(v: Any) -> int:
+    if isinstance(v, str) and v in Warn.__members__:
+        return int(Warn[v])
+    raise ValueError(f"expected a WARN name of pasidsim.errors.Warn "
+                     f"({', '.join(Warn.__members__)}), got {_describe(v)}")
+
+
 BoolArg = Annotated[Any, PlainValidator(_bool_arg), WithJsonSchema({"type": "boolean"})]
+FailArg = Annotated[Any, PlainValidator(_fail_spec), WithJsonSchema(
+    {"type": "string", "pattern": "^(" + "|".join(FaultPoint.__members__) + ")(#[1-9][0-9]*)?$",
+     "description": "fail the call at this fault point (pasidsim.fault.FaultPoint; #n: at "
+                    "the n-th time the call passes it)"})]
+WarnName = Annotated[Any, PlainValidator(_warn_name), WithJsonSchema(
+    {"enum": list(Warn.__members__)})]
 TaskArg = _int_arg(1, U64, ("self",))
 ExpectArg = Annotated[Any, PlainValidator(_expect), WithJsonSchema(
     {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": r"^-E[A-Z0-9_]+$"},
@@ -232,7 +274,8 @@ class StateCheck(_Strict):
 
         Args:
             s: a :class:`~pasidsim.state.SystemState`.
-            value: resolves an entry of a PASID list (an int or a :class:`Ref`) to an int.
+            value: resolves an entry of a PASID list (an int or a :class:`Ref`) to an int,
+                or None for a reference not bound (the assertion then fails).
             groups: group key of ``groups`` → group index.
         """
         out: list[str] = []
@@ -249,7 +292,9 @@ class StateCheck(_Strict):
                                   ("amdgpu_pasid_free", s.amdgpu_ida, False)):
             for v in getattr(self, key) or ():
                 p = value(v)
-                if (p in space) != alloc:
+                if p is None:
+                    out.append(f"{key}: ${v.name} was never bound")
+                elif (p in space) != alloc:
                     out.append(f"{key}: PASID {p} is {'free' if alloc else 'allocated'}")
         cmp("amdgpu_pasids", s.amdgpu_ida.allocated)
         cmp("amdgpu_pending", len(s.amdgpu_pending))
@@ -297,6 +342,8 @@ def _step_models() -> dict[str, type[BaseModel]]:
         fields["bind"] = (Optional[Ident], Field(None, alias="as"))
         fields["expect"] = (Optional[ExpectArg], None)
         fields["check"] = (Optional[StateCheck], None)
+        if op.kind in FAULT_KINDS:
+            fields["fail"] = (Optional[FailArg], None)
         fields["note"] = (Optional[Text], None)
         validators = {}
         if op.name in SPAWNING:
@@ -389,7 +436,13 @@ class Actor(_Strict):
 
 
 class Scenario(_Strict):
-    """A scenario file.  See the module docstring and ``pasidsim/schema/scenario.schema.json``."""
+    """A scenario file.  See the module docstring and ``pasidsim/schema/scenario.schema.json``.
+
+    Judging fields: ``expect_final`` (the final state), ``expect_warn`` (kernel WARNs provoked
+    on purpose: invariant W ignores them, on every design), ``scripted`` (expectations describe
+    ``order`` only), ``sometimes`` (goals that must be reachable); ``inject_faults`` makes the
+    model checker explore every kernel call and process event failing at each fault point it
+    passes (a step's own ``fail:`` scripts one such failure)."""
 
     version: Literal[1] = 1
     name: Annotated[str, Strict(), Field(min_length=1, max_length=200)]
@@ -408,8 +461,17 @@ class Scenario(_Strict):
     scripted: Annotated[bool, Strict()] = Field(
         False, description="step expectations and checks describe the scripted `order` only: "
         "the model checker then checks invariants and leaks, not them")
+    inject_faults: Annotated[bool, Strict()] = Field(
+        False, description="let the model checker fail every kernel call and process event at "
+        "each fault point it passes (pasidsim.fault), as `pasidsim check --inject-faults`")
+    expect_warn: list[WarnName] = Field(
+        default_factory=list, description="kernel WARNs (pasidsim.errors.Warn names) this "
+        "scenario provokes on purpose: they are not findings (invariant W) on any design")
     sometimes: list[Literal[PREDICATE_NAMES]] = Field(default_factory=list)  # type: ignore[valid-type]
-    expect_final: Optional[FinalCheck] = None
+    expect_final: Optional[FinalCheck] = Field(
+        None, description="the final state: checked at the end of `pasidsim run`, and by "
+        "`pasidsim check` at every quiescent terminal state (not for `scripted` scenarios; "
+        "`violations` is a count of one run, judged by `run` only)")
     _locator: Any = PrivateAttr(None)  # set by the loader: where each field is in the file
 
     @field_validator("design")
@@ -496,7 +558,7 @@ def _values(args: BaseModel):
     """``(field, value)`` for every argument value of a step, including expectations and the
     PASID lists of a ``check``."""
     for name in type(args).model_fields:
-        if name in ("program", "bind", "note"):
+        if name in ("program", "bind", "note", "fail"):
             continue
         v = getattr(args, name)
         if isinstance(v, Expect) and v.kind == "ref":
@@ -546,7 +608,7 @@ def write_json_schema(path=None) -> str:
 
 
 __all__ = ["Scenario", "Actor", "Step", "StateCheck", "FinalCheck", "GroupCheck", "Ref",
-           "Expect", "InlineMachine", "TopologyMachine", "DriverSpec", "DeviceSpec",
+           "Expect", "FailSpec", "FAULT_KINDS", "InlineMachine", "TopologyMachine", "DriverSpec", "DeviceSpec",
            "IommuSpec", "PolicyOverrides", "STEP_MODELS", "ALIASES", "PREDICATE_NAMES",
            "SCHEMA_VERSION", "scenario_json_schema", "schema_text", "write_json_schema",
            "errno_value"]

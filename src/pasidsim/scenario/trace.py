@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import errname
+from ..fault import ERRNO, FaultPoint
 from ..report.text import action_text, ret_text, state_tables
 from .compile import Event
 from .runner import RunResult
@@ -45,10 +47,19 @@ def event_rows(result: RunResult) -> list[Row]:
     return rows
 
 
+def fault_text(fault: tuple) -> str:
+    """An injected failure ``(FaultPoint value, n)`` as traces show it: ``fail HANDLE_ALLOC
+    -ENOMEM`` (``fail HANDLE_ALLOC#2 -ENOMEM`` for the second passage of the point)."""
+    point, nth = FaultPoint(fault[0]), fault[1]
+    name = point.name if nth == 1 else f"{point.name}#{nth}"
+    return f"fail {name} -{errname(ERRNO[point])}"
+
+
 def _call(s, ev: Event) -> str:
     if ev.action is None:
         return "(not built)"
-    return action_text(s, ev.action)
+    text = action_text(s, ev.action)
+    return f"{text} [{fault_text(ev.fault)}]" if ev.fault else text
 
 
 def _ret(ev: Event) -> str:
@@ -124,4 +135,4 @@ def _machine_text(result: RunResult) -> str:
     return mach.name or "inline"
 
 
-__all__ = ["Row", "event_rows", "trace_table", "summary_text", "render_result"]
+__all__ = ["Row", "event_rows", "trace_table", "summary_text", "render_result", "fault_text"]
