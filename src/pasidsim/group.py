@@ -21,10 +21,10 @@ from .domain import (block_pasid, dev_group, domain_compatible, domain_get, new_
                      program_pasid, set_group)
 from .errors import EBUSY, EINVAL, ENODEV, EPERM, EPROBE_DEFER, Warn
 from .fault import FaultPoint, fault_point
-from .hw.cache import flush_domain
+from .hw.cache import flush_dev_atc, flush_domain
 from .lifecycle import GroupOwnerLc, Lifecycle, transition
 from .policy import OwnerModel
-from .state import Domain, DomainType, SystemState, warn
+from .state import IOMMU_NO_PASID, Domain, DomainType, SystemState, warn
 
 
 def _set_domain(s: SystemState, g: int, domain: int) -> tuple[SystemState, int]:
@@ -290,7 +290,8 @@ def _set_dev(s: SystemState, dev: int, **changes) -> SystemState:
 
 def pci_dev_reset_iommu_prepare(s: SystemState, dev: int) -> tuple[SystemState, int]:
     """Fence an ATS-capable device before a PCI reset: its RID and every PASID it has attached
-    are parked on the blocked domain (hardware entries removed, ``pasid_array`` kept) and the
+    are parked on the blocked domain (hardware entries removed and the device's ATC
+    invalidated for the RID and every PASID, ``pasid_array`` kept) and the
     group's ``recovery_cnt`` is raised, so domain changes and PASID attaches on the group fail
     -EBUSY until the reset is done.  Nested calls only count.  Devices without ATS: no-op.
     Returns 0, or -ENOMEM when the group's blocking domain cannot be allocated (nothing
@@ -306,6 +307,7 @@ def pci_dev_reset_iommu_prepare(s: SystemState, dev: int) -> tuple[SystemState, 
     s, blocking = _blocking_domain(s, g)
     if blocking < 0:
         return s0, blocking
+    s = flush_dev_atc(s, dev, IOMMU_NO_PASID)  # the RID on the blocking domain: ATC gone
     for p, _dom, _h in s.groups[g].pasid_array:
         if p:
             s = block_pasid(s, dev, p)

@@ -94,7 +94,10 @@ def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
         driver cannot allocate SVA domains), -EINVAL (E1: multi-device group; or a PASID the
         group cannot hold, from attach), -EBUSY (LAM mm; slot owned by another mm or a non-SVA
         domain), -EOVERFLOW (the mm's PASID is too large for this device), -ENOSPC (no PASID).
-        The mm's PASID, once allocated, is kept even when a later step fails.
+        Today's mm's PASID, once allocated, is kept even when a later step fails (it lives
+        until ``__mmdrop``); in the designs that free it with the last bond (E0, E1, E4, H5)
+        a failed bind gives a PASID it allocated back (the v5.x ``out_free_pasid`` /
+        ``ioasid_put`` unwind, the RFC's ``io_mm_put``), so a failure changes nothing.
     Models: drivers/iommu/iommu-sva.c ``iommu_sva_bind_device()``.
     """
     pol = s.policy
@@ -114,7 +117,9 @@ def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
     s, pasid = iommu_alloc_mm_data(s, mm, dev)
     if pasid < 0:
         return s0, pasid
-    kept = s  # the PASID stays with the mm from here on, whatever fails next
+    # From here on a failure keeps the mm's PASID (today: it lives until __mmdrop); the designs
+    # that free it with the last bond unwind its allocation instead.
+    kept = s0 if pol.pasid_free_point in (FreePoint.UNBIND, FreePoint.MM_EXIT) else s
     if pol.handle_sharing:
         s, ah = iommu_attach_handle_get(s, g, pasid, DomainType.SVA)
         if ah > 0:

@@ -72,6 +72,13 @@ def flush_pasid(s: SystemState, dev: int, pasid: int) -> SystemState:
                  lambda k, v: k[0] == dev and k[1] == pasid)
 
 
+def flush_dev_atc(s: SystemState, dev: int, pasid: int) -> SystemState:
+    """Invalidate device ``dev``'s ATC entries for ``pasid`` only (the IOMMU's IOTLB is left:
+    other devices of the domain still use it); what a device fenced for a PCI reset gets when
+    its RID moves to the blocking domain."""
+    return _drop(s, None, lambda k, v: k[0] == dev and k[1] == pasid)
+
+
 def flush_domain(s: SystemState, domain: int) -> SystemState:
     """Domain-selective invalidation (domain free, RID domain change)."""
     return _drop(s, lambda k: k[1] == domain, lambda k, v: v[3] == domain)
