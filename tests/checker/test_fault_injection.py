@@ -284,3 +284,51 @@ def test_injection_composes_with_symmetry_and_workers(name, design):
     assert sym.states <= serial.states
     assert (par.verdict, par.invariant, par.states, par.transitions, par.refs) == \
         (serial.verdict, serial.invariant, serial.states, serial.transitions, serial.refs)
+
+
+# -- the acceptance case: a removed unwind step is found, today's unwinds are complete ---------
+
+UACCE_OPEN = """
+name: uacce-open-close
+inject_faults: true
+machine:
+  name: kunpeng-zip
+  iommus:
+    - {name: smmu0, ops: arm-smmu-v3}
+  devices:
+    - {name: zip0, iommu: smmu0, pasid_bits: 16, driver: hisi_zip}
+  drivers:
+    - {name: hisi_zip, kind: uacce}
+actors:
+  - name: A
+    program:
+      - open: {dev: zip0, as: q, expect: ok}
+      - mmap: {fd: $q, expect: ok}
+      - close: {fd: $q, expect: 0}
+      - exit: {}
+"""
+
+
+def _check_uacce_open():
+    compiled = compile_scenario(load_text(UACCE_OPEN, "uacce-open-close.yaml"))
+    return check_scenario(compiled, scenario_name="uacce-open-close", design_name="current")
+
+
+def test_injected_failures_of_a_uacce_open_leave_no_leak_today():
+    """Every fault point of uacce's open (the bind's allocations, get_queue) fails in turn;
+    the process then exits (as a program does on an error) and nothing is left behind."""
+    cell = _check_uacce_open()
+    assert cell.verdict == "Always", (cell.invariant, cell.message)
+    assert cell.transitions > 0
+
+
+def test_removing_the_open_unwind_of_the_bond_is_found_as_a_leak(monkeypatch):
+    """uacce_fops_open without ``out_with_bond: uacce_unbind_queue``: when get_queue fails
+    the bond stays (its handle, SVA domain and mm_count reference): a leak at quiescence,
+    reached only through the injected get_queue failure."""
+    from pasidsim.drivers.uacce import UacceDriver
+    monkeypatch.setattr(UacceDriver, "unbind_queue", lambda self, s, handle: s)
+    cell = _check_uacce_open()
+    assert cell.verdict == "Sometimes"
+    assert cell.invariant == "quiescence", (cell.invariant, cell.message)
+    assert any("UACCE_GET_QUEUE" in call for _actor, call, _ret in cell.trace), cell.trace

@@ -26,7 +26,10 @@ is also taken failing at each fault point its call passes (``StepRef(actor, fail
 ``k = 1..`` :meth:`~pasidsim.scenario.compile.CompiledScenario.fault_branches`), as another
 transition.  A failed call must leave no trace: failure atomicity holds for it as for any
 failed call, and its branch runs on to quiescence, where leaks are caught.  The scenario's
-expectations describe the calls succeeding, so on a path with an injected failure (from that
+expectations describe the calls succeeding, so the actor whose call was failed stops there
+(a process exits, as a careful program does on an error; a kernel actor gives up, and then the
+leaks of what it had allocated are its own and not judged), and on a path with an injected
+failure (from that
 step on) ``EXPECT``, ``STEP`` and ``expect_final`` are not judged — every invariant, ``ATOMIC``,
 leak and deadlock is (:attr:`CheckState.injected`).  A scenario's own ``fail:`` steps are part
 of its script and judged as usual.
@@ -38,7 +41,7 @@ from typing import Any, NamedTuple
 
 from ..invariants import (STATE_INVARIANTS, TRANSITION_INVARIANTS, quiescence_leaks,
                           unexpected_warning)
-from ..step import OPS
+from ..step import OPS, Action, step
 from .model import Goal, Invariant
 
 #: Names of the transition-level checks, indexed by what CheckState.last stores.
@@ -67,6 +70,7 @@ class CheckState(NamedTuple):
     rs: Any
     last: tuple = ()
     injected: bool = False
+    abandoned: bool = False  # a kernel actor gave up after an injected failure (see step)
 
 
 def sys_state(rs):
@@ -159,7 +163,34 @@ class ScenarioModel:
                 bad.append(_STEP)
             elif self.check_expectations and not ev.ok:
                 bad.append(_EXPECT)
-        return CheckState(rs2, tuple(bad), injected)
+        abandoned = cs.abandoned
+        if getattr(ref, "fail", 0):  # the k-th point fired: the caller sees its error
+            rs2, gave_up = self._bail_out(rs2, ref.actor)
+            abandoned = abandoned or gave_up
+        return CheckState(rs2, tuple(bad), injected, abandoned)
+
+    def _bail_out(self, rs, i: int):
+        """An actor's call failed by injection: its program, written for calls that succeed,
+        stops there.  A process handles the error as a careful program does: it exits (every
+        thread, through ``task_exit``), so the kernel must release everything it held; any
+        leak left at quiescence is the kernel's.  An actor that calls the kernel API directly
+        (a kernel actor, or a process actor standing in for a driver: its program has kernel
+        calls such as ``iommu_sva_bind_device``) just stops: what it allocated before is its
+        own leak, so leaks are not judged on that path (``abandoned``); invariants and
+        failure atomicity still are.  Returns ``(run state, abandoned)``."""
+        c = self.compiled
+        a = c.actors[i]
+        rs = rs._replace(pcs=rs.pcs[:i] + (len(a.program),) + rs.pcs[i + 1:])
+        if a.kernel or any(OPS[cs.op].kind == "kernel" for cs in a.program
+                           if getattr(cs, "op", None) is not None):
+            return rs, True
+        s = sys_state(rs)
+        t = s.tasks.get(rs.tids[i])
+        if t is None:
+            return rs, False
+        for tid in reversed(s.procs[t.pid].threads):
+            s, _ = step(s, Action.of("task_exit", tid=tid))
+        return rs._replace(sys=s), False
 
     def is_quiescent(self, cs: CheckState) -> bool:
         """No actor can move and (with hardware events) the hardware is idle."""
@@ -180,9 +211,11 @@ class ScenarioModel:
         c = self.compiled
         for i in range(1, len(c.actors)):
             status = c.status(cs.rs, i)
-            if status.startswith("waiting"):
+            # after an injected failure the failing actor stopped: actors waiting for a value
+            # it would have bound wait for good by construction, not by a kernel bug
+            if status.startswith("waiting") and not cs.injected:
                 return f"deadlock: actor {c.actor_name(i)} is {status} and nothing can bind it"
-        leak = quiescence_leaks(sys_state(cs.rs))
+        leak = None if cs.abandoned else quiescence_leaks(sys_state(cs.rs))
         if leak is not None:
             return leak
         if c.expect_final is not None and self.check_expectations and not cs.injected:
