@@ -85,3 +85,12 @@ def test_json_schema_lists_every_operation():
         assert f"step_{op.name}" in defs
         assert set(op.params) <= set(defs[f"{op.name}_args"]["properties"])
     assert {"open", "exit", "clone"} <= {k[5:] for k in defs if k.startswith("step_")}
+
+
+def test_expect_accepts_the_kernels_errno_names_and_aliases():
+    """Traces print -EOPNOTSUPP (95); Python's errno.errorcode names 95 ENOTSUP.  A scenario
+    may write either, and an unknown name is still refused."""
+    from pasidsim.scenario.schema import errno_value
+    assert errno_value("EOPNOTSUPP") == errno_value("ENOTSUP") == 95
+    assert errno_value("EBUSY") == 16
+    assert errno_value("EWHATEVER") is None and errno_value("errorcode") is None

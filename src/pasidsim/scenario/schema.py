@@ -85,11 +85,13 @@ class Expect(NamedTuple):
 
 
 def errno_value(name: str) -> int | None:
-    """``"EBUSY"`` → 16; None for an unknown name."""
+    """``"EBUSY"`` → 16; None for an unknown name.  Every name of the errno module counts,
+    aliases included (``EOPNOTSUPP`` and ``ENOTSUP`` are both 95 on Linux; traces print the
+    kernel's ``EOPNOTSUPP``)."""
     if name == "EPROBE_DEFER":
         return EPROBE_DEFER
     v = getattr(_errno, name, None)
-    return v if isinstance(v, int) and name in _errno.errorcode.values() else None
+    return v if isinstance(v, int) and name.startswith("E") and name.isupper() else None
 
 
 # -- argument value types ----------------------------------------------------------------------
