@@ -180,6 +180,31 @@ def m7_sva_at_mm_pasid(s: SystemState):
     return None
 
 
+def m10_one_sva_domain_per_iommu(s: SystemState):
+    """M10: With shared SVA domains (E12 1:n, today), an mm's PASID is served by one SVA
+    domain per IOMMU driver: a bind to a second device behind a compatible IOMMU reuses the
+    mm's domain (``domain->users``) instead of allocating another
+    (drivers/iommu/iommu-sva.c ``iommu_sva_bind_device``: the ``iommu_mm->sva_domains`` walk).
+    Private-PASID bonds have domains of their own and are not counted."""
+    if not s.policy.shared_sva_domain:
+        return None
+    cfg = s.config
+    seen: dict = {}
+    for g, p, dom, _h in _slots(s):
+        d = s.domains.get(dom)
+        if d is None or d.type != DomainType.SVA:
+            continue
+        m = s.mms.get(d.mm)
+        if m is None or p != m.pasid:
+            continue
+        key = (d.mm, cfg.iommus[d.iommu].ops)
+        other = seen.setdefault(key, dom)
+        if other != dom:
+            return (f"mm {d.mm} has two SVA domains ({other} and {dom}) for IOMMU driver "
+                    f"{key[1]!r}")
+    return None
+
+
 def p1_no_rid_slot(s: SystemState):
     """P1: The RID slot is used only by the group-handle APIs."""
     for g, p, _dom, h in _slots(s):
@@ -382,6 +407,8 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("M5", "SVA domain users == attached slots", m5_domain_users),
     Invariant("M6", "handle users >= 1 and the slot holds the handle", m6_handle_users),
     Invariant("M7", "an SVA domain is attached only at its mm's PASID", m7_sva_at_mm_pasid),
+    Invariant("M10", "one SVA domain per mm and IOMMU driver (shared SVA domains)",
+              m10_one_sva_domain_per_iommu),
     Invariant("P1", "the RID slot is used only by the group-handle APIs", p1_no_rid_slot),
     Invariant("P2", "an occupied slot is programmed in every PASID-capable member", p2_slots_programmed),
     Invariant("P3", "no programmed PASID entry without its slot", p3_no_orphan_entries),

@@ -381,3 +381,25 @@ def test_S_12_legacy_singleton_group_E1():
         sys.iommu_sva_bind_device("d1", mm)
     assert e.value.errno == errno.EINVAL and sys.mm(mm).pasid == IOMMU_PASID_INVALID
     assert sys.iommu_sva_bind_device("solo", mm) > 0
+
+
+def test_M10_two_devices_of_one_iommu_share_the_mms_sva_domain():
+    """iommu_sva_bind_device walks iommu_mm->sva_domains first: a second device behind a
+    compatible IOMMU joins the mm's domain (users 2); invariant M10 flags a state where the
+    same mm has two domains for one IOMMU driver (the walk skipped)."""
+    from pasidsim.invariants import m10_one_sva_domain_per_iommu
+    sys = machine(("a", 20), ("b", 20))
+    mm = sys.mm_of(sys.process_create())
+    ha, hb = sys.iommu_sva_bind_device("a", mm), sys.iommu_sva_bind_device("b", mm)
+    pasid = sys.mm(mm).pasid
+    (da, _), (db, _) = _slot(sys, "a", pasid), _slot(sys, "b", pasid)
+    assert da == db and sys.state.domains[da].users == 2
+    assert m10_one_sva_domain_per_iommu(sys.state) is None
+    s = sys.state
+    twin = max(s.domains) + 1  # the state a bind that allocated a second domain would leave
+    g = sys.group_of("b")
+    arr = tuple((p, twin if p == pasid else d, h) for p, d, h in s.groups[g].pasid_array)
+    groups = s.groups[:g] + (s.groups[g]._replace(pasid_array=arr),) + s.groups[g + 1:]
+    bad = s._replace(domains=s.domains.set(twin, s.domains[da]), groups=groups)
+    assert "two SVA domains" in m10_one_sva_domain_per_iommu(bad)
+    sys.iommu_sva_unbind_device(ha), sys.iommu_sva_unbind_device(hb)
