@@ -631,6 +631,28 @@ class Runner:
         return results
 
 
+def resume(path: Path, mutants: list, population: int) -> set:
+    """Carry the outcome of an earlier run (its ``--json``) over to ``mutants``: a mutant the
+    earlier run killed (or timed out) stays killed, since the kernel modules are the same and
+    the killer only gained scenarios and invariants (a cell that failed then fails now).
+    Refuses (SystemExit) when the earlier run had another population or another sample: the
+    kernel modules changed, so the full sample must run again.  Returns the job ids carried."""
+    old = json.loads(Path(path).read_text())
+    if old["info"]["population"] != population:
+        raise SystemExit(f"--resume {path}: population {old['info']['population']} there, "
+                         f"{population} now: the kernel modules changed; run the full sample")
+    prev = {m["ident"]: m for m in old["mutants"]}
+    if set(prev) != {m.ident for m in mutants}:
+        raise SystemExit(f"--resume {path}: another sample (seed or size, or changed modules)")
+    carried = set()
+    for m in mutants:
+        p = prev[m.ident]
+        if p["status"] in ("killed", "timeout"):
+            m.status, m.detail, m.seconds = p["status"], p["detail"] + " (earlier run)", p["seconds"]
+            carried.add(m.job_id)
+    return carried
+
+
 def classify(mutant: Mutant, result) -> None:
     """Set ``mutant.status``/``detail``/``seconds`` from its cosmic-ray WorkResult."""
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
@@ -773,6 +795,11 @@ def parse_args(argv: list[str] | None, bench: dict) -> argparse.Namespace:
     ap.add_argument("--survivors", type=Path, default=SURVIVORS,
                     help="the survivors file (default %(default)s)")
     ap.add_argument("--json", type=Path, help="write every sampled mutant's outcome here")
+    ap.add_argument("--resume", type=Path,
+                    help="the --json of an earlier run on the same mutant population: its killed "
+                         "and timed-out mutants are carried over, only the rest run again (the "
+                         "kernel modules must be unchanged, only the killer -- scenarios, "
+                         "invariants, checker -- may have grown; checked by the population)")
     ap.add_argument("--dry-run", action="store_true",
                     help="list the sampled mutants and stop (no baseline, no runs)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary trees")
@@ -951,12 +978,17 @@ def main(argv: list[str] | None = None) -> int:
         t_run = time.perf_counter()
         last = [0.0]
 
+        carried = set()
+        if args.resume:
+            carried = resume(args.resume, mutants, len(items))
+            print(f"resumed from {args.resume}: {len(carried)} mutants killed there are carried "
+                  f"over; {len(mutants) - len(carried)} run again", flush=True)
         skipped = set()
         if args.skip_unexecuted and args.coverage:
             skipped = {m.job_id for m in mutants if m.reached is False}
             print(f"skipping {len(skipped)} mutants on lines no scenario executes "
                   "(counted as survived)", flush=True)
-        todo = [it for it in sample if it.job_id not in skipped]
+        todo = [it for it in sample if it.job_id not in skipped and it.job_id not in carried]
 
         def progress(results: dict) -> None:
             """One line of progress every 30 s or so."""
@@ -974,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
         results = runner.run(todo, cfg, pristine, progress)
         wall = time.perf_counter() - t_run
         for m in mutants:
+            if m.job_id in carried:
+                continue
             if m.job_id in skipped:
                 m.status, m.detail = "survived", "not run: the line is never executed"
             else:
@@ -981,7 +1015,8 @@ def main(argv: list[str] | None = None) -> int:
         info = dict(source=source, cosmic_ray=cr_version, modules=modules,
                     population=len(items), dropped=sum(dropped.values()),
                     baseline=max(base), timeout=timeout, wall=wall, unexecuted=ceiling,
-                    run=len(todo))
+                    run=len(todo), carried=len(carried),
+                    resumed_from=str(args.resume) if args.resume else None)
         target = float(bench.get("target", 0.9))
         text, rate = summarize(mutants, args, info, target)
         print()
