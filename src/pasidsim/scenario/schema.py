@@ -269,6 +269,9 @@ class StateCheck(_Strict):
     descriptors: Optional[Count] = Field(None, description="work descriptors in flight")
     warnings: Optional[Count] = None
     breaches: Optional[Count] = Field(None, description="isolation breaches seen by hardware")
+    iotlb: Optional[Count] = Field(None, description="translations cached in the IOTLBs: an "
+                                   "invalidation must drop what it owes and nothing else")
+    atc: Optional[Count] = Field(None, description="translations cached in the devices' ATCs")
     groups: Optional[dict[str, GroupCheck]] = None
 
     def failures(self, s, value, groups: dict[str, int]) -> list[str]:
@@ -309,6 +312,8 @@ class StateCheck(_Strict):
         cmp("descriptors", len(getattr(s, "inflight", ())))
         cmp("warnings", len(s.warnings))
         cmp("breaches", len(getattr(s, "breaches", ())))
+        cmp("iotlb", len(s.iotlb))
+        cmp("atc", len(s.atc))
         for name, gc in (self.groups or {}).items():
             g = s.groups[groups[name]]
             dom = ("default" if g.domain == g.default_domain else
