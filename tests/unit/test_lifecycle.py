@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pasidsim import lifecycle as L
+from pasidsim.report import lifecycles as D
 from pasidsim.errors import ModelInternalError, Warn
 from pasidsim.lifecycle import CREATE, SPECS, Lifecycle, PasidLc, transition
 
@@ -23,22 +24,22 @@ SOURCE = ROOT / "src" / "pasidsim" / "lifecycle.py"
 # -- (a) the docs are what the generator writes ------------------------------------------------
 
 def test_docs_are_generated_from_the_tables():
-    assert DOCS.read_text(encoding="utf-8") == L.markdown(), (
-        "docs/lifecycles.md is stale: run python -m pasidsim.lifecycle > docs/lifecycles.md")
+    assert DOCS.read_text(encoding="utf-8") == D.markdown(), (
+        "docs/lifecycles.md is stale: run python -m pasidsim.report.lifecycles > docs/lifecycles.md")
 
 
 def test_module_entry_point_writes_the_docs():
-    out = subprocess.run([sys.executable, "-m", "pasidsim.lifecycle"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "pasidsim.report.lifecycles"], capture_output=True,
                          text=True, check=True, encoding="utf-8")
-    assert out.stdout == L.markdown()
+    assert out.stdout == D.markdown()
 
 
 def test_every_lifecycle_has_a_section_and_a_diagram():
-    md = L.markdown()
+    md = D.markdown()
     assert md.count("```mermaid\nstateDiagram-v2\n") == len(Lifecycle)
     for spec in SPECS:
         assert f"## {spec.title}\n" in md
-        diagram = L.mermaid(spec.lifecycle)
+        diagram = D.mermaid(spec.lifecycle)
         assert diagram.startswith("stateDiagram-v2\n") and diagram.endswith("\n")
         for m in spec.states:
             assert f'state "{m.name}" as s_{m.name}' in diagram
