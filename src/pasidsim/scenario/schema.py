@@ -36,6 +36,8 @@ from pydantic_core import PydanticCustomError
 from .. import step as _step
 from ..errors import EPROBE_DEFER, Warn
 from ..fault import FaultPoint
+from ..hw.translate import FaultReason
+from ..iopf import IopfResponse
 from ..machines import (DeviceSpec, DriverSpec, InlineMachine, IommuSpec,  # noqa: F401
                         MachineSpec, TopologyMachine)
 from ..policy import Policy
@@ -214,6 +216,8 @@ ExpectArg = Annotated[Any, PlainValidator(_expect), WithJsonSchema(
                {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$"}]})]
 PasidArg = _int_arg(0, U32)
 Count = Annotated[int, Strict(), Field(ge=0, le=U32)]
+_FAULT_REASONS = {int(r): r.name for r in FaultReason}
+_RESPONSE_CODES = {int(r): r.name for r in IopfResponse}
 Ident = Annotated[str, Strict(), Field(pattern=IDENT, max_length=64)]
 Text = Annotated[str, Strict(), Field(max_length=20000)]
 
@@ -272,6 +276,15 @@ class StateCheck(_Strict):
     iotlb: Optional[Count] = Field(None, description="translations cached in the IOTLBs: an "
                                    "invalidation must drop what it owes and nothing else")
     atc: Optional[Count] = Field(None, description="translations cached in the devices' ATCs")
+    faults: Optional[Count] = Field(None, description="fault records held (the last 8)")
+    last_fault: Optional[Literal["NOT_PRESENT", "PERMISSION", "BLOCKED", "QUIESCED"]] = Field(
+        None, description="reason of the newest fault record")
+    page_requests: Optional[Count] = Field(
+        None, description="page requests held by the IOPF queues: partial (not yet LAST) "
+        "requests plus the requests of groups waiting for the IOPF worker")
+    responses: Optional[Count] = Field(None, description="page responses sent (the last 16)")
+    last_response: Optional[Literal["SUCCESS", "INVALID", "FAILURE"]] = Field(
+        None, description="code of the newest page response")
     groups: Optional[dict[str, GroupCheck]] = None
 
     def failures(self, s, value, groups: dict[str, int]) -> list[str]:
@@ -314,6 +327,17 @@ class StateCheck(_Strict):
         cmp("breaches", len(getattr(s, "breaches", ())))
         cmp("iotlb", len(s.iotlb))
         cmp("atc", len(s.atc))
+        cmp("faults", len(s.faults))
+        cmp("page_requests", sum(len(q.partial) + sum(len(g.faults) for g in q.groups)
+                                 for q in s.iopf.values()))
+        cmp("responses", len(s.responses))
+        for key, recs, idx, names in (("last_fault", s.faults, 3, _FAULT_REASONS),
+                                      ("last_response", s.responses, 3, _RESPONSE_CODES)):
+            want = getattr(self, key)
+            if want is not None:
+                got = names.get(recs[-1][idx], "none") if recs else "none"
+                if got != want:
+                    out.append(f"{key}: expected {want}, got {got}")
         for name, gc in (self.groups or {}).items():
             g = s.groups[groups[name]]
             dom = ("default" if g.domain == g.default_domain else
