@@ -136,8 +136,6 @@ def dev_open(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
     unwinds the rest itself).  Models fs/open.c ``do_dentry_open()`` (``f_op->open``;
     on error the file is put without ``release``)."""
     t = _task(s, tid)
-    if not 0 <= dev < len(s.config.devices):
-        raise ModelUsageError(f"unknown device index {dev}")
     ops = dev_driver_ops(s, dev)
     if ops is None:
         return s, -ENODEV

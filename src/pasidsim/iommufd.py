@@ -43,7 +43,7 @@ from __future__ import annotations
 from .domain import (dev_group, iommu_attach_device_pasid, iommu_detach_device_pasid,
                      iommu_domain_alloc_paging, iommu_domain_free, iommu_replace_device_pasid,
                      slot_erase, slot_get, slot_store)
-from .errors import EBUSY, EINVAL, ENODEV, ENOENT, ModelUsageError
+from .errors import EBUSY, EINVAL, ENODEV, ENOENT
 from .group import (_set_domain, __iommu_attach_group, iommu_detach_group,  # noqa: F401
                     iommu_device_claim_dma_owner, iommu_device_release_dma_owner)
 from .ops_tables import dev_driver_ops
@@ -179,8 +179,6 @@ def iommufd_device_bind(s: SystemState, ictx: int, dev: int) -> tuple[SystemStat
     Devices of one group bound to the same context share its ownership (``owner_cnt``).
     Models: device.c ``iommufd_device_bind`` → ``iommu_device_claim_dma_owner(dev, ictx)``.
     """
-    if not 0 <= dev < len(s.config.devices):
-        raise ModelUsageError(f"unknown device index {dev}")
     fid = s.next_id
     s1 = s._replace(next_id=fid + 1, files=s.files.set(fid, File(dev=dev, mm=0)))
     s1, ret = idev_bind(s1, fid, ictx)

@@ -49,7 +49,13 @@ class System:
         self.trace: list[tuple[Action, int]] = []
 
     def apply(self, action: Action) -> int:
-        """Apply an action; return ``ret`` without raising."""
+        """Apply an action; return ``ret`` without raising.
+
+        Raises ModelUsageError (state unchanged) for an action that names no operation, has
+        the wrong number of arguments, or a device, driver or group index out of range: the
+        library's boundary checks what the kernel model trusts, as the kernel trusts its
+        ``struct device`` pointers."""
+        _check_action(self.config, action)
         self.state, ret = step(self.state, action)
         self.trace.append((action, ret))
         return ret
@@ -101,6 +107,28 @@ class System:
     def pasid_allocated(self, pasid: int) -> bool:
         """True while ``pasid`` is allocated (or pending free) in the global space."""
         return pasid in self.state.ida
+
+
+_INDEXED = {"dev": "devices", "drv": "drivers", "group": "groups"}
+
+
+def _check_action(config: Config, action: Action) -> None:
+    if not isinstance(action, Action) or not isinstance(action.op, int) \
+            or not 0 <= action.op < len(OPS):
+        raise ModelUsageError(f"not an action of a known operation: {tuple(action)!r}")
+    op = OPS[action.op]
+    if not isinstance(action.args, tuple) or len(action.args) != len(op.params):
+        raise ModelUsageError(f"{op.name}: expected {len(op.params)} arguments "
+                              f"({', '.join(op.params)}), got {action.args!r}")
+    if not isinstance(action.fail, int) or isinstance(action.fail, bool) or action.fail < 0:
+        raise ModelUsageError(f"{op.name}: fail must be an int >= 0, got {action.fail!r}")
+    for p, v in zip(op.params, action.args):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ModelUsageError(f"{op.name}: {p} must be an int, got {v!r}")
+        table = _INDEXED.get(p)
+        if table is not None and not 0 <= v < len(getattr(config, table)):
+            raise ModelUsageError(f"{op.name}: {p}={v} is not a {table[:-1]} of this machine "
+                                  f"(0..{len(getattr(config, table)) - 1})")
 
 
 def _signature(op: Op) -> inspect.Signature:

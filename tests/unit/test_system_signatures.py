@@ -35,3 +35,35 @@ def test_positional_and_keyword_calls_agree_and_misuse_is_refused():
         a.fork(1, tid=1)  # given twice
     with pytest.raises(ModelUsageError):
         a.fork(1, 2)  # too many
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("dev_open", {"dev": 99}),
+    ("dev_open", {"dev": -1}),
+    ("device_driver_attach", {"dev": 0, "drv": 99}),
+    ("iommu_group_claim_dma_owner", {"group": -1, "owner": 1}),
+    ("iommu_device_use_default_domain", {"dev": 10**6}),
+])
+def test_an_index_out_of_range_is_refused_and_changes_nothing(name, kwargs):
+    """``dev=-1`` must not act on the last device (Python's negative index), nor a large
+    index raise IndexError from deep inside the model: the facade refuses it, state
+    untouched."""
+    s = System(default_config())
+    tid = s.process_create()
+    if name == "dev_open":
+        kwargs = dict(kwargs, tid=tid)
+    before = s.state
+    with pytest.raises(ModelUsageError, match=next(iter(k for k in kwargs if k != "tid"))):
+        s.call(name, **kwargs)
+    assert s.state is before
+
+
+def test_a_hand_built_action_with_wrong_arguments_is_refused():
+    from pasidsim.step import Action
+    s = System(default_config())
+    before = s.state
+    for bad in (Action(10**4, ()), Action(0, (1, 2, 3, 4, 5, 6, 7, 8, 9)),
+                Action(OPS.index(next(o for o in OPS if o.name == "dev_open")), ("x", 0))):
+        with pytest.raises(ModelUsageError):
+            s.apply(bad)
+    assert s.state is before

@@ -15,7 +15,7 @@ Kernel sources modeled: drivers/base/dd.c ``really_probe()`` (``bus->dma_configu
 
 from __future__ import annotations
 
-from ..errors import EBUSY, ModelUsageError
+from ..errors import EBUSY
 from ..group import iommu_device_unuse_default_domain, iommu_device_use_default_domain
 from ..ops_tables import DRIVER_OPS, driver_ops
 from ..state import SystemState
@@ -64,8 +64,6 @@ def device_driver_attach(s: SystemState, dev: int, drv: int) -> tuple[SystemStat
     leaves no trace.
     """
     cfg = s.config
-    if not 0 <= dev < len(cfg.devices) or not 0 <= drv < len(cfg.drivers):
-        raise ModelUsageError(f"device_driver_attach: unknown device {dev} or driver {drv}")
     if s.devs[dev].driver >= 0:
         return s, -EBUSY
     s0 = s

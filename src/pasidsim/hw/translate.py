@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from ..errors import EAGAIN, EFAULT, EIO, ModelUsageError
+from ..errors import EAGAIN, EFAULT, EIO
 from ..state import (IOMMU_NO_PASID, PAGE_SHIFT, PAGE_SIZE, DomainType, PasidEntryMode,
                      SystemState, Work, queue_work)
 from .cache import atc_fill, entry_is_current, iotlb_fill
@@ -88,8 +88,6 @@ def translate(s: SystemState, dev: int, pasid: int, addr: int, access: int,
         if hit is not None and not access & ~hit[1]:
             return s, (hit[0] << 12) | (addr & 0xFFF)
     cfg = s.config
-    if not 0 <= dev < len(cfg.devices):
-        raise ModelUsageError(f"unknown device index {dev}")
     off = addr & (PAGE_SIZE - 1)
     g = cfg.device_group[dev]
     if g < 0:
