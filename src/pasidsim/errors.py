@@ -80,9 +80,10 @@ class ModelInternalError(RuntimeError):
     """A bug in pasidsim: a transition that its lifecycle table does not allow."""
 
 
-from enum import IntEnum  # noqa: E402
+from enum import IntEnum, unique  # noqa: E402
 
 
+@unique
 class Warn(IntEnum):
     """Where the kernel ``WARN_ON()``s and carries on, the state records one of these with two
     integer arguments and nothing else changes."""

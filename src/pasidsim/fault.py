@@ -21,11 +21,12 @@ devices already set), ``__iommu_group_alloc_blocking_domain()``, drivers/misc/ua
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, unique
 
 from .errors import EBUSY, ENOMEM, ENOSPC, errname
 
 
+@unique
 class FaultPoint(IntEnum):
     """A fallible point of the kernel model (names as the kernel's allocation or callback)."""
 

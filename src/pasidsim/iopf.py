@@ -15,7 +15,7 @@ Kernel sources modeled: drivers/iommu/io-pgfault.c ``iommu_report_device_fault()
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, unique
 from typing import NamedTuple
 
 from .errors import EBUSY, EINVAL, ENODEV, ENOMEM, Warn
@@ -26,6 +26,7 @@ from .state import PAGE_SHIFT, DomainType, PasidEntryMode, SystemState, warn
 MAX_RESPONSES = 16
 
 
+@unique
 class IopfResponse(IntEnum):
     """``enum iommu_page_response_code``."""
 

@@ -31,7 +31,7 @@ kernel-spec §1–§5 (§2.11 and §4.5 are its state machines).
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, unique
 from typing import NamedTuple
 
 from .errors import ModelInternalError
@@ -40,6 +40,7 @@ from .errors import ModelInternalError
 CREATE = -1
 
 
+@unique
 class Lifecycle(IntEnum):
     """The lifecycles of the model; a value indexes :data:`SPECS`."""
 
@@ -106,6 +107,7 @@ T = Transition
 
 # -- PASID ---------------------------------------------------------------------------------------
 
+@unique
 class PasidLc(IntEnum):
     """One PASID value of the system-wide IDA (``iommu_global_pasid_ida``)."""
 
@@ -169,6 +171,7 @@ _PASID = Spec(
 
 # -- mm ------------------------------------------------------------------------------------------
 
+@unique
 class MmLc(IntEnum):
     """``struct mm_struct``; LIVE and EXITED equal :class:`pasidsim.state.MmState`'s values."""
 
@@ -215,6 +218,7 @@ _MM = Spec(
 
 # -- mm->iommu_mm --------------------------------------------------------------------------------
 
+@unique
 class IommuMmLc(IntEnum):
     """``mm->iommu_mm`` (the mm's PASID): NULL (``pasid == IOMMU_PASID_INVALID``) or set."""
 
@@ -261,6 +265,7 @@ _IOMMU_MM = Spec(
 
 # -- SVA bond ------------------------------------------------------------------------------------
 
+@unique
 class BondLc(IntEnum):
     """An SVA bond: ``struct iommu_sva`` (``iommu_attach_handle`` in a ``pasid_array`` slot)."""
 
@@ -300,6 +305,7 @@ _BOND = Spec(
 
 # -- SVA domain ----------------------------------------------------------------------------------
 
+@unique
 class SvaDomainLc(IntEnum):
     """An ``IOMMU_DOMAIN_SVA`` domain."""
 
@@ -340,6 +346,7 @@ _SVA_DOMAIN = Spec(
 
 # -- (group, PASID) slot -------------------------------------------------------------------------
 
+@unique
 class PasidSlotLc(IntEnum):
     """The entry of ``group->pasid_array`` at one PASID."""
 
@@ -395,6 +402,7 @@ _PASID_SLOT = Spec(
 
 # -- hardware PASID-table entry ------------------------------------------------------------------
 
+@unique
 class PasidEntryLc(IntEnum):
     """The PASID-table entry of (device, PASID); TRANSLATE and QUIESCED equal
     :class:`pasidsim.state.PasidEntryMode`'s values, BLOCKED is the absent entry."""
@@ -446,6 +454,7 @@ _PASID_ENTRY = Spec(
 
 # -- group DMA ownership -------------------------------------------------------------------------
 
+@unique
 class GroupOwnerLc(IntEnum):
     """DMA ownership of an ``iommu_group`` (``owner_cnt``, ``owner``, and which core domain)."""
 
@@ -549,6 +558,7 @@ _GROUP_OWNER = Spec(
 
 # -- device work queue ---------------------------------------------------------------------------
 
+@unique
 class WqLc(IntEnum):
     """The descriptors a device has in flight for one PASID."""
 
@@ -592,6 +602,7 @@ _WQ = Spec(
        "nothing of this PASID left in flight")))
 
 
+@unique
 class DescLc(IntEnum):
     """One work descriptor."""
 
@@ -624,6 +635,7 @@ _DESC = Spec(
 
 # -- task IA32_PASID -----------------------------------------------------------------------------
 
+@unique
 class TaskPasidLc(IntEnum):
     """A thread's IA32_PASID MSR and ``task_struct::pasid_activated``."""
 
@@ -667,6 +679,7 @@ _TASK_PASID = Spec(
 
 # -- legacy IOASID -------------------------------------------------------------------------------
 
+@unique
 class IoasidLc(IntEnum):
     """``struct ioasid_data``; IDLE and FREE_PENDING equal :class:`pasidsim.state.IoasidState`'s
     values (IOASID_STATE_ACTIVE, 1, is not modeled)."""
@@ -709,6 +722,7 @@ _IOASID = Spec(
 
 # -- amdgpu PASID --------------------------------------------------------------------------------
 
+@unique
 class AmdgpuPasidLc(IntEnum):
     """One PASID of amdgpu's own IDR (``amdgpu_pasid_idr``)."""
 
@@ -757,12 +771,15 @@ ALLOWED: dict = {spec.lifecycle: frozenset((int(t.src), int(t.dst)) for t in spe
 
 
 def _validate() -> None:
-    """Check the tables at import: SPECS in Lifecycle order, states of the right enum, every
-    state documented, no duplicated row."""
+    """Check the tables at import: SPECS in Lifecycle order, states of the right enum (each
+    enum is ``@unique``: no two states share a value), no state with the value of CREATE,
+    every state documented, no duplicated row."""
     if tuple(s.lifecycle for s in SPECS) != tuple(Lifecycle):
         raise ModelInternalError("lifecycle SPECS are not in Lifecycle order")
     for spec in SPECS:
         members = set(spec.states)
+        if CREATE in members:
+            raise ModelInternalError(f"{spec.lifecycle.name}: a state has the value of CREATE")
         if set(spec.state_notes) != members:
             raise ModelInternalError(f"{spec.lifecycle.name}: state_notes do not match states")
         seen = set()

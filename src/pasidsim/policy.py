@@ -9,9 +9,10 @@ policies live in :mod:`pasidsim.designs`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import IntEnum
+from enum import IntEnum, unique
 
 
+@unique
 class Allocator(IntEnum):
     """How free PASIDs are chosen and when a freed one may be reused."""
 
@@ -20,6 +21,7 @@ class Allocator(IntEnum):
     PENDING_FREE = 2  # lowest free, but a freed PASID still referenced stays FREE_PENDING (§1.5)
 
 
+@unique
 class FreePoint(IntEnum):
     """Where the mm's PASID is returned to the allocator."""
 
@@ -29,6 +31,7 @@ class FreePoint(IntEnum):
     MM_EXIT = 3  # E0 io_mm: io_mm kref -> 0 (unbind or mm exit), IDR removal immediate
 
 
+@unique
 class Enqcmd(IntEnum):
     """x86 ENQCMD / IA32_PASID handling."""
 
@@ -38,6 +41,7 @@ class Enqcmd(IntEnum):
     TASK_REFCOUNT = 3  # Sep 2021 proposal: #GP takes a PASID ref, task exit puts it
 
 
+@unique
 class OwnerModel(IntEnum):
     """Group DMA-ownership rules."""
 

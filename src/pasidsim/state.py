@@ -20,7 +20,7 @@ iommu-sva.c), ``struct ioasid_data``/``ioasid_set`` (drivers/iommu/ioasid.c).
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, unique
 from typing import NamedTuple
 
 from immutables import Map
@@ -36,6 +36,7 @@ MSR_IA32_PASID_VALID = 1 << 31
 EMPTY: Map = Map()
 
 
+@unique
 class MmState(IntEnum):
     """mm lifecycle (kernel/fork.c): LIVE (mm_users > 0) → EXITED (``__mmput`` ran:
     exit_mmap and the mmu-notifier release; mm_count > 0) → freed (``__mmdrop``; the record
@@ -45,6 +46,7 @@ class MmState(IntEnum):
     EXITED = 1
 
 
+@unique
 class DomainType(IntEnum):
     """``IOMMU_DOMAIN_*`` (include/linux/iommu.h)."""
 
@@ -55,6 +57,7 @@ class DomainType(IntEnum):
     SVA = 4
 
 
+@unique
 class HandleKind(IntEnum):
     """What put a handle in a ``pasid_array`` slot."""
 
@@ -63,6 +66,7 @@ class HandleKind(IntEnum):
     DRIVER = 2  # a kernel driver's own handle (e.g. idxd kernel PASID)
 
 
+@unique
 class PasidEntryMode(IntEnum):
     """Hardware PASID-table entry of one (device, PASID) (VT-d scalable-mode PASID entry,
     SMMUv3 context descriptor).  Absent from the table = blocked (non-present)."""
@@ -71,6 +75,7 @@ class PasidEntryMode(IntEnum):
     QUIESCED = 1  # mm exited: present but aborting, faults not reported (FPD / quiet CD)
 
 
+@unique
 class Work(IntEnum):
     """Kinds of deferred work: what the kernel runs later, in another context, instead of
     calling up into a higher layer.  A queued item is ``(Work, arg, ...)`` in
@@ -89,6 +94,7 @@ class Work(IntEnum):
     PAGE_REQUEST = 3
 
 
+@unique
 class IoasidState(IntEnum):
     """``enum ioasid_state`` of the unmerged IOASID-set design (§1.5)."""
 

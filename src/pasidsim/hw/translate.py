@@ -16,7 +16,7 @@ SMMUv3 §3.3 (CD fetch, EPD0 "quiet" CD); PCIe 6.0 §10.4 (PRI page requests).
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, unique
 
 from ..errors import EAGAIN, EFAULT, EIO
 from ..state import (IOMMU_NO_PASID, PAGE_SHIFT, PAGE_SIZE, DomainType, PasidEntryMode,
@@ -26,6 +26,7 @@ from .cache import atc_fill, entry_is_current, iotlb_fill
 MAX_FAULT_RECORDS = 8
 
 
+@unique
 class FaultReason(IntEnum):
     """Why a translation failed."""
 
@@ -35,6 +36,7 @@ class FaultReason(IntEnum):
     QUIESCED = 4  # PASID of an exited mm: aborted, not reported
 
 
+@unique
 class Breach(IntEnum):
     """Isolation breaches the hardware observed (invariant I1)."""
 
