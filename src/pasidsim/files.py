@@ -142,7 +142,7 @@ def dev_open(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
     fid = s.next_id
     s = s._replace(next_id=fid + 1, files=s.files.set(fid, File(dev=dev, mm=t.mm)))
     s, ret = ops.open(s, fid, tid)
-    if ret < 0:
+    if ret:  # do_dentry_open(): `if (error) goto cleanup_all` (f_op->open returns 0 or -errno)
         s = s._replace(files=s.files.delete(fid))
         if s.next_id == fid + 1:  # the file's id is the only one drawn: give it back
             s = s._replace(next_id=fid)

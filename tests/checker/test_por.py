@@ -40,9 +40,9 @@ MONITORS = """
   - name: mon
     kernel: true
     program:
-      - vfio_group_get_status: {group: 0}
+      - vfio_group_get_status: {group: 0, container: 0}
       - iommu_group_dma_owner_claimed: {group: 0}
-      - vfio_group_get_status: {group: 0}
+      - vfio_group_get_status: {group: 0, container: 0}
   - name: Q
     program:
       - iommu_group_dma_owner_claimed: {group: 0}
@@ -211,8 +211,8 @@ def test_killable_or_spawned_or_binding_actors_are_not_quiet():
     assert {names[i] for i in PartialOrder(c).quiet} == {"mon"}
     forked = base + """  - name: A
     program:
-      - fork: {as: B, program: [{vfio_group_get_status: {group: 0}}]}
-      - vfio_group_get_status: {group: 0, as: st}
+      - fork: {as: B, program: [{vfio_group_get_status: {group: 0, container: 0}}]}
+      - vfio_group_get_status: {group: 0, container: 0, as: st}
 """ + MONITORS.lstrip("\n")
     c = compile_scenario(load_text(forked, "f"))
     names = [a.name for a in c.actors]
@@ -220,7 +220,7 @@ def test_killable_or_spawned_or_binding_actors_are_not_quiet():
     expecting = base + """  - name: E
     kernel: true
     program:
-      - vfio_group_get_status: {group: 0, expect: 1}
+      - vfio_group_get_status: {group: 0, container: 0, expect: 1}
 """
     assert not PartialOrder(compile_scenario(load_text(expecting, "e"))).quiet
 

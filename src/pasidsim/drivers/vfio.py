@@ -84,7 +84,7 @@ def vfio_device_bind_iommufd(s: SystemState, tid: int, fd: int,
     return s, (fd if ret == 0 else ret)
 
 
-def vfio_group_get_status(s: SystemState, group: int, container: int = 0) -> tuple[SystemState, int]:
+def vfio_group_get_status(s: SystemState, group: int, container: int) -> tuple[SystemState, int]:
     """``VFIO_GROUP_GET_STATUS``: 1 when the group is viable (no DMA-API driver bound to any
     member, i.e. ``owner_cnt == 0``, or it is already owned through ``container``), else 0.
     Models: drivers/vfio/group.c ``vfio_group_ioctl_get_status``."""
