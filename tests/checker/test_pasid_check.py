@@ -226,3 +226,17 @@ def test_cli_check_matrix_with_workers_is_the_serial_matrix(tmp_path):
     parallel, parallel_files = run(2, tmp_path / "two")
     assert parallel["cells"] == serial["cells"]
     assert parallel_files == serial_files and serial_files
+
+
+@pytest.mark.parametrize("opname", ["[/x]", "[bold]zz"])
+def test_check_bad_input_goes_to_stderr_verbatim_with_status_2(tmp_path, opname):
+    """A message that looks like rich markup is printed as written (no MarkupError traceback,
+    no tag silently eaten), on stderr, with exit status 2 (issue #14)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\ndemonstrates: x\ndesign: current\nmachine: default\n"
+                   f"actors:\n  - name: A\n    program:\n      - \"{opname}\": {{}}\n")
+    r = CliRunner().invoke(main, ["check", str(bad), "--out", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    assert r.stdout == ""
+    assert f"unknown operation '{opname}'" in r.stderr
+    assert "bad.yaml:8" in r.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -197,6 +198,14 @@ def junit_xml(cells: list[Cell]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _bad_input(message: str) -> None:
+    """Bad input: ``message`` on stderr, as written (no rich markup read from it, no
+    wrapping), and exit status 2."""
+    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {escape(message)}",
+                                                soft_wrap=True)
+    sys.exit(2)
+
+
 @click.command("check")
 @click.argument("scenario", required=False)
 @click.option("--design", "designs", multiple=True,
@@ -255,8 +264,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
         # must simply pass
         expected = {} if scenario else {s: expected_for(s) for s in loaded}
     except ScenarioError as e:
-        console.print(f"[red]error:[/red] {e}")
-        sys.exit(2)
+        _bad_input(str(e))
     documented = set() if scenario else _documented()
     if designs:
         design_list = list(designs)
@@ -291,8 +299,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
                     cells.append(_check_cell(loaded, s, d, exp, hardware, settings, workers))
                     progress.update(task, advance=1, refresh=True)
         except ScenarioError as e:
-            console.print(f"[red]error:[/red] {e}")
-            sys.exit(2)
+            _bad_input(str(e))
     for c in cells:
         if c.verdict in ("Sometimes", "Never"):
             compiled_by[(c.scenario, c.design)] = _compile(loaded, c.scenario, c.design, hardware,
