@@ -23,7 +23,7 @@ from .dmesg import decode_amd_efr, decode_smmu_features, decode_vtd_ecap, parse_
 from .groups import parse_group_listing, parse_group_listings
 from .lspci import parse_lspci
 from .model import (IommuGroupListing, IommuUnitInfo, OtherDevice, PciFunction, Topology,
-                    TopologyError, merge_topologies, normalize_bdf)
+                    TopologyError, decimal, merge_topologies, normalize_bdf)
 from .render import assignability, render_topology, topology_summary
 from .sysfs import read_sysfs
 
@@ -134,7 +134,7 @@ def load_topology(path_or_paths, *, strict: bool = False,
     topo = merge_topologies(parts, parts[0].sources[0] if len(parts) == 1 else "merge")
     if strict and topo.warnings:
         src, line, msg = (topo.warnings[0].split(":", 2) + ["", ""])[:3]
-        raise TopologyError(src, int(line) if line.isdigit() else 0, msg.strip())
+        raise TopologyError(src, decimal(line) or 0, msg.strip())
     return topo
 
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import re
 
-from .model import IommuUnitInfo, OtherDevice, Topology, looks_like_bdf, normalize_bdf
+from .model import IommuUnitInfo, OtherDevice, Topology, decimal, looks_like_bdf, normalize_bdf
 
 _PREFIX_RE = re.compile(r"^\s*(?:<\d+>)?\s*(?:[A-Z][a-z]{2}\s+\d+\s+[\d:]+\s+\S+\s+kernel:\s*)?"
                         r"(?:\[\s*(\d+\.\d+)\]\s?)?")
 _ADD_RE = re.compile(r"^(?:(\S+) )?(\S+): Adding to iommu group (\S+)\s*$")
-_OLD_ADD_RE = re.compile(r"^iommu: Adding device (\S+) to group (\d+)\s*$")
-_REMOVE_RE = re.compile(r"^(?:(\S+) )?(\S+): Removing from iommu group (\d+)\s*$")
+_OLD_ADD_RE = re.compile(r"^iommu: Adding device (\S+) to group ([0-9]{1,9})\s*$")
+_REMOVE_RE = re.compile(r"^(?:(\S+) )?(\S+): Removing from iommu group ([0-9]{1,9})\s*$")
 _ENUM_RE = re.compile(r"^pci ([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]): "
                       r"\[([0-9a-fA-F]{4}):([0-9a-fA-F]{4})\] type ([0-9a-fA-F]{2}) "
                       r"class 0x([0-9a-fA-F]{6})(.*)$")
@@ -160,9 +160,9 @@ def parse_dmesg(text: str, source: str = "<dmesg>") -> Topology:
             bad = a and normalize_bdf(a[2]) is None and looks_like_bdf(a[2])
             if bad:
                 topo.warn(source, no, f"malformed PCI address {a[2]!r}; ignored")
-            elif a and a[3].isdigit():
+            elif a and decimal(a[3]) is not None:
                 name = _device(topo, a[1], a[2], source, no)
-                topo.groups.add(int(a[3]), name)
+                topo.groups.add(decimal(a[3]), name)
                 assigned = True
                 if a[1] and name in topo.functions:
                     drivers[name] = None if a[1] in BUS_NAMES else a[1]

@@ -19,13 +19,13 @@ import re
 from dataclasses import dataclass, field
 
 from .lspci import parse_header
-from .model import IommuUnitInfo, OtherDevice, Topology, looks_like_bdf, normalize_bdf
+from .model import IommuUnitInfo, OtherDevice, Topology, decimal, looks_like_bdf, normalize_bdf
 
 _UNIT_RE = re.compile(r"^\s*IOMMU:\s*(\S+)\s*$")
 _DMAR_GROUP_RE = re.compile(r"^\s*IOMMU Group:\s*(\S*)\s*$")
 _GROUP_DEV_RE = re.compile(r"^\s*Group Device:\s*(\S+)(?:\s+-\s+(.*?))?\s*$")
 _BLOCK_RE = re.compile(r"^\s*IOMMU [Gg]roup\s+(\S+?)\s*:\s*$")
-_FLAT_RE = re.compile(r"^\s*IOMMU [Gg]roup\s+(\d+)\s+([^\s:]\S*)(?:\s+(.*?))?\s*$")
+_FLAT_RE = re.compile(r"^\s*IOMMU [Gg]roup\s+([0-9]{1,9})\s+([^\s:]\S*)(?:\s+(.*?))?\s*$")
 _NAME_RE = re.compile(r"^[\w.:+-]+$")
 _STARTS = (_UNIT_RE, _DMAR_GROUP_RE, _GROUP_DEV_RE, _BLOCK_RE, _FLAT_RE)
 
@@ -220,8 +220,8 @@ def _unit_type(name: str) -> str | None:
 
 
 def _group_number(topo: Topology, text: str, source: str, no: int) -> int | None:
-    if text.isdigit():
-        return int(text)
+    if decimal(text) is not None:
+        return decimal(text)
     topo.warn(source, no, f"IOMMU group {text!r} is not a number; its members are ignored")
     return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .model import PciFunction, Topology, normalize_bdf
+from .model import PciFunction, Topology, decimal, normalize_bdf
 
 HEADER_RE = re.compile(
     r"^[ \t]*(?P<bdf>(?:[0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]) "
@@ -29,7 +29,7 @@ _FIELD_RE = re.compile(
     r"Page Request Capacity)\b")
 
 _GROUP_RE = re.compile(r"^\s*IOMMU group:\s*(\S+)\s*$")
-_FLAGS_GROUP_RE = re.compile(r"^\s*Flags:.*\bIOMMU group (\d+)\s*$")
+_FLAGS_GROUP_RE = re.compile(r"^\s*Flags:.*\bIOMMU group ([0-9]{1,9})\s*$")
 _CAP_RE = re.compile(r"^\s*Capabilities:\s*\[([0-9a-fA-F]+)(?: v(\d+))?\]\s*(.*)$")
 _DRIVER_RE = re.compile(r"^\s*Kernel driver in use:\s*(\S+)\s*$")
 _MODULES_RE = re.compile(r"^\s*Kernel modules:\s*(.+?)\s*$")
@@ -159,10 +159,10 @@ def _field(topo: Topology, pf: PciFunction, line: str, source: str, no: int) -> 
     s = line.strip()
     m = _GROUP_RE.match(line)
     if m:
-        if not m[1].isdigit():
+        if decimal(m[1]) is None:
             topo.warn(source, no, f"{pf.bdf}: IOMMU group {m[1]!r} is not a number")
         else:
-            pf.iommu_group = int(m[1])
+            pf.iommu_group = decimal(m[1])
         return
     m = _FLAGS_GROUP_RE.match(line)
     if m:

@@ -44,6 +44,17 @@ class TopologyError(ValueError):
         super().__init__(f"{source}:{line}: {message}")
 
 
+#: A group number or line number: 1-9 ASCII digits.  ``str.isdigit()`` also accepts
+#: superscripts that ``int()`` refuses, and ``int()`` refuses more than 4,300 digits: a dump
+#: with either is damaged, and says so with a warning instead of a traceback.
+_DECIMAL_RE = re.compile(r"[0-9]{1,9}")
+
+
+def decimal(text: str | None) -> int | None:
+    """``text`` as an int when it is 1-9 ASCII digits, else None."""
+    return int(text) if text is not None and _DECIMAL_RE.fullmatch(text) else None
+
+
 def normalize_bdf(text: str) -> str | None:
     """``"00:1f.3"`` → ``"0000:00:1f.3"``; ``None`` when *text* is not a PCI address."""
     m = BDF_RE.match(text.strip())

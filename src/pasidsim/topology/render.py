@@ -16,7 +16,7 @@ from rich.text import Text
 
 from ..config import Config
 from .convert import to_config
-from .model import Topology, short_bdf
+from .model import Topology, decimal, short_bdf
 
 _MAX_MEMBERS = 8
 _UNKNOWN = ("yes if unbound: the dump does not show the bound driver of every device (a "
@@ -77,7 +77,7 @@ def topology_summary(topology: Topology) -> dict:
 
 
 def _gkey(name: str) -> tuple:
-    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+    return (0, decimal(name), "") if decimal(name) is not None else (1, 0, name)
 
 
 def _yn(v) -> str:

@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 
 from .dmesg import decode_amd_efr, decode_vtd_ecap
-from .model import IommuUnitInfo, OtherDevice, PciFunction, Topology, normalize_bdf
+from .model import IommuUnitInfo, OtherDevice, PciFunction, Topology, decimal, normalize_bdf
 
 PCI_EXT_CAP_ID_ACS = 0x0D
 PCI_EXT_CAP_ID_ATS = 0x0F
@@ -121,13 +121,13 @@ def read_sysfs(root: str | os.PathLike = "/sys") -> Topology:
     if not gdir.is_dir():
         topo.warn(src, 0, "no kernel/iommu_groups: the IOMMU is off (no groups)")
     else:
-        for g in sorted(gdir.iterdir(), key=lambda p: (not p.name.isdigit(), len(p.name), p.name)):
-            if not g.name.isdigit():
+        for g in sorted(gdir.iterdir(), key=lambda p: (decimal(p.name) is None, len(p.name), p.name)):
+            if decimal(g.name) is None:
                 topo.warn(str(g), 0, "group directory name is not a number; ignored")
                 continue
             for d in sorted((g / "devices").iterdir()) if (g / "devices").is_dir() else []:
                 name = normalize_bdf(d.name) or d.name
-                topo.groups.add(int(g.name), name)
+                topo.groups.add(decimal(g.name), name)
                 if normalize_bdf(d.name) is None:
                     od = topo.others.setdefault(name, OtherDevice(name, source=str(d)))
                     od.driver = _link_name(d / "driver")
@@ -152,8 +152,8 @@ def read_sysfs(root: str | os.PathLike = "/sys") -> Topology:
         pf.class_code = cls[2:6].lower() if cls and len(cls) >= 6 else None
         pf.driver = _link_name(d / "driver")
         grp = _link_name(d / "iommu_group")
-        if grp and grp.isdigit():
-            pf.iommu_group = int(grp)
+        if decimal(grp) is not None:
+            pf.iommu_group = decimal(grp)
             if topo.groups.group_of(bdf) is None:
                 topo.groups.add(pf.iommu_group, bdf)
         try:
