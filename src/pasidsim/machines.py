@@ -167,7 +167,7 @@ def load_machine_yaml(path: str | Path, text: str | None = None) -> Config:
     if text is None:
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the path
             raise ScenarioError(source, 0, "", f"cannot read: {e}") from None
     data, lines = parse_yaml(text, source)
     loc = Locator(source, lines)

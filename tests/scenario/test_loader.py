@@ -94,3 +94,40 @@ def test_expect_accepts_the_kernels_errno_names_and_aliases():
     assert errno_value("EOPNOTSUPP") == errno_value("ENOTSUP") == 95
     assert errno_value("EBUSY") == 16
     assert errno_value("EWHATEVER") is None and errno_value("errorcode") is None
+
+
+def _billion_laughs() -> str:
+    s = 'a: &a ["lol"]\n'
+    for i in range(1, 12):
+        prev = "a" if i == 1 else f"b{i - 1}"
+        s += f"b{i}: &b{i} [" + ",".join([f"*{prev}"] * 9) + "]\n"
+    return s
+
+
+@pytest.mark.parametrize("text,line,words", [
+    ("name: &a [*a]\n", 1, "recursive YAML alias"),
+    ("name: t\nactors:\n  - name: A\n    program:\n      - mmap_anon: {npages: " + "9" * 5000
+     + "}\n", 5, "4300 digits"),
+    ("name: t\n\x01\n", 2, "U+0001"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", 1, "nested too deeply"),
+    (_billion_laughs(), 1, "YAML nodes"),
+    ("name: t\na: &x {<<: *x}\n", 2, ""),
+], ids=["recursive-alias", "5000-digit-int", "control-char", "deep-nesting", "billion-laughs",
+        "self-merge"])
+def test_hostile_yaml_is_a_located_error_not_a_crash(tmp_path, text, line, words):
+    """Issue #14: each of these crashed with a traceback (or grew without bound)."""
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(p)
+    assert ei.value.line == line, str(ei.value)
+    assert words in str(ei.value)
+
+
+def test_nul_in_a_machine_path_is_a_located_error(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text('name: t\ndemonstrates: x\nmachine: "a\\0b"\nactors: []\n')
+    from pasidsim.scenario.compile import compile_scenario
+    with pytest.raises(ScenarioError) as ei:
+        compile_scenario(load_scenario(p))
+    assert "null byte" in str(ei.value) and ei.value.line == 3

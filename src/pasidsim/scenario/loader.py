@@ -73,13 +73,22 @@ def field_text(path: tuple) -> str:
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     """Parse one YAML document; returns ``(data, lines)``.  Raises :class:`ScenarioError`."""
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:  # a control character: no mark, a position
+        line = text[:e.position].count("\n") + 1
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        raise ScenarioError(source, line, "", f"character U+{code:04X} is not allowed in "
+                                              "YAML") from None
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ScenarioError(source, 1, "", "YAML nested too deeply") from None
         if node is None:
             raise ScenarioError(source, 1, "", "empty scenario file")
         lines: dict[tuple, int] = {(): node.start_mark.line + 1}
-        data = _build(loader, node, (), lines, source)
+        data = _build(loader, node, (), lines, source, [0], set())
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or "malformed YAML"
@@ -89,6 +98,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
                             f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as e:
         raise ScenarioError(source, 1, "", f"YAML error: {e}") from None
+    except RecursionError:  # e.g. merge keys (<<) that include themselves
+        raise ScenarioError(source, 1, "", "recursive or too deeply nested YAML") from None
     finally:
         loader.dispose()
     return data, lines
@@ -97,10 +108,43 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
-def _build(loader: yaml.SafeLoader, node, path: tuple, lines: dict, source: str) -> Any:
-    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
-        raise ScenarioError(source, node.start_mark.line + 1, _ftext(path),
-                            f"unsupported YAML tag {node.tag!r}")
+#: At most this many YAML nodes are built: aliases can make a small file expand without bound
+#: ("billion laughs"); a real scenario has a few thousand.
+MAX_NODES = 200_000
+#: Nesting depth of mappings and sequences (a real scenario: under 10).
+MAX_DEPTH = 100
+
+
+def _build(loader: yaml.SafeLoader, node, path: tuple, lines: dict, source: str,
+           count: list, active: set) -> Any:
+    """Node → plain data, with every path's line.  ``count`` (one-element list) counts the nodes
+    built; ``active`` holds the ids of the collections being built (an alias to one of them is a
+    cycle)."""
+    at = node.start_mark.line + 1
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise ScenarioError(source, at, _ftext(path), f"more than {MAX_NODES:,} YAML nodes "
+                            "(aliases expanding without bound?)")
+    if len(path) > MAX_DEPTH:
+        raise ScenarioError(source, at, _ftext(path[:MAX_DEPTH]), "YAML nested too deeply")
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if node.tag not in _PLAIN_TAGS:
+            raise ScenarioError(source, at, _ftext(path), f"unsupported YAML tag {node.tag!r}")
+        if id(node) in active:
+            raise ScenarioError(source, at, _ftext(path), "recursive YAML alias")
+        active.add(id(node))
+        try:
+            return _build_collection(loader, node, path, lines, source, count, active)
+        finally:
+            active.discard(id(node))
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise ScenarioError(source, at, _ftext(path), f"bad value: {e}") from None
+
+
+def _build_collection(loader: yaml.SafeLoader, node, path: tuple, lines: dict, source: str,
+                      count: list, active: set) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict = {}
@@ -108,22 +152,24 @@ def _build(loader: yaml.SafeLoader, node, path: tuple, lines: dict, source: str)
             if not isinstance(knode, yaml.ScalarNode):
                 raise ScenarioError(source, knode.start_mark.line + 1, _ftext(path),
                                     "mapping keys must be plain scalars")
-            key = loader.construct_object(knode, deep=True)
+            try:
+                key = loader.construct_object(knode, deep=True)
+            except ValueError as e:
+                raise ScenarioError(source, knode.start_mark.line + 1, _ftext(path),
+                                    f"bad key: {e}") from None
             if isinstance(key, float) or key is None:
                 key = str(key) if key is not None else "null"
             if key in out:
                 raise ScenarioError(source, knode.start_mark.line + 1, _ftext(path + (key,)),
                                     f"duplicate key {key!r}")
             lines[path + (key,)] = knode.start_mark.line + 1
-            out[key] = _build(loader, vnode, path + (key,), lines, source)
+            out[key] = _build(loader, vnode, path + (key,), lines, source, count, active)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for i, item in enumerate(node.value):
-            lines[path + (i,)] = item.start_mark.line + 1
-            items.append(_build(loader, item, path + (i,), lines, source))
-        return items
-    return loader.construct_object(node, deep=True)
+    items = []
+    for i, item in enumerate(node.value):
+        lines[path + (i,)] = item.start_mark.line + 1
+        items.append(_build(loader, item, path + (i,), lines, source, count, active))
+    return items
 
 
 def _ftext(path: tuple) -> str:
@@ -210,8 +256,8 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     p = Path(path)
     try:
         raw = p.read_bytes()
-    except OSError as e:
-        raise ScenarioError(str(path), 0, "", f"cannot read: {e.strerror or e}") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise ScenarioError(str(path), 0, "", f"cannot read: {getattr(e, 'strerror', None) or e}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -126,8 +126,8 @@ def load_topology(path_or_paths, *, strict: bool = False,
             continue
         try:
             raw = p.read_bytes()
-        except OSError as e:
-            raise TopologyError(p.name, 0, f"cannot read: {e.strerror or e}") from None
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+            raise TopologyError(p.name, 0, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
         parts += _parse_parts(raw.decode("utf-8", errors="replace"), p.name, section)
     if not parts:
         raise TopologyError("<none>", 0, "no input files")
