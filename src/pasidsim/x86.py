@@ -50,11 +50,12 @@ def exc_general_protection(s: SystemState, tid: int) -> tuple[SystemState, int]:
     instruction is retried), else ``-EFAULT``: SIGSEGV is delivered and the process is killed
     (default disposition: the fatal signal is queued, :class:`~pasidsim.state.Work` SIGKILL,
     and the process exits on its way back to user space).  Models ``exc_general_protection()``
-    (``force_sig(SIGSEGV)``)."""
+    (``force_sig(SIGSEGV)``).  ModelUsageError for an unknown task, under every design."""
+    t = task_get(s, tid)
     s, fixed = try_fixup_enqcmd_gp(s, tid)
     if fixed:
         return s, 0
-    return queue_work(s, Work.SIGKILL, s.tasks[tid].pid), -EFAULT
+    return queue_work(s, Work.SIGKILL, t.pid), -EFAULT
 
 
 def enqcmd(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:

@@ -67,3 +67,15 @@ def test_a_hand_built_action_with_wrong_arguments_is_refused():
         with pytest.raises(ModelUsageError):
             s.apply(bad)
     assert s.state is before
+
+
+@pytest.mark.parametrize("design", ["current", "E4-unbind-free"])
+def test_gp_on_an_unknown_task_is_misuse_under_every_design(design):
+    """Issue #14: under a design without the #GP fixup (E4: MSRs by IPI) the unknown task
+    surfaced as a KeyError."""
+    from pasidsim.designs import get_policy
+    s = System(default_config(), get_policy(design))
+    before = s.state
+    with pytest.raises(ModelUsageError, match="task 999"):
+        s.exc_general_protection(999)
+    assert s.state is before
