@@ -257,7 +257,8 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     try:
         raw = p.read_bytes()
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
-        raise ScenarioError(str(path), 0, "", f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+        why = getattr(e, "strerror", None) or e
+        raise ScenarioError(str(path), 0, "", f"cannot read: {why}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

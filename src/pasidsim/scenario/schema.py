@@ -277,13 +277,13 @@ class StateCheck(_Strict):
                                    "invalidation must drop what it owes and nothing else")
     atc: Optional[Count] = Field(None, description="translations cached in the devices' ATCs")
     faults: Optional[Count] = Field(None, description="fault records held (the last 8)")
-    last_fault: Optional[Literal["NOT_PRESENT", "PERMISSION", "BLOCKED", "QUIESCED"]] = Field(
+    last_fault: Optional[Literal[tuple(_FAULT_REASONS.values())]] = Field(  # type: ignore
         None, description="reason of the newest fault record")
     page_requests: Optional[Count] = Field(
         None, description="page requests held by the IOPF queues: partial (not yet LAST) "
         "requests plus the requests of groups waiting for the IOPF worker")
     responses: Optional[Count] = Field(None, description="page responses sent (the last 16)")
-    last_response: Optional[Literal["SUCCESS", "INVALID", "FAILURE"]] = Field(
+    last_response: Optional[Literal[tuple(_RESPONSE_CODES.values())]] = Field(  # type: ignore
         None, description="code of the newest page response")
     groups: Optional[dict[str, GroupCheck]] = None
 
