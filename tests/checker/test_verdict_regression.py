@@ -1,7 +1,10 @@
 """Regression guard: the verdict of every built-in scenario × design cell, as `pasidsim check`
-computes it, equals the one captured before the kernel model's restructuring
+computes it, equals the one captured before the kernel model's restructuring, extended to the
+whole matrix (1,003 cells) at bd1ac5a, the last commit before lock granularity
 (tests/golden/check_verdicts.json): verdict, first invariant broken, distinct states,
-transitions, counterexample length and unreached goals.
+transitions, counterexample length and unreached goals.  The default granularity is ``call``,
+so this is also the guard that ``call`` granularity keeps the previous verdicts and state
+counts exactly.
 
 A cell may differ only where :data:`CHANGED` says so, with the new values and the reason (a
 new judgement of the checker: WARNs, expect_final, fault injection ...).  A restructuring of
