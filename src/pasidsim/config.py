@@ -36,6 +36,10 @@ class IommuUnit:
         pasid_ops: the driver implements ``set_dev_pasid`` for its domains and blocked domain
             (else ``iommu_attach_device_pasid`` fails ``-EOPNOTSUPP``).
         iotlb_entries: IOTLB capacity in translations (QEMU VT-d uses 1024).
+        release_takes_sva_lock: the driver's mmu-notifier ``release`` takes the lock that its
+            SVA unbind path holds (arm-smmu-v3 ``arm_smmu_mm_release()`` and ``sva_lock``,
+            5.18-6.8), modelled as ``iommu_sva_lock``: an ``mmput()`` that runs ``__mmput``
+            inside unbind (the mmget-in-bind design, seed 000) deadlocks.
     """
 
     name: str
@@ -44,6 +48,7 @@ class IommuUnit:
     sva: bool = True
     pasid_ops: bool = True
     iotlb_entries: int = 1024
+    release_takes_sva_lock: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_pasids <= 1 << PCI_PASID_MAX_BITS:

@@ -33,6 +33,8 @@ DESIGNS: dict[str, Policy] = {
     "E15-x86-sva-disabled": CURRENT.but(name="E15-x86-sva-disabled", sva_disabled_x86=True),
     "pending-free": CURRENT.but(name="pending-free", allocator=Allocator.PENDING_FREE),
     "cyclic": CURRENT.but(name="cyclic", allocator=Allocator.CYCLIC),
+    "drv-unbind-before-drain": CURRENT.but(name="drv-unbind-before-drain",
+                                           release_unbinds_before_drain=True),
 }
 
 
@@ -44,7 +46,7 @@ SHORT_NAMES: dict[str, str] = {
     "H5-task-refcount": "H5", "pre-E8-bug-on": "preE8", "dma-owner-enum-2021": "own2021",
     "H8-unbind-uaf": "H8", "H11-claim-no-blocking": "H11", "amdgpu-lowest": "H13",
     "H7-iommu_mm-aliased": "H7", "E15-x86-sva-disabled": "E15", "pending-free": "pfree",
-    "cyclic": "cyclic",
+    "cyclic": "cyclic", "drv-unbind-before-drain": "drvUB",
 }
 
 #: One line per design: epoch, what it does, where it breaks (kernel-spec §0, §6).
@@ -66,6 +68,7 @@ DESCRIPTIONS: dict[str, str] = {
     "E15-x86-sva-disabled": "v6.18 72f98ef9a4be: SVA bind refused on x86 until kernel page-table frees flush the IOMMU",
     "pending-free": "allocator variant: freed PASIDs stay pending until every device drained them",
     "cyclic": "allocator variant: cyclic PASID allocation (reuse after wrap-around)",
+    "drv-unbind-before-drain": "driver bug the threads warn of: release unbinds before it drains the queue (seed 000)",
 }
 
 

@@ -18,6 +18,7 @@ EPERM = _errno.EPERM
 ENOENT = _errno.ENOENT
 ESRCH = _errno.ESRCH
 EAGAIN = _errno.EAGAIN
+ESHUTDOWN = _errno.ESHUTDOWN
 ENOMEM = _errno.ENOMEM
 EACCES = _errno.EACCES
 EBUSY = _errno.EBUSY
@@ -44,7 +45,10 @@ def errname(err: int) -> str:
 
 
 def fmt_ret(ret: int) -> str:
-    """Format a kernel return value as traces print it: ``-EBUSY``, ``0``, ``3``."""
+    """Format a kernel return value as traces print it: ``-EBUSY``, ``0``, ``3``; ``…`` for a
+    call that has not returned (``pasidsim.step.IN_PROGRESS``)."""
+    if ret == -(1 << 40):
+        return "…"
     if ret < 0:
         return "-" + errname(ret)
     return str(ret)
@@ -105,6 +109,7 @@ class Warn(IntEnum):
     PASID_PUT_UNDERFLOW = 15  # a device PASID reference put more often than taken
     IOPF_FLUSH_NO_PARAM = 16  # iopf_queue_flush_dev() on a device without fault param
     RESET_UNDERFLOW = 17  # pci_dev_reset_iommu_done() without a matching prepare
+    SLEEP_IN_ATOMIC = 18  # __might_sleep(): a sleeping lock or allocation in atomic context
 
     def describe(self, a: int = 0, b: int = 0) -> str:
         return f"WARN {self.name.lower()}({a}, {b})"

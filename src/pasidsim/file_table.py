@@ -12,6 +12,7 @@ Kernel sources modeled: fs/file_table.c ``fput()``, ``____fput()``/``__fput()``
 
 from __future__ import annotations
 
+from .locking import Call, Do, KFunc
 from .ops_tables import dev_driver_ops
 from .state import SystemState, Work, queue_work
 
@@ -31,12 +32,37 @@ def fput(s: SystemState, file: int) -> SystemState:
     return queue_work(s, Work.FPUT, file)
 
 
+def _release_of(s: SystemState, loc: tuple):
+    """``file->f_op->release`` of file ``loc[1]``: the driver's :class:`KFunc` release when
+    it has one (``Driver.release_code``), else its plain ``release`` (returns 0)."""
+    ops = dev_driver_ops(s, s.files[loc[1]].dev)
+    code = getattr(ops, "release_code", None)
+    if code is not None:
+        return code
+    return lambda s, file: (ops.release(s, file), 0)
+
+
+def _has_release(s: SystemState, loc: tuple):
+    return (loc[1],) if dev_driver_ops(s, s.files[loc[1]].dev) is not None else None
+
+
+def _free_file(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    return s._replace(files=s.files.delete(loc[1])), loc
+
+
+#: ``__fput()`` with the driver's release as a call (its preemption points are the
+#: driver's): run as task work, one preemption point at a time at lock granularity.
+FPUT = KFunc("__fput", ("file",), (Call(("resolve", _release_of), _has_release),
+                                    Do(_free_file)))
+
+
 def __fput(s: SystemState, file: int) -> SystemState:
     """``__fput()`` (task work): the bound driver's ``release``, then the file is freed."""
-    ops = dev_driver_ops(s, s.files[file].dev)
-    if ops is not None:
-        s = ops.release(s, file)
-    return s._replace(files=s.files.delete(file))
+    s, _ = FPUT(s, file)
+    return s
+
+
+__fput.kfunc = FPUT  # type: ignore[attr-defined]
 
 
 __all__ = ["get_file", "fput"]

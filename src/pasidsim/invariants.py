@@ -6,6 +6,11 @@ Two kinds:
   rules about what a step may change (a PASID never changes while its mm lives, ownership does
   not move while PASIDs are attached, new tasks start with no PASID).
 
+``when`` says where it must hold: ``"always"`` in every state, also between the preemption
+points of a kernel call at ``lock`` granularity; ``"between"`` only in states where no kernel
+call is in progress (``state.kthreads`` empty), for invariants a kernel call may break inside
+its own critical section and restores before it returns.
+
 ``scope`` says who guarantees it: ``"kernel"`` invariants hold whatever callers do;
 ``"contract"`` invariants hold when callers follow the kernel's documented rules (e.g. only a
 bound driver attaches PASIDs; VFIO claims ownership before attaching a domain).  Tests, the
@@ -18,9 +23,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import Warn
+from .locking import CtxKind, key_name
 from .hw.cache import entry_is_current
 from .hw.translate import current_domain
 from .policy import FreePoint, OwnerModel
+from .step import OPS
 from .state import (IOMMU_NO_PASID, IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, DomainType,
                     HandleKind, IoasidState, MmState, PasidEntryMode, SystemState)
 
@@ -33,6 +40,7 @@ class Invariant:
     title: str
     check: Callable
     scope: str = "kernel"
+    when: str = "always"
 
 
 def _mm_pasids(s: SystemState):
@@ -373,6 +381,50 @@ def b1_no_bug_on(s: SystemState):
     return None
 
 
+def _ctx_name(s: SystemState, ctx: int) -> str:
+    th = s.kthreads.get(ctx)
+    what = OPS[th.op].name if th is not None and th.op >= 0 else "task work"
+    return f"context {ctx} ({what})"
+
+
+def l1_no_deadlock(s: SystemState):
+    """L1: No cycle of lock waits: no kernel path sleeps on a lock held, directly or through
+    other sleepers, by itself (a deadlock; a self-deadlock is a cycle of one)."""
+    for ctx, th in s.kthreads.items():
+        if not th.wait:
+            continue
+        chain = [ctx]
+        cur = th
+        while cur is not None and cur.wait:
+            holder = s.locks.get(cur.wait)
+            if holder is None:
+                break
+            if holder == ctx:
+                if len(chain) == 1:
+                    return (f"{_ctx_name(s, ctx)} sleeps on {key_name(th.wait)}, which it "
+                            "holds itself (self-deadlock)")
+                parts = " -> ".join(
+                    f"{_ctx_name(s, c)} waits for {key_name(s.kthreads[c].wait)}"
+                    for c in chain)
+                return f"deadlock: {parts} held by context {ctx}"
+            if holder in chain:
+                break  # a cycle not through ctx: reported from one of its members
+            chain.append(holder)
+            cur = s.kthreads.get(holder)
+    return None
+
+
+def l2_no_sleep_in_atomic(s: SystemState):
+    """L2: No sleeping lock or allocation in atomic context (#GP / IRQ, or a spinlock
+    held): the kernel's "BUG: sleeping function called from invalid context"."""
+    for c, a, b in s.warnings:
+        if c == Warn.SLEEP_IN_ATOMIC:
+            where = CtxKind(b).name.lower() if b in CtxKind._value2member_map_ else str(b)
+            what = key_name(a) if a >> 32 else f"allocation point {a}"
+            return f"sleeping in atomic context: {what} taken in {where} context"
+    return None
+
+
 def no_warnings(s: SystemState):
     """W: No kernel WARN fired."""
     return unexpected_warning(s)
@@ -395,6 +447,8 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("M9", "no use of an mm or iommu_mm after the mmdrop that freed it",
               m9_no_use_after_free),
     Invariant("B1", "the kernel never crashes (BUG_ON)", b1_no_bug_on),
+    Invariant("L1", "no cycle of lock waits (deadlock)", l1_no_deadlock),
+    Invariant("L2", "no sleeping lock or allocation in atomic context", l2_no_sleep_in_atomic),
     Invariant("A1", "a PASID has at most one owner and is allocated while owned", a1_unique,
               "contract"),
     Invariant("A2", "allocated PASIDs are in [1, max_pasids-1]", a2_range),
@@ -441,6 +495,11 @@ def quiescence_leaks(s: SystemState) -> str | None:
     handled, every descriptor completed, no deferred work is left.  Returns the first leak
     found as a message, or None.  (Used by the model checker at quiescent states and by the
     scenario runner at the end of a run that ends quiescent.)"""
+    for ctx, th in sorted(s.kthreads.items()):
+        lock = key_name(th.wait) if th.wait else "nothing"
+        holder = s.locks.get(th.wait)
+        return (f"{_ctx_name(s, ctx)} is blocked forever on {lock}"
+                + (f" held by context {holder}" if holder is not None else ""))
     live_tasks_per_mm: dict[int, int] = {}
     for t in s.tasks.values():
         live_tasks_per_mm[t.mm] = live_tasks_per_mm.get(t.mm, 0) + 1
@@ -548,10 +607,13 @@ INVARIANTS_BY_NAME = {i.name: i for i in STATE_INVARIANTS + TRANSITION_INVARIANT
 
 def check_state(s: SystemState, scope: str | None = None) -> list[tuple[str, str]]:
     """All violated state invariants as ``(name, message)``; ``scope="kernel"`` keeps only
-    the kernel-guaranteed ones."""
+    the kernel-guaranteed ones.  Invariants that hold only between calls (``when="between"``)
+    are not evaluated while a kernel call is in progress (``s.kthreads``)."""
     out = []
     for inv in STATE_INVARIANTS:
         if scope and inv.scope != scope:
+            continue
+        if inv.when == "between" and s.kthreads:
             continue
         msg = inv.check(s)
         if msg:

@@ -41,6 +41,9 @@ class IommuSpec(_Strict):
     sva: Annotated[bool, Strict()] = True
     pasid_ops: Annotated[bool, Strict()] = True
     iotlb_entries: Annotated[int, Strict(), Field(ge=1, le=1 << 20)] = 1024
+    release_takes_sva_lock: Annotated[bool, Strict()] = Field(
+        False, description="the driver's mmu-notifier release takes the lock its SVA unbind "
+        "path holds (arm-smmu-v3's sva_lock, 5.18-6.8; modelled as iommu_sva_lock)")
 
 
 class DeviceSpec(_Strict):
@@ -147,7 +150,8 @@ def config_from_spec(spec) -> Config:
     """
     return Config.build(
         iommus=[IommuUnit(u.name, ops=u.ops, max_pasids=u.max_pasids, sva=u.sva,
-                          pasid_ops=u.pasid_ops, iotlb_entries=u.iotlb_entries)
+                          pasid_ops=u.pasid_ops, iotlb_entries=u.iotlb_entries,
+                          release_takes_sva_lock=u.release_takes_sva_lock)
                 for u in spec.iommus],
         devices=[DeviceConfig(d.name, iommu=d.iommu, group=d.group, pasid_bits=d.pasid_bits,
                               ats=d.ats, pri=d.pri, require_direct=d.require_direct,

@@ -18,11 +18,16 @@ from .errors import ModelUsageError, Warn
 from .file_table import fput
 from .hw.cache import flush_pasid
 from .lifecycle import CREATE, Lifecycle, MmLc, transition
+from .locking import LockClass, acquire, lock_key, release
 from .mem import unmap_range
 from .ops_tables import MMU_NOTIFIER_OPS
 from .pasid import iommu_free_global_pasid
 from .policy import FreePoint
 from .state import IOMMU_PASID_INVALID, Mm, MmState, PasidEntryMode, SystemState, warn
+
+
+#: ``iommu_sva_lock`` (the SVA layer's lock; pasidsim.sva holds it in bind and unbind)
+SVA_LOCK = lock_key(LockClass.IOMMU_SVA_LOCK)
 
 
 def mm_get(s: SystemState, mm: int) -> Mm:
@@ -98,10 +103,15 @@ def mmu_notifier_release(s: SystemState, mm: int) -> SystemState:
     through one of the mm's SVA domains becomes QUIESCED (transactions aborted, faults not
     reported; ATS answers R=W=0; page requests answered INVALID).  The PASID stays allocated.
     Models intel ``intel_mm_release()`` (tear down entry with IGNORE_FAULT) and
-    arm-smmu-v3 ``arm_smmu_mm_release()`` (quiet CD)."""
+    arm-smmu-v3 ``arm_smmu_mm_release()`` (quiet CD), which takes the driver's ``sva_lock``
+    on units with ``release_takes_sva_lock`` (5.18-6.8)."""
     rec = s.mms[mm]
     if not rec.sva_domains:
         return s
+    units = s.config.iommus
+    if any(units[s.domains[d].iommu].release_takes_sva_lock for d in rec.sva_domains):
+        # arm_smmu_mm_release(): mutex_lock(&sva_lock) ... mutex_unlock(&sva_lock)
+        s = release(acquire(s, SVA_LOCK), SVA_LOCK)
     doms = set(rec.sva_domains)
     table = s.pasid_table
     quiesced = []

@@ -78,6 +78,10 @@ class Policy:
         fork_shares_iommu_mm: H7: ``mm_init()`` does not clear ``iommu_mm`` (an early
             iommu_mm_data revision removed ``mm_pasid_init``): the child aliases the parent's
             PASID and the first ``__mmdrop`` frees it.
+        release_unbinds_before_drain: the accelerator drivers' ``release`` unbinds the file's
+            bond before it drains the queue (the order the threads warn against: "Closing
+            the queue calls iommu_sva_unbind_device() which destroys the PASID context (after
+            the device driver stopped all DMA for this PASID)", seed 000).
     """
 
     name: str = "current"
@@ -96,6 +100,7 @@ class Policy:
     private_pasid: bool = False
     amdgpu_cyclic: bool = True
     fork_shares_iommu_mm: bool = False
+    release_unbinds_before_drain: bool = False
 
     def but(self, **changes) -> "Policy":
         """A copy with some switches changed (``CURRENT.but(allocator=Allocator.CYCLIC)``)."""

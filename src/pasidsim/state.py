@@ -183,10 +183,14 @@ class File(NamedTuple):
 
 class Dev(NamedTuple):
     """Per-device runtime state.  driver: bound driver index or -1.  reset_depth:
-    ``group_device::reset_depth`` (> 0: the device is fenced for a PCI reset, ``blocked``)."""
+    ``group_device::reset_depth`` (> 0: the device is fenced for a PCI reset, ``blocked``).
+    stopped: PASIDs a driver's release has stopped the device's DMA on (drained) and not
+    yet unbound: the device issues no new DMA or descriptor for them (between two steps only
+    at ``lock`` granularity)."""
 
     driver: int = -1
     reset_depth: int = 0
+    stopped: tuple = ()
 
 
 class Group(NamedTuple):
@@ -249,25 +253,66 @@ class IoasidSet(NamedTuple):
     free_pending: bool = False
 
 
+@unique
+class Granularity(IntEnum):
+    """How much of a kernel call one step of the model runs."""
+
+    CALL = 0  # a whole call (and the deferred work it queued) per step
+    LOCK = 1  # up to the call's next preemption point (pasidsim.locking)
+
+
 class Static:
     """The configuration and policy of a state: compared by value, hashed as a constant so
     that they never perturb fingerprints."""
 
-    __slots__ = ("config", "policy")
+    __slots__ = ("config", "policy", "granularity")
 
-    def __init__(self, config: Config, policy) -> None:
+    def __init__(self, config: Config, policy, granularity: int = Granularity.CALL) -> None:
         self.config = config
         self.policy = policy
+        self.granularity = granularity
 
     def __hash__(self) -> int:
         return 0x5A51D
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Static) and (self is other or (
-            self.config == other.config and self.policy == other.policy)))
+            self.config == other.config and self.policy == other.policy
+            and self.granularity == other.granularity)))
 
     def __repr__(self) -> str:
         return f"Static(policy={self.policy.name!r})"
+
+
+class KFrame(NamedTuple):
+    """One activation of a :class:`~pasidsim.locking.KFunc`: its index in
+    ``locking.KFUNCS``, the next instruction, its locals ``(ret, *args, ...)``."""
+
+    fn: int
+    pc: int
+    loc: tuple
+
+
+class KThread(NamedTuple):
+    """A kernel path in progress on behalf of one context (a task's system call or
+    exception, a kernel thread), between two of its preemption points.
+
+    kind: :class:`~pasidsim.locking.CtxKind`; op, args: the call (opcode, arguments), op -1
+    for none; frames: :class:`KFrame` stack, innermost last; wait: the lock key it sleeps
+    on (0: runnable); held: lock keys it holds (as in :attr:`SystemState.locks`); ret: the
+    call's return once its frames are done; pending: task work it queued (``(Work, args...)``),
+    run before the call returns to user space; fail: injected-failure ordinal not yet
+    reached (:mod:`pasidsim.fault`)."""
+
+    kind: int
+    op: int
+    args: tuple
+    frames: tuple
+    wait: int = 0
+    held: tuple = ()
+    ret: int = 0
+    pending: tuple = ()
+    fail: int = 0
 
 
 class SystemState(NamedTuple):
@@ -314,6 +359,8 @@ class SystemState(NamedTuple):
     ih_ring: tuple  # GPU interrupt-handler ring: pending (dev, pasid, file of the raising VM)
     warnings: tuple
     next_id: int
+    locks: Map = EMPTY  # lock key -> holding context (pasidsim.locking), between preemption points
+    kthreads: Map = EMPTY  # context -> KThread: kernel paths in progress (lock granularity)
 
     @property
     def config(self) -> Config:
@@ -372,7 +419,7 @@ def fast_pickle(cls):
 
 
 for _cls in (Vma, Mm, Task, Proc, File, Dev, Group, Domain, Handle, Ioasid, IoasidSet,
-             SystemState):
+             KFrame, KThread, SystemState):
     fast_pickle(fast_replace(_cls))
 
 
@@ -414,7 +461,7 @@ _MAP_FIELDS = tuple(i for i, name in enumerate(SystemState._fields)
                                SystemState.__annotations__.get(name)) in (Map, "Map"))
 
 
-def initial_state(config: Config, policy) -> SystemState:
+def initial_state(config: Config, policy, granularity: int = Granularity.CALL) -> SystemState:
     """The machine at boot: every group with its default domain (unless deferred), devices
     with their configured drivers not yet probed (drivers are bound by actions), nothing else.
 
@@ -432,7 +479,7 @@ def initial_state(config: Config, policy) -> SystemState:
         domains[did] = Domain(DomainType.DMA, g.iommu, pasid_compat=True)
         groups.append(Group(default_domain=did, domain=did))
     return SystemState(
-        static=Static(config, policy), ida=Ida(), amdgpu_ida=Ida(), mms=EMPTY, tasks=EMPTY,
+        static=Static(config, policy, granularity), ida=Ida(), amdgpu_ida=Ida(), mms=EMPTY, tasks=EMPTY,
         procs=EMPTY, files=EMPTY, devs=tuple(Dev() for _ in config.devices),
         groups=tuple(groups), domains=Map(domains), handles=EMPTY, pasid_table=EMPTY,
         pasid_refs=EMPTY, pending_free=EMPTY, ioasids=EMPTY, ioasid_sets=EMPTY,

@@ -22,6 +22,7 @@ from .errors import (EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, EOVERFLO
 from .fault import FaultPoint, fault_point
 from .hw.cache import flush_domain
 from .lifecycle import CREATE, BondLc, Lifecycle, transition
+from .locking import Do, KFunc, Lock, LockClass, Unlock, lock_key, set_ret
 from .mm import mm_get, mmget, mmgrab, mmput
 from .ops_tables import dev_driver_ops
 from .pasid import iommu_alloc_global_pasid, iommu_free_global_pasid
@@ -78,8 +79,8 @@ def _set_mm(s: SystemState, mm: int, **changes) -> SystemState:
     return s._replace(mms=s.mms.set(mm, s.mms[mm]._replace(**changes)))
 
 
-def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
-                          flags: int = 0) -> tuple[SystemState, int]:
+def _iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
+                           flags: int = 0) -> tuple[SystemState, int]:
     """Bind the address space ``mm`` to ``dev``: DMA tagged with the mm's PASID translates
     through the process page tables.
 
@@ -94,6 +95,7 @@ def iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
         driver cannot allocate SVA domains), -EINVAL (E1: multi-device group; or a PASID the
         group cannot hold, from attach), -EBUSY (LAM mm; slot owned by another mm or a non-SVA
         domain), -EOVERFLOW (the mm's PASID is too large for this device), -ENOSPC (no PASID).
+        Runs under ``iommu_sva_lock`` (a sleeping mutex; :mod:`pasidsim.locking`).
         Today's mm's PASID, once allocated, is kept even when a later step fails (it lives
         until ``__mmdrop``); in the designs that free it with the last bond (E0, E1, E4, H5)
         a failed bind gives a PASID it allocated back (the v5.x ``out_free_pasid`` /
@@ -202,11 +204,13 @@ def _bind_private(s: SystemState, dev: int, mm: int, drvdata: int) -> tuple[Syst
     return _bind_done(s, mm), hid
 
 
-def iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, int]:
+def _iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, int]:
     """Drop one bind.  The last unbind of a handle detaches the PASID from the group (entries
     blocked, caches invalidated, page requests drained) and frees the handle; when the SVA
     domain loses its last user it is freed, dropping its ``mm_count`` reference, which may
     free the mm and its PASID.  The caller must have stopped the device's DMA on the PASID.
+    Runs under ``iommu_sva_lock``: under the mmget-in-bind design (H2) its final ``mmput()``
+    may run ``__mmput`` and the IOMMU drivers' mmu-notifier ``release`` with that lock held.
 
     Returns 0; -ESRCH when ``handle`` is not a live SVA handle (the kernel would
     use-after-free; E0 returned -ESRCH for an unknown bond).
@@ -215,8 +219,14 @@ def iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, i
     h = s.handles.get(handle)
     if h is None or h.kind != HandleKind.SVA:
         return s, -ESRCH
+    mm = s.domains[h.domain].mm
+    if s.policy.bind_takes_mmget and mm in s.mms:
+        # H2 (5.18-rc): the bond's mm_users reference is put first, under the unbind lock,
+        # while the bond and its mmu notifier are still registered (the driver's unbind drops
+        # it before putting its notifier): the last one runs __mmput -> the notifier release
+        s = mmput(s, mm)
+        h = s.handles[handle]
     dom = s.domains[h.domain]
-    mm = dom.mm
     if h.users > 1:
         s = s._replace(handles=s.handles.set(handle, h._replace(users=h.users - 1)))
         return _unbind_done(s, mm), 0
@@ -249,13 +259,39 @@ def iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, i
     return _unbind_done(s, mm), 0
 
 
+#: ``iommu_sva_lock`` (drivers/iommu/iommu-sva.c): serialises bind and unbind.
+SVA_LOCK = lock_key(LockClass.IOMMU_SVA_LOCK)
+
+
+def _sva_lock(s: SystemState, loc: tuple) -> int:
+    return SVA_LOCK
+
+
+def _bind_body(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    s, ret = _iommu_sva_bind_device(s, *loc[1:])
+    return s, set_ret(loc, ret)
+
+
+def _unbind_body(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    s, ret = _iommu_sva_unbind_device(s, *loc[1:])
+    return s, set_ret(loc, ret)
+
+
+iommu_sva_bind_device = KFunc(
+    "iommu_sva_bind_device", ("dev", "mm", "drvdata", "flags"),
+    (Lock(_sva_lock), Do(_bind_body), Unlock(_sva_lock)),
+    _iommu_sva_bind_device.__doc__ or "", (0, 0))
+iommu_sva_unbind_device = KFunc(
+    "iommu_sva_unbind_device", ("handle",),
+    (Lock(_sva_lock), Do(_unbind_body), Unlock(_sva_lock)),
+    _iommu_sva_unbind_device.__doc__ or "")
+
+
 def _unbind_done(s: SystemState, mm: int) -> SystemState:
-    """Epilogue: E4–E5 PASID freed with the last bond; the policy's mm reference put."""
+    """Epilogue: E4–E5 PASID freed with the last bond (H2's mm reference was put first)."""
     pol = s.policy
     if pol.pasid_free_point == FreePoint.UNBIND and mm in s.mms:
         s = maybe_free_refcounted_pasid(s, mm)
-    if pol.bind_takes_mmget and mm in s.mms:
-        s = mmput(s, mm)
     return s
 
 

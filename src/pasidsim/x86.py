@@ -12,11 +12,17 @@ Kernel sources modeled: arch/x86/kernel/traps.c ``try_fixup_enqcmd_gp()``,
 
 from __future__ import annotations
 
+from . import locking
 from .errors import EBUSY, EFAULT, EINVAL, ModelUsageError
 from .hw.wq import submit
 from .policy import Enqcmd
+from .locking import CtxKind, LockClass, lock_key
 from .state import (IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PROT_WRITE, SystemState, Task,
                     Work, queue_work)
+
+
+#: intel svm.c ``pasid_mutex`` (taken by the per-task refcount proposal's #GP fixup)
+PASID_MUTEX = lock_key(LockClass.PASID_MUTEX)
 
 
 def task_get(s: SystemState, tid: int) -> Task:
@@ -31,7 +37,11 @@ def try_fixup_enqcmd_gp(s: SystemState, tid: int) -> tuple[SystemState, bool]:
     """Fix up a #GP taken by ENQCMD: when the task's mm has a PASID and the task has not yet
     activated it, write ``IA32_PASID = pasid | VALID`` and set ``pasid_activated``; the
     instruction is retried.  Returns ``(state, fixed)``; not fixed = a genuine #GP.
-    Models: arch/x86/kernel/traps.c ``try_fixup_enqcmd_gp()``."""
+    Runs in exception context (interrupts still disabled): under ``Enqcmd.TASK_REFCOUNT``
+    its ``mutex_lock(&pasid_mutex)`` sleeps in atomic context (invariant L2 at ``lock``
+    granularity).
+    Models: arch/x86/kernel/traps.c ``try_fixup_enqcmd_gp()``; the Sep 2021 proposal's
+    ``__fixup_pasid_exception()`` (drivers/iommu/intel/svm.c, seed 004)."""
     pol = s.policy
     if pol.enqcmd not in (Enqcmd.GP_FIXUP, Enqcmd.TASK_REFCOUNT):
         return s, False  # X86_FEATURE_ENQCMD disabled (E5), or E3 (MSR set by IPI only)
@@ -41,6 +51,16 @@ def try_fixup_enqcmd_gp(s: SystemState, tid: int) -> tuple[SystemState, bool]:
         return s, False
     if t.pasid_activated:
         return s, False
+    if pol.enqcmd == Enqcmd.TASK_REFCOUNT:
+        # the Sep 2021 proposal (seed 004): mutex_lock(&pasid_mutex); iommu_sva_alloc_pasid()
+        # takes the task's PASID reference; mutex_unlock() -- in the #GP handler, which runs
+        # before interrupts are re-enabled (lockdep_assert_irqs_disabled()): atomic context
+        ctx, _kind, held = locking.current()
+        locking.begin(ctx, CtxKind.EXCEPTION, held)
+        try:
+            s = locking.release(locking.acquire(s, PASID_MUTEX), PASID_MUTEX)
+        finally:
+            locking.end()
     t = t._replace(pasid_activated=True, msr=mm.pasid | MSR_IA32_PASID_VALID)
     return s._replace(tasks=s.tasks.set(tid, t)), True
 

@@ -38,10 +38,11 @@ def test_every_expected_file_is_a_builtin_scenario():
 
 @pytest.mark.parametrize("case", HISTORY, ids=[f"{h.design}-{h.scenario}" for h in HISTORY])
 def test_history_rows_are_the_expected_files_diagonal(case):
-    exp = expected_for(case.scenario).get(case.design)
+    exp = expected_for(case.scenario, case.granularity).get(case.design)
     assert exp is not None, f"HISTORY row {case} not in expected/{case.scenario}.yaml"
     assert exp.breaks == case.breaks
-    assert "current" not in expected_for(case.scenario), "today's design must pass"
+    assert "current" not in expected_for(case.scenario, case.granularity), \
+        "today's design must pass"
 
 
 @pytest.mark.parametrize("text,line,field,message", [
@@ -103,8 +104,8 @@ def test_cli_marks_any_cell_not_as_expected_and_exits_1(monkeypatch, tmp_path):
     import pasidsim.check.cli_check as cli_check
     real = cli_check.expected_for
 
-    def wrong(scenario):
-        got = dict(real(scenario))
+    def wrong(scenario, granularity=None):
+        got = dict(real(scenario, granularity))
         if scenario == "h6-double-bind":
             got["current"] = Expected("A3", why="deliberately wrong")
         return got

@@ -23,13 +23,17 @@ def _check(name, design, **kw):
     return c, check_scenario(c, scenario_name=name, design_name=design, **kw)
 
 
+def _gran(case):
+    return {"granularity": case.granularity}
+
+
 @pytest.mark.parametrize("case", HISTORY, ids=[f"{h.design}-{h.scenario}" for h in HISTORY])
 def test_historical_design_breaks_as_on_the_list_and_current_passes(case):
-    _c, bad = _check(case.scenario, case.design, expected=case.breaks)
+    _c, bad = _check(case.scenario, case.design, expected=case.breaks, **_gran(case))
     assert bad.verdict == "Sometimes", bad.message
     assert case.breaks in bad.broken, (bad.invariant, bad.broken, bad.message)
     assert bad.trace and bad.refs
-    _c, good = _check(case.scenario, "current")
+    _c, good = _check(case.scenario, "current", **_gran(case))
     assert good.verdict == "Always", (good.invariant, good.message)
 
 
@@ -131,8 +135,11 @@ def test_cli_check_all_as_expected_and_reports(tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     cells = {(c["scenario"], c["design"]): c for c in data["cells"]}
+    own = {(h.scenario, h.design) for h in HISTORY  # each scenario at its own granularity
+           if h.granularity == load_scenario(BUILTIN[h.scenario]).model.granularity}
     for h in HISTORY:
         assert cells[(h.scenario, h.design)]["verdict"] == "Sometimes"
+        assert cells[(h.scenario, h.design)]["documented"] == ((h.scenario, h.design) in own)
     assert all(c["verdict"] == "Always" for c in data["cells"] if c["design"] == "current")
     assert (tmp_path / "j.xml").read_text().startswith("<testsuite")
     assert "<svg" in (tmp_path / "r.html").read_text()

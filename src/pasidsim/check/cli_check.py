@@ -28,8 +28,16 @@ from .runner import _MP_CONTEXT, Cell, check_scenario
 DEFAULT_OUT = "pasidsim-counterexamples"
 
 
-def _documented() -> set[tuple[str, str]]:
-    return {(h.scenario, h.design) for h in HISTORY}
+def _documented(granularity: str | None = None, loaded: dict | None = None
+                ) -> set[tuple[str, str]]:
+    """The HISTORY rows checked at ``granularity`` (None: each scenario's own, from
+    ``loaded``)."""
+    def gran(s: str) -> str:
+        if granularity is not None:
+            return granularity
+        ls = (loaded or {}).get(s)
+        return ls.model.granularity if ls is not None else "call"
+    return {(h.scenario, h.design) for h in HISTORY if h.granularity == gran(h.scenario)}
 
 
 def _cell_text(c: Cell) -> str:
@@ -118,6 +126,8 @@ def counterexample_yaml(cell: Cell, compiled, source_text: str) -> str:
             continue  # setup runs first on its own
         order.append(compiled.actor_name(ref.actor))
     data["order"] = order
+    if compiled.granularity:
+        data["granularity"] = "lock"
     injected = None  # (step index in the trace, path of the failing step, fail text)
     pcs_at = []  # the program counters before each step
     rs = compiled.initial()
@@ -225,6 +235,10 @@ def _bad_input(message: str) -> None:
 @click.option("--por/--no-por", default=False, show_default=True,
               help="partial-order reduction over independent actors (same verdicts; off for "
                    "hardware scenarios; see pasidsim.check.por)")
+@click.option("--granularity", type=click.Choice(["call", "lock"]), default=None,
+              help="call: every kernel call is one step; lock: calls stop at their "
+                   "preemption points (locks, sleeping points, task work) and interleave "
+                   "there (default: as the scenario says)")
 @click.option("--hardware/--no-hardware", default=None,
               help="interleave hardware events (default: as the scenario says)")
 @click.option("--inject-faults", is_flag=True, default=False,
@@ -238,7 +252,7 @@ def _bad_input(message: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="directory for counterexample scenario files")
 def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, workers,
-              symmetry, por, hardware, inject_faults, as_json, junit, html, out):
+              symmetry, por, granularity, hardware, inject_faults, as_json, junit, html, out):
     """Explore every interleaving of SCENARIO (a file or a built-in name) and report the
     shortest violation of any invariant.  With no SCENARIO: every built-in scenario against
     today's design and every historical design, as a matrix.
@@ -262,10 +276,11 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
         loaded = {name: load_scenario(p) for name, p in paths.items()}
         # the matrix judges every cell by its expected verdict; a scenario given explicitly
         # must simply pass
-        expected = {} if scenario else {s: expected_for(s) for s in loaded}
+        expected = {} if scenario else {
+            s: expected_for(s, granularity or loaded[s].model.granularity) for s in loaded}
     except ScenarioError as e:
         _bad_input(str(e))
-    documented = set() if scenario else _documented()
+    documented = set() if scenario else _documented(granularity, loaded)
     if designs:
         design_list = list(designs)
     elif scenario:
@@ -277,7 +292,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     compiled_by = {}
     settings = dict(strategy=strategy, max_states=max_states, max_depth=max_depth,
                     max_seconds=max_seconds, symmetry=symmetry, por=por,
-                    inject_faults=True if inject_faults else None)
+                    inject_faults=True if inject_faults else None, granularity=granularity)
     exps = [(expected.get(s, {}).get(d), (s, d) in documented) for s, d in jobs]
     across = workers > 1 and len(jobs) > 1 and _MP_CONTEXT == "fork"
     # no auto-refresh: rich's refresh thread must not be running when workers are forked
@@ -303,6 +318,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     for c in cells:
         if c.verdict in ("Sometimes", "Never"):
             compiled_by[(c.scenario, c.design)] = _compile(loaded, c.scenario, c.design, hardware,
+                                                           settings["granularity"],
                                                            settings["inject_faults"])
     bad = [c for c in cells if not c.ok]
     saved = []
@@ -345,9 +361,12 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     sys.exit(1 if bad else 0)
 
 
-def _compile(loaded: dict, s: str, d: str, hardware, inject_faults=None):
+def _compile(loaded: dict, s: str, d: str, hardware, granularity=None, inject_faults=None):
     from ..scenario.compile import compile_scenario
+    from ..state import Granularity
     c = compile_scenario(loaded[s], design=d)
+    if granularity is not None:
+        c.granularity = Granularity[granularity.upper()]
     if hardware is not None:
         c.hardware = hardware
     if inject_faults is not None:

@@ -161,11 +161,25 @@ def load_expected(path: str | Path) -> dict[str, Expected]:
     return out
 
 
-def expected_for(scenario: str) -> dict[str, Expected]:
+def expected_lock_path(scenario: str) -> Path:
+    """The ``lock``-granularity overlay of built-in scenario ``scenario``'s expected verdicts
+    (``expected/lock/<scenario>.yaml``: only the designs whose verdict differs there)."""
+    return expected_dir() / "lock" / f"{scenario}.yaml"
+
+
+def expected_for(scenario: str, granularity: str | None = None) -> dict[str, Expected]:
     """The expected verdicts of built-in scenario ``scenario`` by design (``{}`` when it has
-    no file: then every design must pass).  Raises :class:`ExpectedError` for a bad file."""
+    no file: then every design must pass).  With ``granularity="lock"`` the entries of its
+    lock overlay (:func:`expected_lock_path`) replace those of the same designs: what a design
+    breaks when kernel calls interleave at their preemption points.  Raises
+    :class:`ExpectedError` for a bad file."""
     p = expected_path(scenario)
-    return load_expected(p) if p.is_file() else {}
+    out = load_expected(p) if p.is_file() else {}
+    if granularity == "lock":
+        lp = expected_lock_path(scenario)
+        if lp.is_file():
+            out.update(load_expected(lp))
+    return out
 
 
 def _error(loc: Locator, at: tuple, message: str) -> ExpectedError:
@@ -180,4 +194,4 @@ def _kind(v: Any) -> str:
 
 
 __all__ = ["Expected", "ExpectedError", "PASS", "ALIASES", "expected_dir", "expected_path",
-           "load_expected", "expected_for"]
+           "load_expected", "expected_for", "expected_lock_path"]

@@ -14,12 +14,14 @@ from typing import NamedTuple
 
 class HistoryCase(NamedTuple):
     """One row: ``design`` breaks ``breaks`` (an invariant name, ``quiescence`` or ``EXPECT``)
-    on built-in ``scenario``; ``what`` says how it broke on the list."""
+    on built-in ``scenario`` checked at ``granularity`` (``"call"`` or ``"lock"``,
+    :mod:`pasidsim.step`); ``what`` says how it broke on the list."""
 
     design: str
     scenario: str
     breaks: str  # invariant name (kernel-spec §7), "quiescence" (leak) or "EXPECT" (errno)
     what: str
+    granularity: str = "call"
 
 
 HISTORY: tuple[HistoryCase, ...] = (
@@ -61,4 +63,25 @@ HISTORY: tuple[HistoryCase, ...] = (
     HistoryCase("H11-claim-no-blocking", "vfio-multi-device-group", "O3",
                 "before 0286300e6045: claiming a group leaves it on the kernel's default "
                 "domain until VFIO attaches its own (H11)"),
+    # lock granularity: kernel calls stop at their preemption points (pasidsim.step)
+    HistoryCase("H2-mmget-bind", "h2-mmget-cycle", "quiescence",
+                "5.18-rc proposal: bind takes mm_users; the same leak when calls interleave at "
+                "their preemption points (seed 000)", "lock"),
+    HistoryCase("H2-mmget-bind", "lock-h2-release-deadlock", "L1",
+                "5.18-rc proposal: bind takes mm_users, so unbind's mmput() is the last one; "
+                "__mmput runs the mmu-notifier release inside unbind, and a release that takes "
+                "the lock unbind holds (arm-smmu-v3 sva_lock, 5.18-6.8) self-deadlocks "
+                "(seed 000)", "lock"),
+    HistoryCase("H5-task-refcount", "lock-enqcmd-gp-refcount", "L2",
+                "Sep 2021 per-task refcount proposal: mutex_lock(&pasid_mutex) in the #GP "
+                "fixup, which runs before interrupts are re-enabled: sleeping in atomic "
+                "context (seed 004)", "lock"),
+    HistoryCase("drv-unbind-before-drain", "lock-release-unbind-before-drain", "A3q",
+                "a release that unbinds before it drains frees the PASID with descriptors "
+                "still queued; another process can get it before the drain (seed 000: unbind "
+                "\"after the device driver stopped all DMA for this PASID\")", "lock"),
+    HistoryCase("E6-mmput-free", "lock-exit-task-work-window", "A3",
+                "v5.18-rc1 (701fac40384f): PASID freed at __mmput, before exit's task work "
+                "releases the queue: the window of a plain exit, no fork needed (seed 000: "
+                "the PASID needs a \"pending free\" state)", "lock"),
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..state import Granularity
 from .expected import PASS, Expected
 from .pasid_model import TRANSITION_CHECKS, ScenarioModel, sys_state, violation_name
 from .search import explore
@@ -72,7 +73,8 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                    max_depth: int | None = None, max_seconds: float | None = 120.0,
                    workers: int = 1, expected: Expected | str | None = None,
                    symmetry: bool = False, por: bool = False,
-                   inject_faults: bool | None = None, documented: bool = False) -> Cell:
+                   inject_faults: bool | None = None, documented: bool = False,
+                   granularity: str | None = None) -> Cell:
     """Explore a compiled scenario and summarise the outcome as a :class:`Cell`.
 
     ``expected``: what the cell must give (:class:`~pasidsim.check.expected.Expected`; a
@@ -84,10 +86,15 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
     (:mod:`pasidsim.check.symmetry`); verdicts and counterexample lengths are unchanged,
     ``states`` counts symmetry classes.
 
+    ``granularity``: ``"call"`` or ``"lock"`` (None: as the scenario says); see
+    :mod:`pasidsim.step`.
+
     ``por``: partial-order reduction (:mod:`pasidsim.check.por`) where the scenario allows it
     (not with ``hardware: true``: then it is silently off, see ``ScenarioModel.por_reason``)."""
     if isinstance(expected, str):
         expected = Expected(breaks=expected)
+    if granularity is not None:
+        compiled.granularity = Granularity[granularity.upper()]
     if inject_faults is not None:
         compiled.inject_faults = inject_faults
     model = ScenarioModel(compiled, sometimes=sometimes, symmetry=symmetry, por=por)
@@ -152,7 +159,7 @@ def describe_trace(compiled, refs) -> list:
     failure shows in the call: ``iommu_sva_bind_device(dev=dsa0, mm=2) [fail HANDLE_ALLOC
     -ENOMEM]``."""
     from ..report.text import action_text, ret_text
-    from ..scenario.trace import fault_text
+    from ..scenario.trace import fault_text, lock_text
     rs = compiled.initial()
     out = []
     for ref in refs:
@@ -161,6 +168,10 @@ def describe_trace(compiled, refs) -> list:
         call = action_text(sys_state(rs), ev.action) if ev.action is not None else str(ref)
         if ev.fault:
             call += f" [{fault_text(ev.fault)}]"
+        if ev.progress:
+            call += f" … stopped in {ev.progress}"
+        if ev.locks:
+            call += f" {{locks: {lock_text(ev)}}}"
         out.append((actor, call, ret_text(ev.ret) if isinstance(ev.ret, int) else str(ev.ret)))
         rs = rs2
     return out

@@ -96,7 +96,10 @@ _WARN_IDS.update(dict.fromkeys((
     Warn.RELEASE_DMA_OWNER, Warn.CLAIM_NULL_OWNER, Warn.IOASID_UNKNOWN,
     Warn.ALLOCATOR_NOT_REGISTERED, Warn.ALLOCATOR_ORPHANS, Warn.BUG_ON,
     Warn.PASID_PUT_UNDERFLOW, Warn.IOPF_FLUSH_NO_PARAM, Warn.RESET_UNDERFLOW,
-    Warn.MM_EXIT_LEAK), (0, 0)))
+    Warn.MM_EXIT_LEAK,
+    # a lock key (class, kind, instance: a group or device index, or 0; MMAP_LOCK, whose
+    # instance is an mm id, is never taken by a sleeping-point check) and a context kind
+    Warn.SLEEP_IN_ATOMIC), (0, 0)))
 _BREACH_IDS = {1: False, 2: True, 3: True}  # STALE_TRANSLATION, FOREIGN_COMPLETION, MISATTR.
 _MAX_PERMS = 720  # actor permutations tried at most (5 identical trees: 120)
 
@@ -298,6 +301,11 @@ class Symmetry:
         if self.reason is not None:
             return Canonical(*cs)
         rs, perms = cs.rs, self.perms
+        if rs.sys.kthreads or rs.sys.locks:
+            # a kernel call in progress (lock granularity): its frames and locks hold ids and
+            # task ids this relabelling does not know; the state is its own representative
+            # (sound: less reduction, never a merge)
+            return Canonical(*cs)
         if len(perms) > 1:
             if rs.pcs[0] < self.setup_len:
                 perms = [self.ident]

@@ -2,8 +2,75 @@
 
 from __future__ import annotations
 
+from .. import hooks
 from ..errors import EBUSY, ENODEV
+from ..locking import (WAIT_DRAIN, Call, Do, KFunc, Lock, LockClass, Sleep, Unlock, lock_key)
 from ..state import SystemState
+from ..sva import iommu_sva_unbind_device
+
+
+def _prepare(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    """loc ``(ret, file)`` -> ``(ret, file, handle, pasid)`` of the file's bond (0, 0: none)."""
+    f = s.files[loc[1]]
+    h = f.handles[0] if f.handles else 0
+    rec = s.handles.get(h)
+    return s, loc + (h, rec.pasid if rec is not None else 0)
+
+
+def _drain_at(first: bool):
+    """The drain, placed before (``first``) or after the unbind: it runs where the policy
+    puts it (``Policy.release_unbinds_before_drain``)."""
+    def when(s: SystemState, loc: tuple) -> bool:
+        return bool(loc[3]) and s.policy.release_unbinds_before_drain != first
+
+    def wait(s: SystemState, loc: tuple) -> int:
+        return WAIT_DRAIN if when(s, loc) else 0
+
+    def drain(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+        if when(s, loc):
+            dev = s.files[loc[1]].dev
+            s = hooks.device_stop_pasid(s, dev, loc[3])
+            d = s.devs[dev]
+            if loc[3] not in d.stopped:  # until the release is done: no new DMA on it
+                s = _set_dev(s, dev, d._replace(stopped=d.stopped + (loc[3],)))
+        return s, loc
+    drain.__name__ = "drain_pasid"
+    return Sleep(wait), Do(drain)
+
+
+def _unbind_args(s: SystemState, loc: tuple):
+    return (loc[2],) if loc[2] else None
+
+
+def _set_dev(s: SystemState, dev: int, d) -> SystemState:
+    return s._replace(devs=s.devs[:dev] + (d,) + s.devs[dev + 1:])
+
+
+def _forget(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    f = s.files[loc[1]]
+    d = s.devs[f.dev]
+    if loc[3] in d.stopped:
+        s = _set_dev(s, f.dev, d._replace(stopped=tuple(p for p in d.stopped if p != loc[3])))
+    return s._replace(files=s.files.set(loc[1], f._replace(handles=()))), loc
+
+
+def _uacce_mutex(s: SystemState, loc: tuple) -> int:
+    return lock_key(LockClass.UACCE_MUTEX, s.files[loc[1]].dev)
+
+
+def teardown_code(name: str, mutex: bool) -> KFunc:
+    """A queue's release as the accelerator drivers write it: stop the device's DMA on the
+    file's PASID and wait for it (the drain: a sleeping point), then unbind -- or, under
+    ``Policy.release_unbinds_before_drain``, the other way round.  ``mutex``: the whole
+    teardown under ``uacce->mutex`` (uacce ``uacce_fops_release``).  Returns the KFunc
+    ``name(file)``.
+    Models drivers/dma/idxd/cdev.c ``idxd_cdev_release()``, drivers/misc/uacce/uacce.c
+    ``uacce_fops_release()`` / ``uacce_put_queue()``."""
+    code = (Do(_prepare),) + _drain_at(True) + (
+        Call(iommu_sva_unbind_device, _unbind_args),) + _drain_at(False) + (Do(_forget),)
+    if mutex:
+        code = (Lock(_uacce_mutex),) + code + (Unlock(_uacce_mutex),)
+    return KFunc(name, ("file",), code, teardown_code.__doc__ or "")
 
 
 class Driver:
@@ -15,6 +82,9 @@ class Driver:
     """
 
     kind = "base"
+    #: ``release`` as a :class:`~pasidsim.locking.KFunc` with its preemption points (None: the
+    #: plain ``release`` is one atomic section)
+    release_code: KFunc | None = None
     #: its device files are VFIO device cdevs (``vfio_device_fops``): iommufd binds only those
     vfio_device = False
 

@@ -37,8 +37,10 @@ from __future__ import annotations
 from .. import hooks
 from ..errors import EBUSY
 from ..state import SystemState
-from ..sva import iommu_sva_bind_device, iommu_sva_unbind_device
-from .base import Driver
+from ..sva import iommu_sva_bind_device
+from .base import Driver, teardown_code
+
+_RELEASE = teardown_code("idxd_cdev_release", mutex=False)
 
 
 class IdxdDriver(Driver):
@@ -73,11 +75,12 @@ class IdxdDriver(Driver):
                 s = hooks.device_stop_pasid(s, f.dev, rec.pasid)
         return s
 
+    release_code = _RELEASE
+
     def _teardown(self, s: SystemState, file: int) -> SystemState:
-        s = self.drain(s, file)
-        for h in s.files[file].handles:
-            s, _ = iommu_sva_unbind_device(s, h)
-        return s._replace(files=s.files.set(file, s.files[file]._replace(handles=())))
+        """Drain, then unbind (:func:`~pasidsim.drivers.base.teardown_code`)."""
+        s, _ = _RELEASE(s, file)
+        return s
 
     def release(self, s: SystemState, file: int) -> SystemState:
         """``idxd_cdev_release``: drain, then unbind."""

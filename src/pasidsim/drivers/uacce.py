@@ -19,7 +19,9 @@ from .. import hooks
 from ..fault import FaultPoint, fault_point
 from ..state import SystemState
 from ..sva import iommu_sva_bind_device, iommu_sva_unbind_device
-from .base import Driver
+from .base import Driver, teardown_code
+
+_RELEASE = teardown_code("uacce_fops_release", mutex=True)
 
 
 class UacceDriver(Driver):
@@ -55,11 +57,13 @@ class UacceDriver(Driver):
                 s = hooks.device_stop_pasid(s, f.dev, s.handles[h].pasid)
         return s
 
+    release_code = _RELEASE
+
     def _put_queue(self, s: SystemState, file: int) -> SystemState:
-        s = self.stop_queue(s, file)
-        for h in s.files[file].handles:
-            s, _ = iommu_sva_unbind_device(s, h)
-        return s._replace(files=s.files.set(file, s.files[file]._replace(handles=())))
+        """Under ``uacce->mutex``: stop the queue (the device finishes the PASID's DMA), then
+        unbind (:func:`~pasidsim.drivers.base.teardown_code`)."""
+        s, _ = _RELEASE(s, file)
+        return s
 
     def release(self, s: SystemState, file: int) -> SystemState:
         return self._put_queue(s, file)

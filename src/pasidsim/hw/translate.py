@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from enum import IntEnum, unique
 
-from ..errors import EAGAIN, EFAULT, EIO
+from ..errors import EAGAIN, EFAULT, EIO, ESHUTDOWN
 from ..state import (IOMMU_NO_PASID, PAGE_SHIFT, PAGE_SIZE, DomainType, PasidEntryMode,
                      SystemState, Work, queue_work)
 from .cache import atc_fill, entry_is_current, iotlb_fill
@@ -133,7 +133,11 @@ def translate(s: SystemState, dev: int, pasid: int, addr: int, access: int,
 
 def dma(s: SystemState, dev: int, pasid: int, addr: int, access: int = 1) -> tuple[SystemState, int]:
     """Device ``dev`` issues a DMA of one access at ``addr`` tagged ``pasid`` (0 = untagged).
-    Returns the physical address, -EFAULT, -EIO or -EAGAIN (module docstring)."""
+    Returns the physical address, -EFAULT, -EIO or -EAGAIN (module docstring); -ESHUTDOWN,
+    with no access made, when a driver's release has stopped the device's DMA on ``pasid``
+    (``Dev.stopped``: between its drain and its unbind)."""
+    if pasid in s.devs[dev].stopped:
+        return s, -ESHUTDOWN
     return translate(s, dev, pasid, addr, access)
 
 

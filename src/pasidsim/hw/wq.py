@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..errors import EINVAL
+from ..errors import EINVAL, ESHUTDOWN
 from ..lifecycle import CREATE, DescLc, Lifecycle, WqLc, transition
 from ..pasid import pasid_get, pasid_put  # the device's references on a PASID
 from ..state import IOMMU_NO_PASID, PROT_WRITE, DomainType, SystemState
@@ -50,7 +50,10 @@ def wq_submit(s: SystemState, dev: int, pasid: int, addr: int = 0,
               access: int = PROT_WRITE) -> tuple[SystemState, int]:
     """Queue a descriptor on a dedicated work queue of ``dev`` for ``pasid`` (the PASID the
     driver programmed in the queue); its DMA will write ``addr``.  The submitter is taken to be
-    the mm bound at (dev, pasid) now.  Returns the descriptor id."""
+    the mm bound at (dev, pasid) now.  Returns the descriptor id, or -ESHUTDOWN when a
+    driver's release has stopped the queue for ``pasid`` (``Dev.stopped``): nothing is queued."""
+    if pasid in s.devs[dev].stopped:
+        return s, -ESHUTDOWN
     mm = 0
     e = s.pasid_table.get((dev, pasid))
     if e is not None:

@@ -39,8 +39,9 @@ from ..config import Config
 from ..designs import DESIGNS
 from ..errors import ModelUsageError, fmt_ret
 from ..policy import Policy
-from ..state import MmState, SystemState, initial_state
-from ..step import OP_BY_NAME, OPS, Action, step
+from ..locking import KTHREAD_CTX, key_name
+from ..state import Granularity, MmState, Static, SystemState, Work, initial_state
+from ..step import IN_PROGRESS, OP_BY_NAME, OPS, Action, call_stack, kernel_continue, step
 from .loader import LoadedScenario, Locator, ScenarioError
 from .schema import FAULT_KINDS, Expect, FailSpec, Ref, Scenario, StateCheck
 
@@ -78,7 +79,10 @@ class Event(NamedTuple):
     ``failures``: messages; ``error``: why the step could not be taken — a library usage
     error, or a ``fail:`` point the call never passes (the step then changed nothing but its
     program counter); ``fault``: ``(FaultPoint value, n)`` when the call was made to fail at
-    the ``n``-th time it passed that point, else ``()``."""
+    the ``n``-th time it passed that point, else ``()``; ``progress``: at ``lock`` granularity,
+    where the actor's call stopped when it has not returned yet (``ret`` is then
+    :data:`~pasidsim.step.IN_PROGRESS`), else ``""``; ``locks``: the locks held after the step,
+    ``(lock name, holder actor name)`` pairs."""
 
     actor: int
     pc: int
@@ -88,6 +92,8 @@ class Event(NamedTuple):
     failures: tuple = ()
     error: str = ""
     fault: tuple = ()
+    progress: str = ""
+    locks: tuple = ()
 
 
 class Arg(NamedTuple):
@@ -163,6 +169,7 @@ class CompiledScenario:
         self.hardware = model.hardware
         self.scripted = model.scripted
         self.inject_faults = model.inject_faults
+        self.granularity = Granularity[model.granularity.upper()]
         self.expect_warn: frozenset[int] = frozenset(model.expect_warn)
         self.sometimes: tuple = ()
         self.expect_final: tuple | None = None
@@ -182,11 +189,21 @@ class CompiledScenario:
     def initial(self) -> RunState:
         """The state before the first step: the machine at boot, nothing run."""
         n = len(self.actors)
-        return RunState(initial_state(self.config, self.policy), (0,) * n, (0,) * n,
-                        (UNBOUND,) * len(self.names))
+        return RunState(initial_state(self.config, self.policy, self.granularity), (0,) * n,
+                        (0,) * n, (UNBOUND,) * len(self.names))
+
+    def ctx(self, rs: RunState, i: int) -> int:
+        """The execution context of actor ``i``'s kernel calls: its task id, or a kernel
+        thread id for a kernel actor (and the setup actor)."""
+        return rs.tids[i] or KTHREAD_CTX + i
 
     def runnable(self, rs: RunState, i: int) -> bool:
-        """Can actor ``i`` take its next step in ``rs``?"""
+        """Can actor ``i`` take its next step in ``rs``?  An actor whose call is in progress
+        (``lock`` granularity, or hung) can when the lock it sleeps on is free."""
+        if rs.sys.kthreads:
+            th = rs.sys.kthreads.get(self.ctx(rs, i))
+            if th is not None:
+                return not th.wait or th.wait not in rs.sys.locks
         a = self.actors[i]
         pc = rs.pcs[i]
         if pc >= len(a.program):
@@ -218,6 +235,12 @@ class CompiledScenario:
     def status(self, rs: RunState, i: int) -> str:
         """Why actor ``i`` is where it is: finished / runnable / not started / ... ."""
         a = self.actors[i]
+        th = rs.sys.kthreads.get(self.ctx(rs, i)) if rs.sys.kthreads else None
+        if th is not None:
+            where = self.progress(rs.sys, self.ctx(rs, i))
+            if th.wait and th.wait in rs.sys.locks:
+                return f"blocked in {where}"
+            return f"in {where}"
         if rs.pcs[i] >= len(a.program):
             return "finished"
         if not a.kernel and not rs.tids[i]:
@@ -255,17 +278,22 @@ class CompiledScenario:
         cs = self.actors[ref.actor].program[rs.pcs[ref.actor]]
         if cs.fail is not None or not cs.in_file or OPS[cs.op].kind not in FAULT_KINDS:
             return 0
+        if self.granularity != Granularity.CALL:
+            return 0  # injected failures are explored at call granularity (README)
         try:
-            step(rs.sys, self.action(rs, ref.actor, cs))
+            _s, ret = step(rs.sys, self.action(rs, ref.actor, cs), self.ctx(rs, ref.actor))
         except ModelUsageError:
             return 0
-        return fault.points_passed()
+        return 0 if ret == IN_PROGRESS else fault.points_passed()
 
     def _fail_ordinal(self, rs: RunState, action: Action, spec: FailSpec) -> int:
         """The ordinal ``k`` (``Action.fail``) of the ``spec.nth`` passage of ``spec.point``
-        by ``action`` in ``rs`` (one unfailed run of the call).  Raises ModelUsageError naming
-        the points it does pass when it never passes that one ``nth`` times."""
-        step(rs.sys, action)
+        by ``action`` in ``rs`` (one unfailed run of the whole call).  Raises ModelUsageError
+        naming the points it does pass when it never passes that one ``nth`` times."""
+        s = rs.sys
+        if s.static.granularity != Granularity.CALL:
+            s = s._replace(static=Static(self.config, self.policy, Granularity.CALL))
+        step(s, action)
         trail = fault.trail()
         seen = 0
         for k, p in enumerate(trail, 1):
@@ -296,14 +324,24 @@ class CompiledScenario:
         pcs = rs.pcs[:i] + (pc + 1,) + rs.pcs[i + 1:]
         action = None
         injected: tuple = ()
+        ctx = self.ctx(rs, i)
+        th = rs.sys.kthreads.get(ctx) if rs.sys.kthreads else None
         try:
-            action = self.action(rs, i, cs)
-            if ref.fail:
-                action = action._replace(fail=ref.fail)
-            elif cs.fail is not None:
-                action = action._replace(fail=self._fail_ordinal(rs, action, cs.fail))
-            s2, ret = step(rs.sys, action)
-            if action.fail:
+            if th is not None:  # the actor's call in progress goes on
+                action = Action(th.op, th.args, th.fail)
+                s2, ret = kernel_continue(rs.sys, ctx)
+            else:
+                action = self.action(rs, i, cs)
+                if ref.fail:
+                    action = action._replace(fail=ref.fail)
+                elif cs.fail is not None:
+                    action = action._replace(fail=self._fail_ordinal(rs, action, cs.fail))
+                s2, ret = step(rs.sys, action, ctx)
+            if ret == IN_PROGRESS:
+                return rs._replace(sys=s2), Event(i, pc, action, ret, True,
+                                                  progress=self.progress(s2, ctx),
+                                                  locks=self.lock_holders(rs, s2))
+            if action.fail and self.granularity == Granularity.CALL:
                 trail = fault.trail()
                 if len(trail) < action.fail:
                     raise ModelUsageError(f"fail point {action.fail} requested but the call "
@@ -322,7 +360,36 @@ class CompiledScenario:
         failures = self._expectation(rs2, cs, ret)
         if cs.check is not None:
             failures += tuple(f"check: {m}" for m in self.check(rs2, cs.check))
-        return rs2, Event(i, pc, action, ret, not failures, failures, "", injected)
+        locks = self.lock_holders(rs2, s2) if s2.locks else ()
+        return rs2, Event(i, pc, action, ret, not failures, failures, "", injected, "", locks)
+
+    def progress(self, s: SystemState, ctx: int) -> str:
+        """Where the call in progress of ``ctx`` stands: ``iommu_sva_unbind_device@2 >
+        ...``, what it holds and what it sleeps on."""
+        th = s.kthreads.get(ctx)
+        if th is None:
+            return ""
+        stack = " > ".join(f"{n}@{pc}" for n, pc in call_stack(s, ctx))
+        if th.ret != IN_PROGRESS:  # the call returned; its task work runs before user space
+            work = ", ".join(f"{Work(w[0]).name.lower()}{w[1:]}" for w in th.pending)
+            stack = (f"task work of {OPS[th.op].name}: {stack}" if stack else
+                     f"{OPS[th.op].name} done, task work pending: {work}")
+        elif not stack:
+            stack = f"{OPS[th.op].name} (not started)"
+        out = stack
+        if th.held:
+            out += " holding " + ", ".join(key_name(k) for k in th.held)
+        if th.wait:
+            out += f", sleeping on {key_name(th.wait)}"
+        return out
+
+    def lock_holders(self, rs: RunState, s: SystemState) -> tuple:
+        """``(lock name, holder)`` of every lock held in ``s``, holders named as actors."""
+        names = {}
+        for i in range(len(self.actors)):
+            names[self.ctx(rs, i)] = self.actors[i].name
+        return tuple((key_name(k), names.get(c, f"context {c}"))
+                     for k, c in sorted(s.locks.items()))
 
     def _expectation(self, rs: RunState, cs: CStep, ret: int) -> tuple:
         e = cs.expect

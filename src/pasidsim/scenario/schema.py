@@ -495,6 +495,10 @@ class Scenario(_Strict):
     inject_faults: Annotated[bool, Strict()] = Field(
         False, description="let the model checker fail every kernel call and process event at "
         "each fault point it passes (pasidsim.fault), as `pasidsim check --inject-faults`")
+    granularity: Literal["call", "lock"] = Field(
+        "call", description="`call`: every kernel call is one step; `lock`: a call stops at "
+        "its preemption points (locks taken, sleeping points, task work) and other actors "
+        "and the hardware run there (pasidsim.locking; `pasidsim check --granularity`)")
     expect_warn: list[WarnName] = Field(
         default_factory=list, description="kernel WARNs (pasidsim.errors.Warn names) this "
         "scenario provokes on purpose: they are not findings (invariant W) on any design")

@@ -59,7 +59,16 @@ def _call(s, ev: Event) -> str:
     if ev.action is None:
         return "(not built)"
     text = action_text(s, ev.action)
-    return f"{text} [{fault_text(ev.fault)}]" if ev.fault else text
+    if ev.fault:
+        text += f" [{fault_text(ev.fault)}]"
+    if ev.progress:
+        text += f" … stopped in {ev.progress}"
+    return text
+
+
+def lock_text(ev: Event) -> str:
+    """The locks held after the step: ``iommu_sva_lock: A, uacce->mutex[0]: B`` ("" none)."""
+    return ", ".join(f"{name}: {holder}" for name, holder in ev.locks)
 
 
 def _ret(ev: Event) -> str:
@@ -76,16 +85,21 @@ def _expect(result: RunResult, ev: Event) -> str:
 def trace_table(result: RunResult, title: str = "trace") -> Table:
     """A rich table of the run: #, actor, call, ret, expected, note (failures in red)."""
     t = Table(title=title, title_justify="left")
-    for col, just in (("#", "right"), ("actor", "left"), ("call", "left"), ("ret", "right"),
-                      ("expect", "right"), ("note", "left")):
+    locks = bool(result.compiled.granularity)  # lock granularity: who holds what
+    cols = [("#", "right"), ("actor", "left"), ("call", "left"), ("ret", "right"),
+            ("expect", "right")] + ([("locks held", "left")] if locks else []) + [
+        ("note", "left")]
+    for col, just in cols:
         t.add_column(col, justify=just)
-    for r in event_rows(result):
+    for r, ev in zip(event_rows(result), result.events):
         note = r.note
         if r.failures:
             note = (note + "  " if note else "") + "FAILED: " + "; ".join(r.failures)
         style = "red" if r.failures else ("dim" if r.actor == "setup" else None)
-        t.add_row(str(r.index), escape(r.actor), escape(r.call), r.ret, escape(r.expect),
-                  escape(note), style=style)
+        cells = [str(r.index), escape(r.actor), escape(r.call), r.ret, escape(r.expect)]
+        if locks:
+            cells.append(escape(lock_text(ev)))
+        t.add_row(*cells, escape(note), style=style)
     return t
 
 
@@ -135,4 +149,5 @@ def _machine_text(result: RunResult) -> str:
     return mach.name or "inline"
 
 
-__all__ = ["Row", "event_rows", "trace_table", "summary_text", "render_result", "fault_text"]
+__all__ = ["Row", "event_rows", "trace_table", "summary_text", "render_result", "fault_text",
+           "lock_text"]
