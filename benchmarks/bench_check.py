@@ -333,14 +333,29 @@ def main() -> None:
     both = check_scenario(c, max_states=None, max_seconds=None, symmetry=True, por=True)
     bwall = time.perf_counter() - t0
     print(f"  symmetry + POR: distinct states {both.states:,}; wall {bwall:.3f} s")
+    # the same configuration at lock granularity (pasidsim.step): calls stop at their
+    # preemption points; symmetry identifies states only between calls, POR is off
+    t0 = time.perf_counter()
+    lk = check_scenario(c, max_states=None, max_seconds=None, granularity="lock")
+    lwall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lks = check_scenario(c, max_states=None, max_seconds=None, granularity="lock",
+                         symmetry=True)
+    lswall = time.perf_counter() - t0
+    print(f"  lock granularity: verdict {lk.verdict}; distinct states {lk.states:,} "
+          f"({lk.states / cell.states:.1f}x call granularity's); transitions "
+          f"{lk.transitions:,}; wall {lwall:.2f} s ({lk.states / lwall:,.0f} states/s)")
+    print(f"  lock granularity + symmetry: verdict {lks.verdict}; distinct states "
+          f"{lks.states:,}; wall {lswall:.2f} s")
+    c.granularity = 0  # back to the scenario's own
     print("time to first counterexample (BFS, shortest):")
     b = builtin_scenarios()
     for h in HISTORY:
         c = compile_scenario(load_scenario(b[h.scenario]), design=h.design)
         t0 = time.perf_counter()
-        cell = check_scenario(c, expected=h.breaks)
+        cell = check_scenario(c, expected=h.breaks, granularity=h.granularity)
         dt = time.perf_counter() - t0
-        print(f"  {h.design:24} {h.scenario:28} {cell.invariant or '-':10} "
+        print(f"  {h.design:24} {h.scenario:33} {h.granularity:4} {cell.invariant or '-':10} "
               f"len {len(cell.refs):3}  {dt * 1000:8.1f} ms  (target < 2000 ms)")
     if baseline is not None:
         _compare(text, f"{'2' if quick else '3'} processes x 2 devices", baseline, args.rounds)

@@ -93,14 +93,20 @@ def scenarios() -> None:
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True),
               help="write a self-contained HTML page (SVG diagram + trace) to FILE")
 @click.option("--no-state", is_flag=True, help="do not print the final state tables")
+@click.option("--granularity", type=click.Choice(["call", "lock"]), default=None,
+              help="call: every kernel call is one step; lock: calls stop at their preemption "
+                   "points, the trace shows who holds which lock (default: the file's)")
 def run(scenario: str, design: str | None, as_json: bool, mermaid_file: str | None,
-        html_file: str | None, no_state: bool) -> None:
+        html_file: str | None, no_state: bool, granularity: str | None) -> None:
     """Run SCENARIO (a file, or the name of a built-in scenario) once and print its trace.
 
     Exit status: 0 when every expectation held, 1 when one failed, 2 on bad input.
     """
     from .scenario.runner import run_scenario, total_steps
+    from .state import Granularity
     c = load_compiled(scenario, design)
+    if granularity is not None:
+        c.granularity = Granularity[granularity.upper()]
     result = _run_with_progress(c, run_scenario, total_steps(c), quiet=as_json)
     if mermaid_file:
         from .report.mermaid import write_mermaid

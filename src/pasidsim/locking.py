@@ -297,6 +297,25 @@ class KFunc:
         self.index = len(KFUNCS)
         KFUNCS.append(self)
 
+    def _args(self, args: tuple, kwargs: dict) -> tuple:
+        """Positional and keyword arguments as one tuple in parameter order (defaults
+        filled); TypeError for an unknown or missing one, as a Python call."""
+        out = list(args) + [None] * (len(self.params) - len(args))
+        for k, v in kwargs.items():
+            try:
+                i = self.params.index(k)
+            except ValueError:
+                raise TypeError(f"{self.name}() got an unexpected keyword argument {k!r}") \
+                    from None
+            out[i] = v
+        first = len(self.params) - len(self.defaults)
+        for i in range(len(args), len(out)):
+            if out[i] is None:
+                if i < first:
+                    raise TypeError(f"{self.name}() missing argument {self.params[i]!r}")
+                out[i] = self.defaults[i - first]
+        return tuple(out)
+
     def start_locals(self, args: tuple) -> tuple:
         n = len(self.params)
         if len(args) < n:
@@ -305,9 +324,7 @@ class KFunc:
 
     def __call__(self, s: SystemState, *args: int, **kwargs: int) -> tuple[SystemState, int]:
         if kwargs:
-            bound = self.__signature__.bind(s, *args, **kwargs)
-            bound.apply_defaults()
-            args = tuple(bound.arguments[p] for p in self.params)
+            args = self._args(args, kwargs)
         s, loc = run_inline(self, s, self.start_locals(args))
         return s, loc[0]
 
@@ -326,27 +343,26 @@ def resolve(ins: Instr, s: SystemState, loc: tuple):
 def run_inline(f: KFunc, s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
     """Run ``f`` to completion inside the current atomic section: its locks are taken and
     dropped here (:func:`acquire`/:func:`release`), its sleeping points checked."""
-    for ins in f.code:
-        op = ins.op
+    for op, a, b, c in f.code:
         if op == DO:
-            s, loc = ins.a(s, loc)
+            s, loc = a(s, loc)
         elif op == LOCK:
-            key = ins.a(s, loc)
+            key = a(s, loc)
             if key:
                 s = acquire(s, key)
         elif op == UNLOCK:
-            key = ins.a(s, loc)
+            key = a(s, loc)
             if key:
                 s = release(s, key)
         elif op == CALL:
-            args = ins.b(s, loc)
+            args = b(s, loc)
             if args is None:
                 continue
-            s, ret = resolve(ins, s, loc)(s, *args)
-            if ins.c is not None:
-                loc = ins.c(loc, ret)
+            s, ret = (a[1](s, loc) if type(a) is tuple else a)(s, *args)
+            if c is not None:
+                loc = c(loc, ret)
         else:
-            what = sleep_what(ins, s, loc)
+            what = a(s, loc) if callable(a) else a
             if what:
                 s = might_sleep(s, what)
     return s, loc

@@ -83,9 +83,35 @@ def kernel_continue(s: SystemState, ctx: int) -> tuple[SystemState, int]:
         if th.wait in s.locks:
             raise ModelInternalError(f"context {ctx} sleeps on a held lock")
         th = th._replace(wait=0)
-    if s.static.granularity != Granularity.LOCK:  # a call blocked by a hung one: run it again
+    if s.static.granularity != Granularity.LOCK and th.op >= 0:
+        # a call blocked by a hung one: run it again
         s = s._replace(kthreads=s.kthreads.delete(ctx))
         return step(s, Action(th.op, th.args, th.fail), ctx)
+    return _run(s, ctx, th)
+
+
+def start_call(s: SystemState, f: KFunc, args: tuple, ctx: int,
+               kind: int = CtxKind.TASK) -> tuple[SystemState, int]:
+    """Start kernel function ``f(*args)`` (any :class:`~pasidsim.locking.KFunc`, not only an
+    operation's: a driver's own path, a toy kernel) as context ``ctx`` of ``kind`` and run it
+    to its next preemption point (``LOCK`` granularity; at ``CALL`` to its return).  Returns
+    ``(state, ret)``, ``ret`` :data:`IN_PROGRESS` until it returns (continue it with
+    :func:`kernel_continue`).  ModelInternalError when ``ctx`` has a call in progress."""
+    if ctx in s.kthreads:
+        raise ModelInternalError(f"context {ctx} already has a call in progress")
+    th = KThread(int(kind), -1, tuple(args), (KFrame(f.index, 0, f.start_locals(tuple(args))),),
+                 ret=IN_PROGRESS)
+    if s.static.granularity != Granularity.LOCK:
+        locking.begin(ctx, kind)
+        try:
+            s2, ret = f(s, *args)
+        except Blocked as e:
+            return _park(s, ctx, th._replace(wait=e.key)), IN_PROGRESS
+        except Hung as e:
+            return _park(e.state, ctx, th._replace(wait=e.key, held=e.held)), IN_PROGRESS
+        finally:
+            locking.end()
+        return s2, ret
     return _run(s, ctx, th)
 
 
@@ -284,6 +310,6 @@ WORK_KFUNC: dict[int, KFunc] = {}
 _build()
 
 
-__all__ = ["step", "kernel_continue", "runnable", "call_stack", "IN_PROGRESS", "Action", "Op",
+__all__ = ["step", "kernel_continue", "start_call", "runnable", "call_stack", "IN_PROGRESS", "Action", "Op",
            "OPS", "OP_BY_NAME", "enabled_events", "WORK_KFUNC"]
 

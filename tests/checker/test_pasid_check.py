@@ -247,3 +247,34 @@ def test_check_bad_input_goes_to_stderr_verbatim_with_status_2(tmp_path, opname)
     assert r.stdout == ""
     assert f"unknown operation '{opname}'" in r.stderr
     assert "bad.yaml:8" in r.stderr
+
+
+def test_lock_granularity_matrix_as_expected_and_today_passes(tmp_path):
+    """The whole built-in matrix at lock granularity: every cell as expected (the lock
+    overlays of check/expected/lock/), today's design passing every scenario, and the lock
+    rows of HISTORY found and marked."""
+    r = CliRunner().invoke(main, ["check", "--granularity", "lock", "--json",
+                                  "--out", str(tmp_path / "cex")])
+    assert r.exit_code == 0, r.output[-3000:]
+    cells = {(c["scenario"], c["design"]): c for c in json.loads(r.stdout)["cells"]}
+    assert all(c["verdict"] == "Always" for (s, d), c in cells.items() if d == "current")
+    for h in HISTORY:
+        if h.granularity == "lock":
+            c = cells[(h.scenario, h.design)]
+            assert c["documented"] and c["invariant"] == h.breaks, c
+
+
+@pytest.mark.parametrize("case", [h for h in HISTORY if h.granularity == "lock"],
+                         ids=[f"{h.design}-{h.scenario}" for h in HISTORY
+                              if h.granularity == "lock"])
+def test_lock_row_counterexample_replays_with_the_lock_holders(case, tmp_path):
+    r = CliRunner().invoke(main, ["check", case.scenario, "--design", case.design,
+                                  "--granularity", "lock", "--out", str(tmp_path)])
+    assert r.exit_code == 1, r.output
+    files = list(tmp_path.glob("*.yaml"))
+    assert len(files) == 1
+    text = files[0].read_text()
+    assert "granularity: lock" in text
+    run = CliRunner().invoke(main, ["run", str(files[0])], env={"COLUMNS": "250"})
+    assert "locks held" in run.output
+    assert case.breaks in run.output, run.output[-2000:]

@@ -31,7 +31,9 @@ def _drain_at(first: bool):
             dev = s.files[loc[1]].dev
             s = hooks.device_stop_pasid(s, dev, loc[3])
             d = s.devs[dev]
-            if loc[3] not in d.stopped:  # until the release is done: no new DMA on it
+            # until the release is done: no new DMA on it (another step sees the mark only at
+            # lock granularity: at call granularity the release removes it in the same step)
+            if s.static.granularity and loc[3] not in d.stopped:
                 s = _set_dev(s, dev, d._replace(stopped=d.stopped + (loc[3],)))
         return s, loc
     drain.__name__ = "drain_pasid"

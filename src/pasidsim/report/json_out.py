@@ -7,7 +7,7 @@ same run gives the same bytes)::
      "scenario": {"name", "file", "design", "demonstrates"},
      "actors": [{"name", "kernel", "status"}],
      "events": [{"index", "actor", "op", "args", "call", "ret", "ret_text", "expect",
-                 "ok", "failures", "note", "line", "error"}],
+                 "ok", "failures", "note", "line", "error", "in_progress", "locks"}],
      "violations": [{"event", "invariant", "message"}],
      "failures": [{"event", "where", "line", "message"}],
      "final": {"pasids_allocated", "pasids", "amdgpu_pasids", "mms", "tasks", "files",
@@ -41,7 +41,11 @@ def result_to_dict(result) -> dict:
             "args": ev.action.kwargs() if ev.action is not None else {},
             "call": row.call, "ret": ev.ret, "ret_text": row.ret, "expect": row.expect or None,
             "ok": ev.ok, "failures": list(ev.failures), "note": row.note or None,
-            "line": row.line or None, "error": ev.error or None})
+            "line": row.line or None, "error": ev.error or None,
+            # lock granularity: where the call stopped (None: it returned; "ret" is then
+            # meaningless) and who holds which lock after the step
+            "in_progress": ev.progress or None,
+            "locks": [{"lock": name, "holder": holder} for name, holder in ev.locks]})
     status = {name: st for name, st in result.unfinished}
     return {
         "schema": TRACE_SCHEMA,

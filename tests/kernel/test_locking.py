@@ -1,0 +1,157 @@
+"""Locks, deadlocks and sleeping in atomic context on toy kernels with known answers.
+
+The toy kernel functions are :class:`~pasidsim.locking.KFunc` code tables run by the same
+interpreter as the PASID model's (``pasidsim.step.start_call`` / ``kernel_continue``, lock
+granularity), explored by the same search; the properties are the model's own L1 (no cycle
+of lock waits) and L2 (no sleeping lock in atomic context).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pasidsim.check.model import FunctionModel, Invariant
+from pasidsim.check.search import explore
+from pasidsim.config import Config, DeviceConfig, IommuUnit
+from pasidsim.invariants import l1_no_deadlock, l2_no_sleep_in_atomic, quiescence_leaks
+from pasidsim.locking import (Do, KFunc, Lock, LockKind, Unlock, acquire, begin, end, key_name,
+                              lock_key, release)
+from pasidsim.policy import CURRENT
+from pasidsim.state import Granularity, initial_state
+from pasidsim.step import IN_PROGRESS, kernel_continue, runnable, start_call
+
+CFG = Config.build(iommus=[IommuUnit("iommu0")], devices=[DeviceConfig("d0", iommu="iommu0")])
+A = lock_key(64, 0, LockKind.MUTEX)
+B = lock_key(65, 0, LockKind.MUTEX)
+SPIN = lock_key(66, 0, LockKind.SPIN)
+
+
+def _const(key):
+    return lambda s, loc: key
+
+
+def _nested(name, outer, inner):
+    """``lock(outer); lock(inner); unlock(inner); unlock(outer)``."""
+    return KFunc(name, (), (Lock(_const(outer)), Lock(_const(inner)), Unlock(_const(inner)),
+                            Unlock(_const(outer))))
+
+
+AB = _nested("take_a_then_b", A, B)
+BA = _nested("take_b_then_a", B, A)
+SPIN_THEN_MUTEX = _nested("spin_then_mutex", SPIN, A)
+MUTEX_THEN_SPIN = _nested("mutex_then_spin", A, SPIN)
+
+
+def _model(*funcs):
+    """Actor i calls ``funcs[i]`` once, as context i + 1; every interleaving of their
+    preemption points.  State: (SystemState, started flags)."""
+    s0 = initial_state(CFG, CURRENT, Granularity.LOCK)
+
+    def actions(st):
+        s, started = st
+        out = []
+        for i in range(len(funcs)):
+            if not started[i]:
+                out.append(("start", i))
+            elif i + 1 in s.kthreads and runnable(s, i + 1):
+                out.append(("continue", i))
+        return out
+
+    def step(st, a):
+        s, started = st
+        kind, i = a
+        if kind == "start":
+            s, _ = start_call(s, funcs[i], (), i + 1)
+            started = started[:i] + (True,) + started[i + 1:]
+        else:
+            s, _ = kernel_continue(s, i + 1)
+        return s, started
+
+    def quiet(st):
+        return all(st[1]) and not st[0].kthreads
+
+    return FunctionModel(
+        initial_states=lambda: [(s0, (False,) * len(funcs))], actions=actions, step=step,
+        invariants=(Invariant("L1", lambda st: l1_no_deadlock(st[0])),
+                    Invariant("L2", lambda st: l2_no_sleep_in_atomic(st[0]))),
+        is_quiescent=quiet, at_quiescence=lambda st: quiescence_leaks(st[0]))
+
+
+def test_abba_deadlock_is_found_with_its_cycle():
+    res = explore(_model(AB, BA))
+    assert res.verdict == "violation"
+    v = res.violation
+    assert v.name == "L1", v.message
+    assert "deadlock" in v.message and key_name(A) in v.message and key_name(B) in v.message
+    s, _ = v.states[-1]
+    assert {th.wait for th in s.kthreads.values()} == {A, B}  # each sleeps on the other's
+    assert dict(s.locks) == {A: 1, B: 2} or dict(s.locks) == {A: 2, B: 1}
+    assert len(v.trace) == 4  # shortest: each takes its first lock, then blocks on the other
+
+
+def test_a_correctly_ordered_pair_never_deadlocks():
+    res = explore(_model(AB, AB), stop_at_first=False)
+    assert res.verdict == "pass", res.message
+    assert res.states > 4  # they did interleave: one waits while the other holds A
+
+
+def test_mutex_taken_under_a_spinlock_is_flagged():
+    res = explore(_model(SPIN_THEN_MUTEX))
+    assert res.verdict == "violation" and res.violation.name == "L2", res.message
+    assert key_name(A) in res.violation.message
+
+
+def test_spinlock_taken_under_a_mutex_is_not_flagged():
+    res = explore(_model(MUTEX_THEN_SPIN), stop_at_first=False)
+    assert res.verdict == "pass", res.message
+
+
+def test_self_deadlock_is_a_cycle_of_one_at_both_granularities():
+    twice = KFunc("take_a_twice", (), (Lock(_const(A)), Do(lambda s, loc: (acquire(s, A), loc)),
+                                       Unlock(_const(A))))
+    for gran in Granularity:
+        s = initial_state(CFG, CURRENT, gran)
+        s, ret = start_call(s, twice, (), 7)
+        assert ret == IN_PROGRESS
+        assert s.kthreads[7].wait == A and s.locks.get(A) == 7
+        assert "self-deadlock" in l1_no_deadlock(s)
+        assert not runnable(s, 7)
+        assert "blocked forever" in quiescence_leaks(s)
+
+
+def test_lock_held_across_preemption_points_is_data():
+    s = initial_state(CFG, CURRENT, Granularity.LOCK)
+    s, ret = start_call(s, AB, (), 1)  # takes A, stops before taking B
+    assert ret == IN_PROGRESS and dict(s.locks) == {A: 1} and s.kthreads[1].held == (A,)
+    s, ret = start_call(s, BA, (), 2)  # takes B
+    s, ret = kernel_continue(s, 1)  # sleeps on B
+    assert s.kthreads[1].wait == B and not runnable(s, 1) and runnable(s, 2)
+
+
+def test_section_blocked_by_another_contexts_lock_waits_at_its_start():
+    s = initial_state(CFG, CURRENT, Granularity.LOCK)
+    s, _ = start_call(s, AB, (), 1)  # holds A across a preemption point
+    inner = KFunc("section_taking_a", (), (Do(lambda s, loc: (release(acquire(s, A), A), loc)),))
+    s2, ret = start_call(s, inner, (), 2)
+    assert ret == IN_PROGRESS and s2.kthreads[2].wait == A and s2.kthreads[2].frames[0].pc == 0
+
+
+@pytest.mark.parametrize("gran", list(Granularity))
+def test_sleeping_in_atomic_is_judged_only_at_lock_granularity(gran):
+    """Call granularity is the earlier model: no L2 there (README)."""
+    s = initial_state(CFG, CURRENT, gran)
+    s, ret = start_call(s, SPIN_THEN_MUTEX, (), 1)
+    while ret == IN_PROGRESS:
+        s, ret = kernel_continue(s, 1)
+    assert (l2_no_sleep_in_atomic(s) is not None) == (gran == Granularity.LOCK)
+
+
+def test_unlock_of_a_lock_not_held_is_an_internal_error():
+    from pasidsim.errors import ModelInternalError
+    s = initial_state(CFG, CURRENT, Granularity.CALL)
+    begin(1, 0)
+    try:
+        with pytest.raises(ModelInternalError):
+            release(s, A)
+    finally:
+        end()
