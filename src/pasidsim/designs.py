@@ -35,6 +35,7 @@ DESIGNS: dict[str, Policy] = {
     "cyclic": CURRENT.but(name="cyclic", allocator=Allocator.CYCLIC),
     "drv-unbind-before-drain": CURRENT.but(name="drv-unbind-before-drain",
                                            release_unbinds_before_drain=True),
+    "amdgpu-idr-spinlock": CURRENT.but(name="amdgpu-idr-spinlock", amdgpu_idr_spinlock=True),
 }
 
 
@@ -46,7 +47,7 @@ SHORT_NAMES: dict[str, str] = {
     "H5-task-refcount": "H5", "pre-E8-bug-on": "preE8", "dma-owner-enum-2021": "own2021",
     "H8-unbind-uaf": "H8", "H11-claim-no-blocking": "H11", "amdgpu-lowest": "H13",
     "H7-iommu_mm-aliased": "H7", "E15-x86-sva-disabled": "E15", "pending-free": "pfree",
-    "cyclic": "cyclic", "drv-unbind-before-drain": "drvUB",
+    "cyclic": "cyclic", "drv-unbind-before-drain": "drvUB", "amdgpu-idr-spinlock": "amdIDR",
 }
 
 #: One line per design: epoch, what it does, where it breaks (kernel-spec §0, §6).
@@ -69,6 +70,7 @@ DESCRIPTIONS: dict[str, str] = {
     "pending-free": "allocator variant: freed PASIDs stay pending until every device drained them",
     "cyclic": "allocator variant: cyclic PASID allocation (reuse after wrap-around)",
     "drv-unbind-before-drain": "driver bug the threads warn of: release unbinds before it drains the queue (seed 000)",
+    "amdgpu-idr-spinlock": "amdgpu 8f1de51f49be/14b81abe7bdc as merged: cyclic IDR allocated with GFP_KERNEL under a spinlock",
 }
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import Warn
-from .locking import CtxKind, key_name
+from .locking import SLEEP_POINTS, CtxKind, key_name
 from .hw.cache import entry_is_current
 from .hw.translate import current_domain
 from .policy import FreePoint, OwnerModel
@@ -419,9 +419,12 @@ def l2_no_sleep_in_atomic(s: SystemState):
     held): the kernel's "BUG: sleeping function called from invalid context"."""
     for c, a, b in s.warnings:
         if c == Warn.SLEEP_IN_ATOMIC:
-            where = CtxKind(b).name.lower() if b in CtxKind._value2member_map_ else str(b)
-            what = key_name(a) if a >> 32 else f"allocation point {a}"
-            return f"sleeping in atomic context: {what} taken in {where} context"
+            what = key_name(a) if a >> 32 else SLEEP_POINTS.get(a, f"sleeping point {a}")
+            if b in (CtxKind.EXCEPTION, CtxKind.IRQ):
+                where = "in #GP exception context" if b == CtxKind.EXCEPTION else "in IRQ context"
+            else:
+                where = "under a spinlock"
+            return f"sleeping in atomic context: {what} {where}"
     return None
 
 

@@ -63,6 +63,7 @@ class LockClass(IntEnum):
     UACCE_MUTEX = 4  # uacce_device::mutex; instance: device index
     PASID_ARRAY_XA = 5  # xa_lock of iommu_group::pasid_array (spinlock); instance: group
     PASID_MUTEX = 6  # intel svm.c pasid_mutex (the Sep 2021 per-task refcount proposal)
+    AMDGPU_PASID_LOCK = 7  # amdgpu_ids.c amdgpu_pasid_idr_lock (spinlock; 14b81abe7bdc)
 
 
 #: The kind of each named lock class.
@@ -70,6 +71,7 @@ CLASS_KIND: dict[int, LockKind] = {
     LockClass.IOMMU_SVA_LOCK: LockKind.MUTEX, LockClass.GROUP_MUTEX: LockKind.MUTEX,
     LockClass.MMAP_LOCK: LockKind.MUTEX, LockClass.UACCE_MUTEX: LockKind.MUTEX,
     LockClass.PASID_ARRAY_XA: LockKind.SPIN, LockClass.PASID_MUTEX: LockKind.MUTEX,
+    LockClass.AMDGPU_PASID_LOCK: LockKind.SPIN,
 }
 
 _INST_BITS = 32
@@ -94,9 +96,10 @@ def key_name(key: int) -> str:
     names = {LockClass.IOMMU_SVA_LOCK: "iommu_sva_lock", LockClass.GROUP_MUTEX: "group->mutex",
              LockClass.MMAP_LOCK: "mmap_lock", LockClass.UACCE_MUTEX: "uacce->mutex",
              LockClass.PASID_ARRAY_XA: "pasid_array.xa_lock",
-             LockClass.PASID_MUTEX: "pasid_mutex"}
+             LockClass.PASID_MUTEX: "pasid_mutex",
+             LockClass.AMDGPU_PASID_LOCK: "amdgpu_pasid_idr_lock"}
     name = names.get(cls, f"lock{cls}")  # type: ignore[call-overload]
-    if cls == LockClass.IOMMU_SVA_LOCK or cls == LockClass.PASID_MUTEX:
+    if cls in (LockClass.IOMMU_SVA_LOCK, LockClass.PASID_MUTEX, LockClass.AMDGPU_PASID_LOCK):
         return name
     if cls == LockClass.MMAP_LOCK:
         return f"mm {inst} mmap_lock"
@@ -260,6 +263,10 @@ def Sleep(what: int | Callable[[SystemState, tuple], int]) -> Instr:
 
 #: Sleeping-point code of a wait for a device to drain a PASID (``idxd_device_drain_pasid``).
 WAIT_DRAIN = 100
+#: Sleeping-point code of a ``GFP_KERNEL`` allocation (it may sleep to reclaim memory).
+GFP_KERNEL_ALLOC = 101
+#: Names of the sleeping-point codes (for reports).
+SLEEP_POINTS = {WAIT_DRAIN: "a wait for a drain", GFP_KERNEL_ALLOC: "a GFP_KERNEL allocation"}
 
 
 def sleep_what(ins: Instr, s: SystemState, loc: tuple) -> int:
@@ -376,4 +383,4 @@ def set_ret(loc: tuple, ret: int) -> tuple:
 __all__ = ["LockKind", "LockClass", "CtxKind", "lock_key", "key_name", "key_kind", "acquire",
            "release", "might_sleep", "in_atomic", "begin", "end", "current", "Blocked", "Hung",
            "KFunc", "KFUNCS", "Lock", "Unlock", "Do", "Call", "Sleep", "run_inline", "set_ret",
-           "KTHREAD_CTX", "WAIT_DRAIN", "sleep_what"]
+           "KTHREAD_CTX", "WAIT_DRAIN", "GFP_KERNEL_ALLOC", "SLEEP_POINTS", "sleep_what"]

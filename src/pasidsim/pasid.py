@@ -17,6 +17,7 @@ from __future__ import annotations
 from .errors import EINVAL, ENOSPC, Warn
 from .fault import FaultPoint, fault_point
 from .lifecycle import Lifecycle, PasidLc, transition
+from .locking import GFP_KERNEL_ALLOC, LockClass, acquire, lock_key, might_sleep, release
 from .policy import Allocator
 from .state import IOMMU_FIRST_GLOBAL_PASID, IOMMU_PASID_INVALID, SystemState, warn
 
@@ -105,6 +106,10 @@ def pasid_is_free(s: SystemState, pasid: int) -> bool:
 
 # -- amdgpu: VM PASIDs with no mm behind them --------------------------------------------------
 
+#: ``amdgpu_pasid_idr_lock`` (drivers/gpu/drm/amd/amdgpu/amdgpu_ids.c, 14b81abe7bdc)
+AMDGPU_PASID_LOCK = lock_key(LockClass.AMDGPU_PASID_LOCK)
+
+
 def amdgpu_pasid_alloc(s: SystemState, bits: int) -> tuple[SystemState, int]:
     """Allocate a GPU VM PASID in ``[1, 2**bits - 1]``.
 
@@ -119,10 +124,15 @@ def amdgpu_pasid_alloc(s: SystemState, bits: int) -> tuple[SystemState, int]:
     if bits <= 0:
         return s, -EINVAL
     hi = (1 << min(bits, 20)) - 1
+    spin = s.policy.amdgpu_idr_spinlock
+    if spin:  # 14b81abe7bdc: spin_lock(&amdgpu_pasid_idr_lock); idr_alloc_cyclic(GFP_KERNEL)
+        s = might_sleep(acquire(s, AMDGPU_PASID_LOCK), GFP_KERNEL_ALLOC)
     if s.policy.amdgpu_cyclic:
         ida, ident = s.amdgpu_ida.alloc_cyclic(1, hi)
     else:
         ida, ident = s.amdgpu_ida.alloc_lowest(1, hi)
+    if spin:
+        s = release(s, AMDGPU_PASID_LOCK)
     if ident < 0:
         return s, -ENOSPC
     return s._replace(amdgpu_ida=ida), ident
@@ -130,8 +140,13 @@ def amdgpu_pasid_alloc(s: SystemState, bits: int) -> tuple[SystemState, int]:
 
 def amdgpu_pasid_free(s: SystemState, pasid: int) -> tuple[SystemState, int]:
     """``amdgpu_pasid_free()``: ``idr_remove`` (unknown PASID: no change).  Returns 0."""
+    spin = s.policy.amdgpu_idr_spinlock
+    if spin:
+        s = acquire(s, AMDGPU_PASID_LOCK)
     if pasid in s.amdgpu_ida:
         s = s._replace(amdgpu_ida=s.amdgpu_ida.clear(pasid))
+    if spin:
+        s = release(s, AMDGPU_PASID_LOCK)
     return s, 0
 
 

@@ -82,6 +82,10 @@ class Policy:
             bond before it drains the queue (the order the threads warn against: "Closing
             the queue calls iommu_sva_unbind_device() which destroys the PASID context (after
             the device driver stopped all DMA for this PASID)", seed 000).
+        amdgpu_idr_spinlock: amdgpu's cyclic PASID IDR as 8f1de51f49be / 14b81abe7bdc merged
+            it: ``idr_alloc_cyclic(..., GFP_KERNEL)`` under a plain ``spin_lock`` (fixed by
+            "drm/amdgpu: fix sleeping allocation under spinlock in PASID IDR", then replaced by
+            an XArray); false = today's allocator, which does not sleep under its lock.
     """
 
     name: str = "current"
@@ -101,6 +105,7 @@ class Policy:
     amdgpu_cyclic: bool = True
     fork_shares_iommu_mm: bool = False
     release_unbinds_before_drain: bool = False
+    amdgpu_idr_spinlock: bool = False
 
     def but(self, **changes) -> "Policy":
         """A copy with some switches changed (``CURRENT.but(allocator=Allocator.CYCLIC)``)."""

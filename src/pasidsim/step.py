@@ -297,6 +297,9 @@ def _build() -> None:
         _KFUNC.append(fn if type(fn) is KFunc else _plain(fn, op.name, op.params))
         _KIND.append(CtxKind.IRQ if op.kind == "hw" else CtxKind.TASK)
     _KIND[OP_BY_NAME["iopf_handle"].code] = CtxKind.WORKER
+    # a fence is signalled from the GPU's interrupt handler (sdma_v6_0_process_trap_irq ->
+    # amdgpu_fence_process -> dma_fence_signal -> the PASID's delayed-free callback)
+    _KIND[OP_BY_NAME["dma_fence_signal"].code] = CtxKind.IRQ
     for kind, fn in sorted(WORK_FN.items()):
         kf = getattr(fn, "kfunc", None)  # a plain wrapper that runs a KFunc inline
         WORK_KFUNC[kind] = kf if kf is not None else _plain(fn, Work(kind).name.lower(),

@@ -84,4 +84,9 @@ HISTORY: tuple[HistoryCase, ...] = (
                 "v5.18-rc1 (701fac40384f): PASID freed at __mmput, before exit's task work "
                 "releases the queue: the window of a plain exit, no fork needed (seed 000: "
                 "the PASID needs a \"pending free\" state)", "lock"),
+    HistoryCase("amdgpu-idr-spinlock", "amdgpu-pasid-edges", "L2",
+                "amdgpu 8f1de51f49be (14b81abe7bdc upstream, 2026): the cyclic PASID IDR is "
+                "allocated with GFP_KERNEL under amdgpu_pasid_idr_lock, a spinlock (\"BUG: "
+                "sleeping function called from invalid context\", fixed by \"drm/amdgpu: fix "
+                "sleeping allocation under spinlock in PASID IDR\")", "lock"),
 )
