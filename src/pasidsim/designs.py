@@ -6,7 +6,7 @@ Each is a :class:`~pasidsim.policy.Policy` value (switches of the one code path)
 from __future__ import annotations
 
 from .errors import ModelUsageError
-from .policy import CURRENT, Allocator, Enqcmd, FreePoint, OwnerModel, Policy
+from .policy import CURRENT, Allocator, AmdgpuPasidLock, Enqcmd, FreePoint, OwnerModel, Policy
 
 DESIGNS: dict[str, Policy] = {
     "current": CURRENT,
@@ -35,7 +35,10 @@ DESIGNS: dict[str, Policy] = {
     "cyclic": CURRENT.but(name="cyclic", allocator=Allocator.CYCLIC),
     "drv-unbind-before-drain": CURRENT.but(name="drv-unbind-before-drain",
                                            release_unbinds_before_drain=True),
-    "amdgpu-idr-spinlock": CURRENT.but(name="amdgpu-idr-spinlock", amdgpu_idr_spinlock=True),
+    "amdgpu-idr-spinlock": CURRENT.but(name="amdgpu-idr-spinlock",
+                                       amdgpu_pasid_lock=AmdgpuPasidLock.IDR_SPIN_GFP_KERNEL),
+    "amdgpu-idr-preload": CURRENT.but(name="amdgpu-idr-preload",
+                                      amdgpu_pasid_lock=AmdgpuPasidLock.IDR_SPIN_PRELOAD),
 }
 
 
@@ -48,6 +51,7 @@ SHORT_NAMES: dict[str, str] = {
     "H8-unbind-uaf": "H8", "H11-claim-no-blocking": "H11", "amdgpu-lowest": "H13",
     "H7-iommu_mm-aliased": "H7", "E15-x86-sva-disabled": "E15", "pending-free": "pfree",
     "cyclic": "cyclic", "drv-unbind-before-drain": "drvUB", "amdgpu-idr-spinlock": "amdIDR",
+    "amdgpu-idr-preload": "amdPRE",
 }
 
 #: One line per design: epoch, what it does, where it breaks (kernel-spec §0, §6).
@@ -71,6 +75,7 @@ DESCRIPTIONS: dict[str, str] = {
     "cyclic": "allocator variant: cyclic PASID allocation (reuse after wrap-around)",
     "drv-unbind-before-drain": "driver bug the threads warn of: release unbinds before it drains the queue (seed 000)",
     "amdgpu-idr-spinlock": "amdgpu 8f1de51f49be/14b81abe7bdc as merged: cyclic IDR allocated with GFP_KERNEL under a spinlock",
+    "amdgpu-idr-preload": "amdgpu after the sleeping-allocation fix: idr_preload, but a plain spin_lock also taken from the fence IRQ",
 }
 
 

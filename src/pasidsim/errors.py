@@ -110,6 +110,7 @@ class Warn(IntEnum):
     IOPF_FLUSH_NO_PARAM = 16  # iopf_queue_flush_dev() on a device without fault param
     RESET_UNDERFLOW = 17  # pci_dev_reset_iommu_done() without a matching prepare
     SLEEP_IN_ATOMIC = 18  # __might_sleep(): a sleeping lock or allocation in atomic context
+    INCONSISTENT_LOCK_STATE = 19  # lockdep: a spinlock taken in IRQ context and with IRQs on
 
     def describe(self, a: int = 0, b: int = 0) -> str:
         return f"WARN {self.name.lower()}({a}, {b})"

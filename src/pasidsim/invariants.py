@@ -428,6 +428,17 @@ def l2_no_sleep_in_atomic(s: SystemState):
     return None
 
 
+def l3_consistent_irq_lock_usage(s: SystemState):
+    """L3: No spinlock is taken both in IRQ context and elsewhere with interrupts enabled
+    (lockdep's "inconsistent {HARDIRQ-ON-W} -> {IN-HARDIRQ-W} usage": the interrupt may
+    arrive on the CPU that holds the lock, and spin on it forever)."""
+    for c, a, b in s.warnings:
+        if c == Warn.INCONSISTENT_LOCK_STATE:
+            return (f"inconsistent lock state: {key_name(a)} is taken in IRQ context and, "
+                    "elsewhere, with interrupts enabled (an IRQ on the holder's CPU deadlocks)")
+    return None
+
+
 def no_warnings(s: SystemState):
     """W: No kernel WARN fired."""
     return unexpected_warning(s)
@@ -452,6 +463,8 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("B1", "the kernel never crashes (BUG_ON)", b1_no_bug_on),
     Invariant("L1", "no cycle of lock waits (deadlock)", l1_no_deadlock),
     Invariant("L2", "no sleeping lock or allocation in atomic context", l2_no_sleep_in_atomic),
+    Invariant("L3", "no spinlock taken both in IRQ context and with interrupts enabled",
+              l3_consistent_irq_lock_usage),
     Invariant("A1", "a PASID has at most one owner and is allocated while owned", a1_unique,
               "contract"),
     Invariant("A2", "allocated PASIDs are in [1, max_pasids-1]", a2_range),

@@ -186,10 +186,29 @@ def might_sleep(s: SystemState, what: int) -> SystemState:
     return s
 
 
-def acquire(s: SystemState, key: int) -> SystemState:
-    """Take lock ``key`` inside an atomic section.  Raises :class:`Hung` when this context
-    holds it, :class:`Blocked` when another one does; a sleeping lock in atomic context
-    splats (:func:`might_sleep`)."""
+def note_spin_usage(s: SystemState, key: int, kind: int, irqsave: bool = False
+                    ) -> SystemState:
+    """lockdep's usage of spinlock ``key`` taken by a context of ``kind``: in IRQ context, or
+    with interrupts enabled (a plain ``spin_lock`` in task context).  The first time one lock
+    has both, the kernel's "WARNING: inconsistent lock state" (``Warn.INCONSISTENT_LOCK_STATE``,
+    invariant L3): the interrupt may arrive on the CPU that holds the lock and spin forever.
+    Lock granularity only (call granularity is the earlier model)."""
+    if not s.static.granularity or key_kind(key) != LockKind.SPIN:
+        return s
+    bits = 1 if kind == CtxKind.IRQ else (0 if irqsave or kind in ATOMIC_KINDS else 2)
+    old = s.lock_usage.get(key, 0)
+    new = old | bits
+    if new == old:
+        return s
+    s = s._replace(lock_usage=s.lock_usage.set(key, new))
+    return warn(s, Warn.INCONSISTENT_LOCK_STATE, key, int(kind)) if new == 3 else s
+
+
+def acquire(s: SystemState, key: int, irqsave: bool = False) -> SystemState:
+    """Take lock ``key`` inside an atomic section (``irqsave``: ``spin_lock_irqsave``).
+    Raises :class:`Hung` when this context holds it, :class:`Blocked` when another one does;
+    a sleeping lock in atomic context splats (:func:`might_sleep`); a spinlock's IRQ usage is
+    recorded (:func:`note_spin_usage`)."""
     cx = _stack[-1]
     if key in cx.held:
         raise Hung(s, key, tuple(cx.held))
@@ -198,6 +217,8 @@ def acquire(s: SystemState, key: int) -> SystemState:
         raise Blocked(key)
     if key_kind(key) == LockKind.MUTEX:
         s = might_sleep(s, key)
+    else:
+        s = note_spin_usage(s, key, cx.kind, irqsave)
     cx.held.append(key)
     return s
 
@@ -381,6 +402,6 @@ def set_ret(loc: tuple, ret: int) -> tuple:
 
 
 __all__ = ["LockKind", "LockClass", "CtxKind", "lock_key", "key_name", "key_kind", "acquire",
-           "release", "might_sleep", "in_atomic", "begin", "end", "current", "Blocked", "Hung",
+           "release", "might_sleep", "in_atomic", "note_spin_usage", "begin", "end", "current", "Blocked", "Hung",
            "KFunc", "KFUNCS", "Lock", "Unlock", "Do", "Call", "Sleep", "run_inline", "set_ret",
            "KTHREAD_CTX", "WAIT_DRAIN", "GFP_KERNEL_ALLOC", "SLEEP_POINTS", "sleep_what"]

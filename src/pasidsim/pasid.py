@@ -18,7 +18,7 @@ from .errors import EINVAL, ENOSPC, Warn
 from .fault import FaultPoint, fault_point
 from .lifecycle import Lifecycle, PasidLc, transition
 from .locking import GFP_KERNEL_ALLOC, LockClass, acquire, lock_key, might_sleep, release
-from .policy import Allocator
+from .policy import Allocator, AmdgpuPasidLock
 from .state import IOMMU_FIRST_GLOBAL_PASID, IOMMU_PASID_INVALID, SystemState, warn
 
 
@@ -124,9 +124,11 @@ def amdgpu_pasid_alloc(s: SystemState, bits: int) -> tuple[SystemState, int]:
     if bits <= 0:
         return s, -EINVAL
     hi = (1 << min(bits, 20)) - 1
-    spin = s.policy.amdgpu_idr_spinlock
-    if spin:  # 14b81abe7bdc: spin_lock(&amdgpu_pasid_idr_lock); idr_alloc_cyclic(GFP_KERNEL)
-        s = might_sleep(acquire(s, AMDGPU_PASID_LOCK), GFP_KERNEL_ALLOC)
+    spin = s.policy.amdgpu_pasid_lock
+    if spin:  # spin_lock(&amdgpu_pasid_idr_lock) (interrupts left on)
+        s = acquire(s, AMDGPU_PASID_LOCK)
+        if spin == AmdgpuPasidLock.IDR_SPIN_GFP_KERNEL:  # idr_alloc_cyclic(..., GFP_KERNEL)
+            s = might_sleep(s, GFP_KERNEL_ALLOC)
     if s.policy.amdgpu_cyclic:
         ida, ident = s.amdgpu_ida.alloc_cyclic(1, hi)
     else:
@@ -140,8 +142,8 @@ def amdgpu_pasid_alloc(s: SystemState, bits: int) -> tuple[SystemState, int]:
 
 def amdgpu_pasid_free(s: SystemState, pasid: int) -> tuple[SystemState, int]:
     """``amdgpu_pasid_free()``: ``idr_remove`` (unknown PASID: no change).  Returns 0."""
-    spin = s.policy.amdgpu_idr_spinlock
-    if spin:
+    spin = s.policy.amdgpu_pasid_lock
+    if spin:  # plain spin_lock, also from the fence callback in IRQ context
         s = acquire(s, AMDGPU_PASID_LOCK)
     if pasid in s.amdgpu_ida:
         s = s._replace(amdgpu_ida=s.amdgpu_ida.clear(pasid))

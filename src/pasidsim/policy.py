@@ -50,6 +50,15 @@ class OwnerModel(IntEnum):
     ENUM_DEC2021 = 2  # Dec 2021 DMA-owner enum series, with owner_cnt = 1 in use_dma_api
 
 
+@unique
+class AmdgpuPasidLock(IntEnum):
+    """How amdgpu's cyclic PASID allocator is locked (drivers/gpu/drm/amd/amdgpu/amdgpu_ids.c)."""
+
+    XARRAY = 0  # today: an XArray, xa_alloc_cyclic under its IRQ-safe lock, no sleep under it
+    IDR_SPIN_GFP_KERNEL = 1  # 8f1de51f49be/14b81abe7bdc: IDR, plain spin_lock, GFP_KERNEL
+    IDR_SPIN_PRELOAD = 2  # "fix sleeping allocation under spinlock": idr_preload, plain spin_lock
+
+
 @dataclass(frozen=True)
 class Policy:
     """A design variant.  Every field is read by the one code path.
@@ -82,10 +91,11 @@ class Policy:
             bond before it drains the queue (the order the threads warn against: "Closing
             the queue calls iommu_sva_unbind_device() which destroys the PASID context (after
             the device driver stopped all DMA for this PASID)", seed 000).
-        amdgpu_idr_spinlock: amdgpu's cyclic PASID IDR as 8f1de51f49be / 14b81abe7bdc merged
-            it: ``idr_alloc_cyclic(..., GFP_KERNEL)`` under a plain ``spin_lock`` (fixed by
-            "drm/amdgpu: fix sleeping allocation under spinlock in PASID IDR", then replaced by
-            an XArray); false = today's allocator, which does not sleep under its lock.
+        amdgpu_pasid_lock: :class:`AmdgpuPasidLock`: amdgpu's cyclic PASID IDR as
+            8f1de51f49be / 14b81abe7bdc merged it (``idr_alloc_cyclic(..., GFP_KERNEL)`` under a
+            plain ``spin_lock``, also taken by the fence callback in IRQ context), after "fix
+            sleeping allocation under spinlock in PASID IDR" (``idr_preload``, still a plain
+            ``spin_lock``), or today's XArray (IRQ-safe, no sleep under its lock).
     """
 
     name: str = "current"
@@ -105,7 +115,7 @@ class Policy:
     amdgpu_cyclic: bool = True
     fork_shares_iommu_mm: bool = False
     release_unbinds_before_drain: bool = False
-    amdgpu_idr_spinlock: bool = False
+    amdgpu_pasid_lock: AmdgpuPasidLock = AmdgpuPasidLock.XARRAY
 
     def but(self, **changes) -> "Policy":
         """A copy with some switches changed (``CURRENT.but(allocator=Allocator.CYCLIC)``)."""

@@ -361,6 +361,7 @@ class SystemState(NamedTuple):
     next_id: int
     locks: Map = EMPTY  # lock key -> holding context (pasidsim.locking), between preemption points
     kthreads: Map = EMPTY  # context -> KThread: kernel paths in progress (lock granularity)
+    lock_usage: Map = EMPTY  # spinlock key -> lockdep usage bits: 1 in IRQ, 2 with IRQs on
 
     @property
     def config(self) -> Config:

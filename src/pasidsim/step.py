@@ -242,6 +242,8 @@ def _run(s: SystemState, ctx: int, th: KThread) -> tuple[SystemState, int]:
                     break
                 if key_kind(key) == LockKind.MUTEX:
                     s = _might_sleep(s, ctx, th, key)
+                else:
+                    s = locking.note_spin_usage(s, key, th.kind)
                 s = s._replace(locks=s.locks.set(key, ctx))
                 th = th._replace(held=th.held + (key,))
             frames[-1] = fr._replace(pc=fr.pc + 1)

@@ -13,8 +13,9 @@ import pytest
 from pasidsim.check.model import FunctionModel, Invariant
 from pasidsim.check.search import explore
 from pasidsim.config import Config, DeviceConfig, IommuUnit
-from pasidsim.invariants import l1_no_deadlock, l2_no_sleep_in_atomic, quiescence_leaks
-from pasidsim.locking import (Do, KFunc, Lock, LockKind, Unlock, acquire, begin, end, key_name,
+from pasidsim.invariants import (l1_no_deadlock, l2_no_sleep_in_atomic,
+                                 l3_consistent_irq_lock_usage, quiescence_leaks)
+from pasidsim.locking import (CtxKind, Do, KFunc, Lock, LockKind, Unlock, acquire, begin, end, key_name,
                               lock_key, release)
 from pasidsim.policy import CURRENT
 from pasidsim.state import Granularity, initial_state
@@ -155,3 +156,23 @@ def test_unlock_of_a_lock_not_held_is_an_internal_error():
             release(s, A)
     finally:
         end()
+
+
+def _irq_free_model(irqsave: bool):
+    """A task takes spinlock SPIN (plainly, or with spin_lock_irqsave), an IRQ handler takes
+    it too: lockdep's IRQ usage rule."""
+    task = KFunc("task_takes_spin", (), (Do(lambda s, loc: (
+        release(acquire(s, SPIN, irqsave=irqsave), SPIN), loc)),))
+    irq = KFunc("irq_takes_spin", (), (Do(lambda s, loc: (release(acquire(s, SPIN), SPIN), loc)),))
+    s = initial_state(CFG, CURRENT, Granularity.LOCK)
+    s, _ = start_call(s, task, (), 1)
+    s, _ = start_call(s, irq, (), 2, kind=CtxKind.IRQ)
+    return s
+
+
+def test_spinlock_taken_in_irq_and_with_interrupts_on_is_flagged():
+    assert "inconsistent lock state" in l3_consistent_irq_lock_usage(_irq_free_model(False))
+
+
+def test_spinlock_taken_irqsave_outside_irq_context_is_not_flagged():
+    assert l3_consistent_irq_lock_usage(_irq_free_model(True)) is None

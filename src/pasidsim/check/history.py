@@ -89,4 +89,9 @@ HISTORY: tuple[HistoryCase, ...] = (
                 "allocated with GFP_KERNEL under amdgpu_pasid_idr_lock, a spinlock (\"BUG: "
                 "sleeping function called from invalid context\", fixed by \"drm/amdgpu: fix "
                 "sleeping allocation under spinlock in PASID IDR\")", "lock"),
+    HistoryCase("amdgpu-idr-preload", "hist-amdgpu-ih-reuse", "L3",
+                "amdgpu after that fix: amdgpu_pasid_idr_lock is still a plain spin_lock, and "
+                "the fence callback frees PASIDs under it from the GPU's interrupt handler: "
+                "\"WARNING: inconsistent lock state ... {HARDIRQ-ON-W} -> {IN-HARDIRQ-W}\" "
+                "(fixed with spin_lock_irqsave, then an XArray, 2026)", "lock"),
 )

@@ -99,7 +99,7 @@ _WARN_IDS.update(dict.fromkeys((
     Warn.MM_EXIT_LEAK,
     # a lock key (class, kind, instance: a group or device index, or 0; MMAP_LOCK, whose
     # instance is an mm id, is never taken by a sleeping-point check) and a context kind
-    Warn.SLEEP_IN_ATOMIC), (0, 0)))
+    Warn.SLEEP_IN_ATOMIC, Warn.INCONSISTENT_LOCK_STATE), (0, 0)))
 _BREACH_IDS = {1: False, 2: True, 3: True}  # STALE_TRANSLATION, FOREIGN_COMPLETION, MISATTR.
 _MAX_PERMS = 720  # actor permutations tried at most (5 identical trees: 120)
 
