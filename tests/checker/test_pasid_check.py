@@ -279,3 +279,14 @@ def test_lock_row_counterexample_replays_with_the_lock_holders(case, tmp_path):
     run = CliRunner().invoke(main, ["run", str(files[0])], env={"COLUMNS": "250"})
     assert "locks held" in run.output
     assert case.breaks in run.output, run.output[-2000:]
+
+
+def test_injected_failures_at_lock_granularity_are_refused_not_ignored(tmp_path):
+    r = CliRunner().invoke(main, ["check", "h1-fork-exit", "--granularity", "lock",
+                                  "--inject-faults", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "call granularity only" in r.output
+    f = tmp_path / "x.yaml"
+    f.write_text("name: x\nmachine: default\ngranularity: lock\ninject_faults: true\n"
+                 "actors:\n  - name: A\n    program:\n      - exit: {}\n")
+    r = CliRunner().invoke(main, ["check", str(f), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and f"{f}:4: inject_faults:" in r.output

@@ -264,6 +264,9 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     from ..scenario import builtin_scenarios, resolve_scenario
     from ..scenario.loader import ScenarioError, load_scenario
     console = Console(stderr=as_json)
+    if inject_faults and granularity == "lock":
+        _bad_input("--inject-faults: injected failures are explored at call granularity only "
+                   "(--granularity lock)")
     try:
         if scenario:
             paths = {Path(resolve_scenario(scenario)).stem: Path(resolve_scenario(scenario))}

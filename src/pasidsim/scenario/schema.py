@@ -527,6 +527,9 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _cross_references(self):
+        if self.inject_faults and self.granularity == "lock":
+            _fail("combination", "injected failures are explored at call granularity only; "
+                  "drop `inject_faults` or use `granularity: call`", at=("inject_faults",))
         actors: dict[str, tuple] = {}
         bound: dict[str, tuple] = {}
 
