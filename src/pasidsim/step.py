@@ -150,15 +150,13 @@ def _section(s: SystemState, ctx: int, th: KThread, fn, args: tuple):
     if fail:
         fail = 0 if passed >= fail else fail - passed
     pending = th.pending
-    if s.work:
-        now = tuple(w for w in s.work if w[0] in IRQ_WORK or w[0] == Work.SIGKILL)
-        pending = pending + tuple(w for w in s.work if w[0] not in IRQ_WORK
-                                  and w[0] != Work.SIGKILL)
-        s = s._replace(work=now)
-        if now:
-            s = run_work(s)
-            pending = pending + s.work
-            s = s._replace(work=())
+    while s.work:  # interrupt work and fatal signals now; task work later, in this context
+        item = s.work[0]
+        s = s._replace(work=s.work[1:])
+        if item[0] in IRQ_WORK or item[0] == Work.SIGKILL:
+            s = WORK_FN[item[0]](s, *item[1:])
+        else:
+            pending = pending + (item,)
     return s, res, th._replace(fail=fail, pending=pending)
 
 
