@@ -84,6 +84,17 @@ class ModelInternalError(RuntimeError):
     """A bug in pasidsim: a transition that its lifecycle table does not allow."""
 
 
+class KernelDeadlock(RuntimeError):
+    """A kernel call of the modelled design never returns: its context sleeps on a lock that
+    it, or a context waiting on it, holds (invariant L1).  Raised by the
+    :class:`~pasidsim.system.System` facade; ``function`` is the call, ``state`` the hung
+    machine."""
+
+    def __init__(self, function: str, message: str, state=None) -> None:
+        super().__init__(f"{function}: {message}")
+        self.function, self.state = function, state
+
+
 from enum import IntEnum, unique  # noqa: E402
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import inspect
 
 from .config import Config
-from .errors import KernelError, ModelUsageError, Warn, errname
+from .errors import KernelDeadlock, KernelError, ModelUsageError, Warn, errname
+from .invariants import l1_no_deadlock
 from .policy import CURRENT, Policy
 from .state import SystemState, initial_state
-from .step import OP_BY_NAME, OPS, Action, Op, step
+from .step import IN_PROGRESS, OP_BY_NAME, OPS, Action, Op, step
 
 _RESOLVERS = {"dev": "device_index", "drv": "driver_index", "group": "group_index"}
 
@@ -54,9 +55,15 @@ class System:
         Raises ModelUsageError (state unchanged) for an action that names no operation, has
         the wrong number of arguments, or a device, driver or group index out of range: the
         library's boundary checks what the kernel model trusts, as the kernel trusts its
-        ``struct device`` pointers."""
+        ``struct device`` pointers.  Raises :class:`~pasidsim.errors.KernelDeadlock` for a
+        call that never returns (its context sleeps on a lock it holds: invariant L1), with
+        the hung state in ``.state``; ``self.state`` stays the state before the call."""
         _check_action(self.config, action)
-        self.state, ret = step(self.state, action)
+        s, ret = step(self.state, action)
+        if ret == IN_PROGRESS:  # hung on a lock: the call never returns (state unchanged here)
+            raise KernelDeadlock(OPS[action.op].name, l1_no_deadlock(s) or
+                                 "blocked on a lock that is never released", s)
+        self.state = s
         self.trace.append((action, ret))
         return ret
 

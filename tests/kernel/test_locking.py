@@ -176,3 +176,31 @@ def test_spinlock_taken_in_irq_and_with_interrupts_on_is_flagged():
 
 def test_spinlock_taken_irqsave_outside_irq_context_is_not_flagged():
     assert l3_consistent_irq_lock_usage(_irq_free_model(True)) is None
+
+
+def test_system_facade_raises_kernel_deadlock_for_a_hung_call_state_unchanged():
+    """H2 (bind holds mm_users) on an SMMUv3 whose notifier release takes the unbind lock:
+    the last unbind's mmput runs the release inside unbind, which hangs (call granularity)."""
+    from pasidsim.config import DriverConfig
+    from pasidsim.designs import DESIGNS
+    from pasidsim.errors import KernelDeadlock
+    from pasidsim.system import System
+    cfg = Config.build(iommus=[IommuUnit("smmu0", ops="arm-smmu-v3",
+                                         release_takes_sva_lock=True)],
+                       devices=[DeviceConfig("zip0", iommu="smmu0", pasid_bits=16)],
+                       drivers=[DriverConfig("hisi_zip", kind="uacce")])
+    sys = System(cfg, DESIGNS["H2-mmget-bind"])
+    sys.device_driver_attach("zip0", "hisi_zip")
+    a = sys.process_create()
+    sys.dev_open(a, "zip0")
+    before = sys.state
+    with pytest.raises(KernelDeadlock) as e:
+        sys.task_exit(a)
+    assert "self-deadlock" in str(e.value) and "iommu_sva_lock" in str(e.value)
+    assert sys.state is before and e.value.state.kthreads
+    today = System(cfg)
+    today.device_driver_attach("zip0", "hisi_zip")
+    b = today.process_create()
+    today.dev_open(b, "zip0")
+    today.task_exit(b)  # today: unbind's mmdrop never runs __mmput, no hang
+    assert not today.state.kthreads and not today.state.files
