@@ -204,3 +204,29 @@ def test_system_facade_raises_kernel_deadlock_for_a_hung_call_state_unchanged():
     today.dev_open(b, "zip0")
     today.task_exit(b)  # today: unbind's mmdrop never runs __mmput, no hang
     assert not today.state.kthreads and not today.state.files
+
+
+def _usage(kinds_irqsave):
+    """Spinlock SPIN taken once by each ``(context kind, irqsave)``, at lock granularity."""
+    s = initial_state(CFG, CURRENT, Granularity.LOCK)
+    for i, (kind, irqsave) in enumerate(kinds_irqsave, 1):
+        f = KFunc(f"take_spin_{i}", (), (Do(lambda s, loc, irqsave=irqsave: (
+            release(acquire(s, SPIN, irqsave=irqsave), SPIN), loc)),))
+        s, _ = start_call(s, f, (), i, kind=kind)
+    return s
+
+
+@pytest.mark.parametrize("uses,flagged", [
+    ([(CtxKind.TASK, False)], False),  # only ever taken with interrupts on: consistent
+    ([(CtxKind.TASK, False), (CtxKind.TASK, False)], False),
+    ([(CtxKind.IRQ, False), (CtxKind.IRQ, False)], False),  # only in IRQ context
+    ([(CtxKind.EXCEPTION, False), (CtxKind.IRQ, False)], False),  # #GP: interrupts are off
+    ([(CtxKind.TASK, True), (CtxKind.IRQ, False)], False),  # spin_lock_irqsave
+    ([(CtxKind.IRQ, False), (CtxKind.TASK, False)], True),  # either order
+    ([(CtxKind.WORKER, False), (CtxKind.IRQ, False)], True),
+])
+def test_lockdep_irq_usage_rule(uses, flagged):
+    s = _usage(uses)
+    assert (l3_consistent_irq_lock_usage(s) is not None) == flagged
+    from pasidsim.errors import Warn
+    assert sum(1 for w in s.warnings if w[0] == Warn.INCONSISTENT_LOCK_STATE) == int(flagged)
