@@ -79,11 +79,33 @@ def iommu_domain_alloc_paging(s: SystemState, dev: int,
                                 pasid_compat=pasid_compat))
 
 
+def _domain_in_use(s: SystemState, domain: int) -> str:
+    """Where ``domain`` is still in use ("" when nowhere): a group's default, blocking or
+    current domain, a ``pasid_array`` slot, a programmed PASID entry."""
+    for gi, g in enumerate(s.groups):
+        if domain in (g.default_domain, g.blocking_domain, g.domain):
+            which = ("default" if domain == g.default_domain else
+                     "blocking" if domain == g.blocking_domain else "current")
+            return f"the {which} domain of group {s.config.groups[gi].name}"
+        if any(dom == domain for _p, dom, _h in g.pasid_array):
+            return f"attached at a PASID of group {s.config.groups[gi].name}"
+    if any(e[0] == domain for e in s.pasid_table.values()):
+        return "programmed in a PASID-table entry"
+    return ""
+
+
 def iommu_domain_free(s: SystemState, domain: int) -> tuple[SystemState, int]:
     """Free a domain; an SVA domain drops the mm_count reference it took (``mmdrop``), which
-    may run ``__mmdrop`` and free the mm's PASID.  Returns 0.
+    may run ``__mmdrop`` and free the mm's PASID.  Returns 0.  ModelUsageError (state
+    unchanged) for a domain still in use (a group's default, blocking or current domain, a
+    ``pasid_array`` slot, a PASID-table entry): the kernel does not check and would use the
+    freed memory later.
     Models: drivers/iommu/iommu.c ``iommu_domain_free()`` (+ ``mmdrop`` for SVA)."""
     rec = domain_get(s, domain)
+    why = _domain_in_use(s, domain)
+    if why:
+        raise ModelUsageError(f"domain {domain} is {why}: freeing it would leave the kernel "
+                              "using it after the free (detach it first)")
     s = flush_domain(s, domain)
     s = s._replace(domains=s.domains.delete(domain))
     if rec.type == DomainType.SVA:

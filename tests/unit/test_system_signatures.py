@@ -79,3 +79,30 @@ def test_gp_on_an_unknown_task_is_misuse_under_every_design(design):
     with pytest.raises(ModelUsageError, match="task 999"):
         s.exc_general_protection(999)
     assert s.state is before
+
+
+@pytest.mark.parametrize("attach", ["default", "pasid"])
+def test_freeing_a_domain_in_use_is_a_usage_error_and_dma_still_works(attach):
+    """#14: freeing a group's attached default domain returned 0 and a later DMA crashed
+    with KeyError.  A domain still in use is refused, state unchanged (the kernel does not
+    check: it would use the freed domain later)."""
+    from pasidsim.config import Config, DeviceConfig, IommuUnit
+    from pasidsim.errors import ModelUsageError
+    from pasidsim.step import Action
+    from pasidsim.system import System
+    cfg = Config.build(iommus=[IommuUnit("dmar0")],
+                       devices=[DeviceConfig("d0", iommu="dmar0", pasid_bits=20)])
+    sys = System(cfg)
+    dom = 1  # the group's default domain
+    if attach == "pasid":
+        dom = sys.apply(Action.of("iommu_domain_alloc_paging", dev=0))
+        assert sys.apply(Action.of("iommu_attach_device_pasid", domain=dom, dev=0,
+                                   pasid=5)) == 0
+    before = sys.state
+    with pytest.raises(ModelUsageError, match="in use|domain of group|attached at a PASID"):
+        sys.apply(Action.of("iommu_domain_free", domain=dom))
+    assert sys.state is before and dom in sys.state.domains
+    assert isinstance(sys.apply(Action.of("dma", dev=0, pasid=0, addr=0x1000)), int)
+    if attach == "pasid":
+        sys.apply(Action.of("iommu_detach_device_pasid", domain=dom, dev=0, pasid=5))
+        assert sys.apply(Action.of("iommu_domain_free", domain=dom)) == 0
