@@ -53,7 +53,10 @@ def _free_file(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
 #: ``__fput()`` with the driver's release as a call (its preemption points are the
 #: driver's): run as task work, one preemption point at a time at lock granularity.
 FPUT = KFunc("__fput", ("file",), (Call(("resolve", _release_of), _has_release),
-                                    Do(_free_file)))
+                                    Do(_free_file)),
+             "``__fput()`` of ``file`` (task work): the bound driver's ``release`` (a KFunc "
+             "with its own preemption points, or one atomic section), then the file is freed. "
+             "Returns 0.  Models: fs/file_table.c ``__fput()``.")
 
 
 def __fput(s: SystemState, file: int) -> SystemState:

@@ -55,22 +55,22 @@ class LockKind(IntEnum):
 
 @unique
 class LockClass(IntEnum):
-    """The locks that matter for the PASID lifecycle (``lock_key(cls, instance)``)."""
+    """The locks that matter for the PASID lifecycle (``lock_key(cls, instance)``).  Only the
+    locks some modelled path holds across a preemption point, or takes where it must not
+    sleep, are here; ``group->mutex``, ``mmap_lock`` and the ``pasid_array`` xa_lock are not
+    (each group function is one ``group->mutex`` critical section, modelled as one atomic
+    section)."""
 
     IOMMU_SVA_LOCK = 1  # drivers/iommu/iommu-sva.c DEFINE_MUTEX(iommu_sva_lock); global
-    GROUP_MUTEX = 2  # iommu_group::mutex; instance: group index
-    MMAP_LOCK = 3  # mm->mmap_lock (rw_semaphore, taken for write); instance: mm id
     UACCE_MUTEX = 4  # uacce_device::mutex; instance: device index
-    PASID_ARRAY_XA = 5  # xa_lock of iommu_group::pasid_array (spinlock); instance: group
     PASID_MUTEX = 6  # intel svm.c pasid_mutex (the Sep 2021 per-task refcount proposal)
     AMDGPU_PASID_LOCK = 7  # amdgpu_ids.c amdgpu_pasid_idr_lock (spinlock; 14b81abe7bdc)
 
 
 #: The kind of each named lock class.
 CLASS_KIND: dict[int, LockKind] = {
-    LockClass.IOMMU_SVA_LOCK: LockKind.MUTEX, LockClass.GROUP_MUTEX: LockKind.MUTEX,
-    LockClass.MMAP_LOCK: LockKind.MUTEX, LockClass.UACCE_MUTEX: LockKind.MUTEX,
-    LockClass.PASID_ARRAY_XA: LockKind.SPIN, LockClass.PASID_MUTEX: LockKind.MUTEX,
+    LockClass.IOMMU_SVA_LOCK: LockKind.MUTEX, LockClass.UACCE_MUTEX: LockKind.MUTEX,
+    LockClass.PASID_MUTEX: LockKind.MUTEX,
     LockClass.AMDGPU_PASID_LOCK: LockKind.SPIN,
 }
 
@@ -93,16 +93,12 @@ def key_kind(key: int) -> LockKind:
 def key_name(key: int) -> str:
     """``'group->mutex[0]'``-style name of a lock key for traces."""
     cls, inst = key >> (_INST_BITS + 1), key & ((1 << _INST_BITS) - 1)
-    names = {LockClass.IOMMU_SVA_LOCK: "iommu_sva_lock", LockClass.GROUP_MUTEX: "group->mutex",
-             LockClass.MMAP_LOCK: "mmap_lock", LockClass.UACCE_MUTEX: "uacce->mutex",
-             LockClass.PASID_ARRAY_XA: "pasid_array.xa_lock",
+    names = {LockClass.IOMMU_SVA_LOCK: "iommu_sva_lock", LockClass.UACCE_MUTEX: "uacce->mutex",
              LockClass.PASID_MUTEX: "pasid_mutex",
              LockClass.AMDGPU_PASID_LOCK: "amdgpu_pasid_idr_lock"}
     name = names.get(cls, f"lock{cls}")  # type: ignore[call-overload]
     if cls in (LockClass.IOMMU_SVA_LOCK, LockClass.PASID_MUTEX, LockClass.AMDGPU_PASID_LOCK):
         return name
-    if cls == LockClass.MMAP_LOCK:
-        return f"mm {inst} mmap_lock"
     return f"{name}[{inst}]"
 
 

@@ -376,8 +376,9 @@ class SystemState(NamedTuple):
         return hash(self) & 0xFFFF_FFFF_FFFF_FFFF
 
     def fingerprint_nowarn(self) -> int:
-        """Fingerprint ignoring the warning log (for failure-atomicity checks)."""
-        return hash(self._replace(warnings=())) & 0xFFFF_FFFF_FFFF_FFFF
+        """Fingerprint ignoring the warning log and lockdep's lock-usage record (kernel
+        diagnostics, not state a failed call must restore: for failure-atomicity checks)."""
+        return hash(self._replace(warnings=(), lock_usage=EMPTY)) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def fast_replace(cls):

@@ -47,24 +47,30 @@ def step(s: SystemState, a: Action, ctx: int = 0) -> tuple[SystemState, int]:
     the ``a.fail``-th fault point passed (0: none) fails with its errno.  At ``LOCK``
     granularity the call runs to its next preemption point (module docstring); a context with
     a call in progress must be continued with :func:`kernel_continue` instead."""
+    if ctx in s.kthreads:
+        raise ModelInternalError(f"context {ctx} already has a call in progress")
+    th = KThread(int(_KIND[a.op]), a.op, a.args, (), ret=IN_PROGRESS, fail=a.fail)
     if s.static.granularity == Granularity.LOCK:
-        if ctx in s.kthreads:
-            raise ModelInternalError(f"context {ctx} already has a call in progress")
-        th = KThread(int(_KIND[a.op]), a.op, a.args, (), ret=IN_PROGRESS, fail=a.fail)
         return _run(s, ctx, th)
-    fault.begin(a.fail)
-    locking.begin(ctx, _KIND[a.op])
+    return _whole_call(s, ctx, th, OPS[a.op].fn, a.args)
+
+
+def _whole_call(s: SystemState, ctx: int, th: KThread, fn, args: tuple
+                ) -> tuple[SystemState, int]:
+    """``CALL`` granularity: run ``fn(s, *args)`` to completion as ``ctx`` (with ``th.fail``
+    injected), then the deferred work it queued.  A call that takes a lock its own context
+    holds hangs, one that needs a lock a hung context holds waits: ``th`` is parked then
+    (``ret`` :data:`IN_PROGRESS`), and a waiting call is run again when the lock is free."""
+    fault.begin(th.fail)
+    locking.begin(ctx, th.kind)
     try:
-        s2, ret = OPS[a.op].fn(s, *a.args)
+        s2, ret = fn(s, *args)
         if s2.work:
             s2 = run_work(s2)
     except Blocked as e:  # a lock held by a hung context
-        th = KThread(int(_KIND[a.op]), a.op, a.args, (), wait=e.key, ret=IN_PROGRESS, fail=a.fail)
-        return _park(s, ctx, th), IN_PROGRESS
+        return _park(s, ctx, th._replace(wait=e.key)), IN_PROGRESS
     except Hung as e:
-        th = KThread(int(_KIND[a.op]), a.op, a.args, (), wait=e.key, held=e.held,
-                     ret=IN_PROGRESS)
-        return _park(e.state, ctx, th), IN_PROGRESS
+        return _park(e.state, ctx, th._replace(wait=e.key, held=e.held)), IN_PROGRESS
     finally:
         locking.end()
         fault.end()
@@ -83,10 +89,10 @@ def kernel_continue(s: SystemState, ctx: int) -> tuple[SystemState, int]:
         if th.wait in s.locks:
             raise ModelInternalError(f"context {ctx} sleeps on a held lock")
         th = th._replace(wait=0)
-    if s.static.granularity != Granularity.LOCK and th.op >= 0:
-        # a call blocked by a hung one: run it again
+    if s.static.granularity != Granularity.LOCK:  # a call blocked by a hung one: again
         s = s._replace(kthreads=s.kthreads.delete(ctx))
-        return step(s, Action(th.op, th.args, th.fail), ctx)
+        fn = OPS[th.op].fn if th.op >= 0 else KFUNCS[th.frames[0].fn]
+        return _whole_call(s, ctx, th, fn, th.args)
     return _run(s, ctx, th)
 
 
@@ -102,16 +108,7 @@ def start_call(s: SystemState, f: KFunc, args: tuple, ctx: int,
     th = KThread(int(kind), -1, tuple(args), (KFrame(f.index, 0, f.start_locals(tuple(args))),),
                  ret=IN_PROGRESS)
     if s.static.granularity != Granularity.LOCK:
-        locking.begin(ctx, kind)
-        try:
-            s2, ret = f(s, *args)
-        except Blocked as e:
-            return _park(s, ctx, th._replace(wait=e.key)), IN_PROGRESS
-        except Hung as e:
-            return _park(e.state, ctx, th._replace(wait=e.key, held=e.held)), IN_PROGRESS
-        finally:
-            locking.end()
-        return s2, ret
+        return _whole_call(s, ctx, th, f, tuple(args))
     return _run(s, ctx, th)
 
 

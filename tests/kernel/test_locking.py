@@ -15,7 +15,7 @@ from pasidsim.check.search import explore
 from pasidsim.config import Config, DeviceConfig, IommuUnit
 from pasidsim.invariants import (l1_no_deadlock, l2_no_sleep_in_atomic,
                                  l3_consistent_irq_lock_usage, quiescence_leaks)
-from pasidsim.locking import (CtxKind, Do, KFunc, Lock, LockKind, Unlock, acquire, begin, end, key_name,
+from pasidsim.locking import (CtxKind, Do, LockClass, KFunc, Lock, LockKind, Unlock, acquire, begin, end, key_name,
                               lock_key, release)
 from pasidsim.policy import CURRENT
 from pasidsim.state import Granularity, initial_state
@@ -230,3 +230,35 @@ def test_lockdep_irq_usage_rule(uses, flagged):
     assert (l3_consistent_irq_lock_usage(s) is not None) == flagged
     from pasidsim.errors import Warn
     assert sum(1 for w in s.warnings if w[0] == Warn.INCONSISTENT_LOCK_STATE) == int(flagged)
+
+
+def test_call_granularity_call_waiting_on_a_hung_context_runs_whole_when_freed():
+    """At call granularity a call that needs a lock a hung context holds waits, and runs to
+    its return in one step once the lock is free (never stopping at a preemption point)."""
+    s = initial_state(CFG, CURRENT, Granularity.CALL)
+    s, _ = start_call(s, KFunc("hang_holding_a", (), (Lock(_const(A)), Do(
+        lambda s, loc: (acquire(s, A), loc)))), (), 1)
+    assert s.locks.get(A) == 1
+    s, ret = start_call(s, AB, (), 2)
+    assert ret == IN_PROGRESS and s.kthreads[2].wait == A and not runnable(s, 2)
+    s = s._replace(locks=s.locks.delete(A), kthreads=s.kthreads.delete(1))  # A freed
+    assert runnable(s, 2)
+    s, ret = kernel_continue(s, 2)
+    assert ret == 0 and not s.kthreads and not s.locks
+
+
+def test_lockdep_usage_is_not_state_a_failed_call_must_restore():
+    """amdgpu-idr-preload: an allocation that fails -ENOSPC after the lock was seen in IRQ
+    context records the inconsistent usage (L3) but is still a failed, atomic call."""
+    from pasidsim.designs import DESIGNS
+    from pasidsim.errors import ENOSPC
+    from pasidsim.step import Action, step
+    s = initial_state(CFG, DESIGNS["amdgpu-idr-preload"], Granularity.LOCK)
+    s, p = step(s, Action.of("amdgpu_pasid_alloc", bits=1), 1)  # the only PASID of width 1
+    assert p == 1
+    s = s._replace(lock_usage=s.lock_usage.set(lock_key(LockClass.AMDGPU_PASID_LOCK), 1))  # as if seen in IRQ only
+    s0 = s
+    s1, ret = step(s, Action.of("amdgpu_pasid_alloc", bits=1), 1)
+    assert ret == -ENOSPC
+    assert l3_consistent_irq_lock_usage(s1) is not None
+    assert s1.fingerprint_nowarn() == s0.fingerprint_nowarn()

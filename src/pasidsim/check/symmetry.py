@@ -97,8 +97,8 @@ _WARN_IDS.update(dict.fromkeys((
     Warn.ALLOCATOR_NOT_REGISTERED, Warn.ALLOCATOR_ORPHANS, Warn.BUG_ON,
     Warn.PASID_PUT_UNDERFLOW, Warn.IOPF_FLUSH_NO_PARAM, Warn.RESET_UNDERFLOW,
     Warn.MM_EXIT_LEAK,
-    # a lock key (class, kind, instance: a group or device index, or 0; MMAP_LOCK, whose
-    # instance is an mm id, is never taken by a sleeping-point check) and a context kind
+    # a lock key (class, kind, instance: a device index or 0, never an object id) and a
+    # context kind
     Warn.SLEEP_IN_ATOMIC, Warn.INCONSISTENT_LOCK_STATE), (0, 0)))
 _BREACH_IDS = {1: False, 2: True, 3: True}  # STALE_TRANSLATION, FOREIGN_COMPLETION, MISATTR.
 _MAX_PERMS = 720  # actor permutations tried at most (5 identical trees: 120)
