@@ -67,7 +67,14 @@ class DeviceConfig:
         group: IOMMU group name; devices naming the same group share it.  ``None`` gives the
             device a singleton group named after it.
         pasid_bits: PCI PASID capability "Max PASID Width" in bits, in [0, 20]; 0 = no
-            capability.  For a non-PCI device, the ``pasid-num-bits`` firmware property.
+            capability (unless ``pasid_cap``).  For a non-PCI device, the ``pasid-num-bits``
+            firmware property.
+        pasid_cap: the device has a PASID capability; ``None`` (default) = ``pasid_bits > 0``.
+            ``pasid_cap: true`` with ``pasid_bits: 0`` is a capability of width 0:
+            ``pci_max_pasids()`` returns ``1 << 0`` = 1, so ``max_pasids`` is 1 -- the device
+            takes part in PASID attach (it is not skipped like a device without the
+            capability) but can hold no PASID but 0, so every PASID attach to its group fails
+            -EINVAL (``pasid >= max_pasids``).
         ats: Address Translation Services capable (device ATC).
         pri: Page Request Interface capable (recoverable faults, IOPF).
         require_direct: firmware requires identity mappings (RMRR / IOMMU_RESV_DIRECT): the
@@ -80,6 +87,7 @@ class DeviceConfig:
     iommu: str | None = "iommu0"
     group: str | None = None
     pasid_bits: int = 0
+    pasid_cap: bool | None = None
     ats: bool = False
     pri: bool = False
     require_direct: bool = False
@@ -90,6 +98,15 @@ class DeviceConfig:
         if not 0 <= self.pasid_bits <= PCI_PASID_MAX_BITS:
             raise ModelUsageError(
                 f"device {self.name!r}: pasid_bits {self.pasid_bits} outside [0, 20]")
+        if self.pasid_cap is False and self.pasid_bits > 0:
+            raise ModelUsageError(
+                f"device {self.name!r}: pasid_bits {self.pasid_bits} without a PASID capability "
+                "(pasid_cap: false)")
+
+    @property
+    def has_pasid_cap(self) -> bool:
+        """The device has a PCI PASID capability (or ``pasid-num-bits``)."""
+        return self.pasid_cap if self.pasid_cap is not None else self.pasid_bits > 0
 
 
 @dataclass(frozen=True)
@@ -207,7 +224,8 @@ class Config:
             if d.iommu is None:
                 maxp.append(0)
                 continue
-            dev_max = (1 << d.pasid_bits) if d.pasid_bits > 0 else 0
+            # pci_max_pasids(): 1 << width with a capability (width 0 -> 1), -EINVAL without
+            dev_max = (1 << d.pasid_bits) if d.has_pasid_cap else 0
             maxp.append(min(dev_max, iommus[unit_ix[d.iommu]].max_pasids))
         cfg = Config(iommus, devices, drivers, groups, tuple(device_group), tuple(maxp))
         cfg._index.update(

@@ -272,9 +272,12 @@ def iommu_replace_device_pasid(s: SystemState, domain: int, dev: int, pasid: int
     """Replace what is attached at ``pasid`` with ``domain`` (iommufd).
 
     Returns 0; -ENODEV, -EOPNOTSUPP, -EINVAL (incompatible, IOMMU_NO_PASID, ``handle == 0``,
-    slot empty: "not a replace", or the same handle stored again, which also WARNs).  On
-    failure the old attachment stays.
-    Models: drivers/iommu/iommu.c ``iommu_replace_device_pasid()``.
+    slot empty: "not a replace", or the same handle stored again, which also WARNs); a
+    device's ``set_dev_pasid`` error (fault point SET_DEV_PASID, once per member: the devices
+    already switched are reverted to the old domain, ``err_revert``).  On failure the old
+    attachment stays.
+    Models: drivers/iommu/iommu.c ``iommu_replace_device_pasid()`` →
+    ``__iommu_set_group_pasid()``.
     """
     domain_get(s, domain)
     err = _pasid_attach_checks(s, domain, dev, pasid)
@@ -296,7 +299,13 @@ def iommu_replace_device_pasid(s: SystemState, domain: int, dev: int, pasid: int
         return warn(s, Warn.REPLACE_SAME_HANDLE, handle), -EINVAL
     _handle_check(s, handle)
     if cur[0] != domain:
+        s0 = s
         for d in pasid_devices(s, g):
+            # __iommu_set_group_pasid(domain, group, pasid, old): a device's set_dev_pasid
+            # fails -> err_revert: the devices already switched go back to the old domain
+            err = fault_point(FaultPoint.SET_DEV_PASID)
+            if err:
+                return s0, err
             s = program_pasid(s, d, pasid, domain)
     s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(
         domain=domain, group=g, pasid=pasid)))

@@ -122,6 +122,7 @@ class Warn(IntEnum):
     RESET_UNDERFLOW = 17  # pci_dev_reset_iommu_done() without a matching prepare
     SLEEP_IN_ATOMIC = 18  # __might_sleep(): a sleeping lock or allocation in atomic context
     INCONSISTENT_LOCK_STATE = 19  # lockdep: a spinlock taken in IRQ context and with IRQs on
+    MMU_NOTIFIER_REGISTER_BUG = 20  # mmu_notifier_register() on an mm with mm_users == 0
 
     def describe(self, a: int = 0, b: int = 0) -> str:
         return f"WARN {self.name.lower()}({a}, {b})"

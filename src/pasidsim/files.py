@@ -21,7 +21,8 @@ from .mem import _task_mm, unmap_range
 from .mm import mm_alloc, mm_get, mmget, mmput
 from .ops_tables import dev_driver_ops
 from .policy import Enqcmd
-from .state import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, File, Proc, SystemState, Task, Vma
+from .state import (IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PAGE_SHIFT, PAGE_SIZE, PROT_READ,
+                    PROT_WRITE, File, Proc, SystemState, Task, Vma)
 from .sva import maybe_free_refcounted_pasid
 
 
@@ -52,12 +53,23 @@ def process_create(s: SystemState) -> tuple[SystemState, int]:
 
 def clone_thread(s: SystemState, tid: int) -> tuple[SystemState, int]:
     """``clone(CLONE_VM|CLONE_FILES|CLONE_THREAD)``: a new thread sharing mm (mmget) and fd
-    table; ``pasid_activated`` cleared and the PASID xstate not inherited.  Returns the tid."""
+    table; ``pasid_activated`` cleared and the PASID xstate not inherited (``dup_task_struct``,
+    ``fpu_clone``: "Children never inherit PASID state").  ``copy_thread`` sets the mm's
+    ``MM_CONTEXT_LOCK_LAM`` for good.  In the ENQCMD IPI era (``Enqcmd.IPI``, v5.10-v5.12) the
+    XSAVE image was copied and ``update_pasid()`` at every switch-in loaded ``mm->pasid``: the
+    new thread runs with the mm's PASID in IA32_PASID.  Returns the tid.
+    Models: kernel/fork.c ``copy_process()``, arch/x86/kernel/process.c ``copy_thread()``."""
     t = _task(s, tid)
     s = mmget(s, t.mm)
     new = s.next_id
     p = s.procs[t.pid]
-    s = s._replace(next_id=new + 1, tasks=s.tasks.set(new, Task(pid=t.pid, mm=t.mm)),
+    rec = s.mms[t.mm]
+    task = Task(pid=t.pid, mm=t.mm)
+    if s.policy.enqcmd == Enqcmd.IPI and rec.pasid != IOMMU_PASID_INVALID:
+        task = task._replace(pasid_activated=True, msr=rec.pasid | MSR_IA32_PASID_VALID)
+    if not rec.lam_locked:
+        s = s._replace(mms=s.mms.set(t.mm, rec._replace(lam_locked=True)))
+    s = s._replace(next_id=new + 1, tasks=s.tasks.set(new, task),
                    procs=s.procs.set(t.pid, p._replace(threads=p.threads + (new,))))
     return s, new
 
@@ -81,7 +93,8 @@ def fork(s: SystemState, tid: int) -> tuple[SystemState, int]:
             s = get_file(s, vma.file)
     # The child's anonymous memory is demand-zero (copy-on-write is not modeled).
     child_mm = s.mms[mm]._replace(vmas=tuple(vmas), next_vpage=pmm.next_vpage,
-                                  lam=pmm.lam, force_tagged_sva=pmm.force_tagged_sva)
+                                  lam=pmm.lam, force_tagged_sva=pmm.force_tagged_sva,
+                                  lam_locked=pmm.lam_locked)  # context.flags: dup_mm's memcpy
     if s.policy.fork_shares_iommu_mm:  # H7: dup_mm()'s memcpy leaves iommu_mm aliased
         child_mm = child_mm._replace(pasid=pmm.pasid)
     s = s._replace(mms=s.mms.set(mm, child_mm))
@@ -115,6 +128,39 @@ def task_exit(s: SystemState, tid: int) -> tuple[SystemState, int]:
     for f in p.files:
         s = fput(s, f)
     return s, 0
+
+
+def execve(s: SystemState, tid: int) -> tuple[SystemState, int]:
+    """``execve()`` by task ``tid`` (a program that exists; open files stay open: no
+    ``O_CLOEXEC`` is modelled).
+
+    ``de_thread()``: the process's other threads exit first.  ``exec_mmap()``: the task gets a
+    fresh mm (``mm_alloc`` → ``mm_init`` → ``mm_pasid_init``: no PASID, no LAM) and the old one
+    is ``mmput`` (its last user: ``__mmput``, which may leave bonds of still-open files on an
+    exited mm).  ``flush_thread()`` → ``fpu_flush_thread()`` resets the XSAVE image to the
+    init state, so IA32_PASID is 0 from the next return to user space; ``pasid_activated`` is
+    not cleared on this path (only ``dup_task_struct`` clears it) [I: source read, no reset
+    found], so a later ENQCMD of the new program takes a #GP that ``try_fixup_enqcmd_gp()``
+    refuses (SIGSEGV) -- unless the per-task refcount proposal (seed 004) drops the task's
+    PASID reference here, as it does at exit.  Returns 0.
+    Models: fs/exec.c ``begin_new_exec()``, ``de_thread()``, ``exec_mmap()``;
+    arch/x86/kernel/fpu/core.c ``fpu_flush_thread()``.
+    """
+    t = _task(s, tid)
+    for other in [x for x in s.procs[t.pid].threads if x != tid]:
+        s, _ = task_exit(s, other)
+    t = s.tasks[tid]
+    old = t.mm
+    if t.pasid_activated and s.policy.enqcmd == Enqcmd.TASK_REFCOUNT:
+        s = s._replace(tasks=s.tasks.set(tid, t._replace(pasid_activated=False, msr=0)))
+        if old in s.mms:
+            s = maybe_free_refcounted_pasid(s, old)
+        t = s.tasks[tid]
+    s, mm = mm_alloc(s)
+    p = s.procs[t.pid]
+    s = s._replace(tasks=s.tasks.set(tid, t._replace(mm=mm, msr=0)),
+                   procs=s.procs.set(t.pid, p._replace(mm=mm)))
+    return mmput(s, old), 0
 
 
 def do_group_exit(s: SystemState, pid: int) -> SystemState:

@@ -227,12 +227,19 @@ def iommu_attach_device(s: SystemState, domain: int, dev: int) -> tuple[SystemSt
     """Attach ``domain`` to the RID of a device alone in its group.
 
     Returns 0; -ENODEV no group; -EINVAL group has more than one device or incompatible
-    domain; -EBUSY another non-core domain attached.  Models ``iommu_attach_device()``."""
+    domain; -EBUSY another non-core domain attached.  Under ``Policy.attach_device_owner_cnt``
+    (seed 003 proposal) a multi-device group is accepted when ``owner_cnt == 1`` and no user
+    owns it, else -EBUSY.  Models ``iommu_attach_device()``."""
     domain_get(s, domain)
     g = dev_group(s, dev)
     if g < 0:
         return s, -ENODEV
-    if len(s.config.groups[g].devices) != 1:
+    if s.policy.attach_device_owner_cnt:
+        # seed 003 proposal: the caller's driver must be the group's only DMA user
+        grp = s.groups[g]
+        if grp.owner or grp.owner_cnt != 1:
+            return s, -EBUSY
+    elif len(s.config.groups[g].devices) != 1:
         return s, -EINVAL
     return __iommu_attach_group(s, domain, g)
 

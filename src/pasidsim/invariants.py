@@ -292,9 +292,10 @@ def o4_unowned_default(s: SystemState):
 
 
 def x1_msr(s: SystemState):
-    """X1: An active IA32_PASID equals the mm's PASID."""
+    """X1: An active IA32_PASID equals the mm's PASID.  (A task whose MSR is not valid is
+    not checked: after ``execve`` ``pasid_activated`` may be stale while the MSR is 0.)"""
     for tid, t in s.tasks.items():
-        if not t.pasid_activated:
+        if not t.pasid_activated or not t.msr & MSR_IA32_PASID_VALID:
             continue
         m = s.mms.get(t.mm)
         if m is None or m.pasid == IOMMU_PASID_INVALID:
@@ -378,6 +379,9 @@ def b1_no_bug_on(s: SystemState):
     for c, a, b in s.warnings:
         if c == Warn.BUG_ON:
             return f"kernel BUG_ON: kernel driver bound into user-owned group {a} (device {b})"
+        if c == Warn.MMU_NOTIFIER_REGISTER_BUG:
+            return (f"kernel BUG: mmu_notifier_register() on mm {a} whose mm_users is 0 "
+                    f"(SVA bind of an exited mm, device {b})")
     return None
 
 
@@ -599,9 +603,10 @@ def x2_new_task_clean(s0, a, ret, s1):
 
 
 def x3_msr_written_by_owner(s0, a, ret, s1):
-    """The IA32_PASID MSR of a task changes only in that task's own #GP path (E6+)."""
+    """The IA32_PASID MSR of a task changes only in that task's own #GP path (E6+), or when
+    the task itself resets its FPU state at ``execve`` (to 0)."""
     own = None
-    if a is not None and a.name in ("enqcmd", "exc_general_protection"):
+    if a is not None and a.name in ("enqcmd", "exc_general_protection", "execve"):
         own = a.kwargs().get("tid")
     for tid, t1 in s1.tasks.items():
         t0 = s0.tasks.get(tid)

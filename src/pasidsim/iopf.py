@@ -21,7 +21,7 @@ from typing import NamedTuple
 from .errors import EBUSY, EINVAL, ENODEV, ENOMEM, Warn
 from .mem import handle_mm_fault
 from .mm import mmget_not_zero
-from .state import PAGE_SHIFT, DomainType, PasidEntryMode, SystemState, warn
+from .state import PAGE_SHIFT, DomainType, IfdFault, PasidEntryMode, SystemState, warn
 
 MAX_RESPONSES = 16
 
@@ -66,20 +66,40 @@ def _set_queue(s: SystemState, dev: int, q: IopfQueue) -> SystemState:
     return s._replace(iopf=s.iopf.set(dev, q))
 
 
-def _respond(s: SystemState, dev: int, pasid: int, grpid: int,
-             code: IopfResponse) -> SystemState:
+def iopf_group_response(s: SystemState, dev: int, pasid: int, grpid: int,
+                        code: IopfResponse) -> SystemState:
+    """The one page response of a group (``iopf_group_response`` → the IOMMU driver's
+    ``page_response``): recorded in ``SystemState.responses`` (the last few)."""
     return s._replace(responses=(s.responses + ((dev, pasid, grpid, int(code)),))[-MAX_RESPONSES:])
 
 
-def _handler_domain(s: SystemState, dev: int, pasid: int) -> int:
+_respond = iopf_group_response
+
+
+def iommufd_fault_of(s: SystemState, dom: int) -> int:
+    """The iommufd fault object that takes ``dom``'s I/O page faults (a hwpt allocated with
+    ``IOMMU_HWPT_FAULT_ID_VALID``), or 0."""
+    o = s.ifd.get(dom)
+    return o.fault if o is not None else 0
+
+
+def _handler(s: SystemState, dev: int, pasid: int) -> tuple[int, int]:
+    """``(domain, handle)`` whose ``iopf_handler`` takes page requests at ``pasid``: an SVA
+    domain, or an iommufd hwpt with a fault object; ``(0, 0)`` for none."""
     g = s.config.device_group[dev]
     if g < 0:
-        return 0
-    for p, dom, _h in s.groups[g].pasid_array:
+        return 0, 0
+    for p, dom, h in s.groups[g].pasid_array:
         if p == pasid:
             d = s.domains.get(dom)
-            return dom if d is not None and d.type == DomainType.SVA else 0
-    return 0
+            if d is not None and (d.type == DomainType.SVA or iommufd_fault_of(s, dom)):
+                return dom, h
+            return 0, 0
+    return 0, 0
+
+
+def _handler_domain(s: SystemState, dev: int, pasid: int) -> int:
+    return _handler(s, dev, pasid)[0]
 
 
 def iommu_report_device_fault(s: SystemState, dev: int, pasid: int, addr: int, access: int = 1,
@@ -95,7 +115,7 @@ def iommu_report_device_fault(s: SystemState, dev: int, pasid: int, addr: int, a
     Models: drivers/iommu/io-pgfault.c ``iommu_report_device_fault()``.
     """
     q = _queue(s, dev)
-    dom = _handler_domain(s, dev, pasid)
+    dom, handle = _handler(s, dev, pasid)
     vpage = addr >> PAGE_SHIFT
     if q is None or not dom:
         if last:
@@ -110,6 +130,14 @@ def iommu_report_device_fault(s: SystemState, dev: int, pasid: int, addr: int, a
     if oom:
         s = _set_queue(s, dev, q._replace(partial=rest))
         return _respond(s, dev, pasid, grpid, IopfResponse.FAILURE), 0
+    fault = iommufd_fault_of(s, dom)
+    if fault:
+        # iommufd_fault_iopf_handler(): the whole group goes to the fault object's queue, for
+        # user space to read and answer by cookie (pasidsim.iommufd)
+        f = s.ifd[fault]
+        rec = IfdFault(0, dev, pasid, grpid, len(mine) + 1, handle)
+        s = s._replace(ifd=s.ifd.set(fault, f._replace(faults=f.faults + (rec,))))
+        return _set_queue(s, dev, q._replace(partial=rest)), 0
     gid = s.next_id
     group = IopfGroup(gid, pasid, grpid, mine + ((vpage, access),), dom)
     s = s._replace(next_id=gid + 1)
@@ -197,5 +225,6 @@ def iopf_queue_remove_device(s: SystemState, dev: int) -> tuple[SystemState, int
 
 
 __all__ = ["IopfResponse", "IopfGroup", "IopfQueue", "iommu_report_device_fault",
+           "iopf_group_response", "iommufd_fault_of",
            "iopf_handle", "iopf_flush_pasid", "iopf_queue_flush_dev", "iopf_queue_add_device",
            "iopf_queue_remove_device", "EINVAL"]

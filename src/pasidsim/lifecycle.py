@@ -208,7 +208,8 @@ _MM = Spec(
      T(_M.LIVE, _M.EXITED, "last_mmput", "__mmput",
        "exit_mmap, mmu-notifier release (SVA entries quiesced, PASID kept), file refs of the "
        "VMAs dropped, then mmdrop of the users' reference (which may go on to FREED); E6 frees "
-       "the PASID here (701fac40384f), E0 runs the drivers' mm_exit"),
+       "the PASID here (701fac40384f); E0 first runs the drivers' mm_exit callbacks, while "
+       "the PASID still translates"),
      T(_M.EXITED, _M.EXITED, "mmgrab", "mmgrab", "legal while mm_count > 0"),
      T(_M.EXITED, _M.EXITED, "mmdrop", "mmdrop", "not the last reference"),
      T(_M.EXITED, _M.FREED, "last_mmdrop", "__mmdrop",
@@ -234,8 +235,8 @@ _IOMMU_MM = Spec(
     "later (§2.2); later binds reuse it and take no reference.  Where it goes back to NULL -- "
     "the PASID freed -- is the choice the history turns on: today at `__mmdrop` (E7+, so a live "
     "mm's PASID never changes); at `__mmput` in v5.18-rc1 (E6, H1); at the last unbind in "
-    "v5.10-v5.13 (E4-E5) and in the per-task refcount proposal (H5); at mm exit in the 2018 "
-    "io_mm RFC (E0).  fork gives the child a NULL iommu_mm (`mm_init` -> `mm_pasid_init`), "
+    "v5.10-v5.13 (E4-E5) and in the per-task refcount proposal (H5); when the io_mm's kref drops "
+    "to 0 (last unbind or mm exit) in the 2018 io_mm RFC (E0).  fork gives the child a NULL iommu_mm (`mm_init` -> `mm_pasid_init`), "
     "except in the H7 revision, where the child starts aliasing its parent's.",
     ("drivers/iommu/iommu-sva.c: iommu_alloc_mm_data(), mm_pasid_drop(), "
      "iommu_sva_free_pasid() (E4-E5)",
@@ -258,9 +259,11 @@ _IOMMU_MM = Spec(
        "from __mmput: E6 (701fac40384f), H2"),
      T(_I.ALLOCATED, _I.NULL, "unbind_free", "iommu_sva_free_pasid",
        "E4-E5: the last bond gone (ioasid_put), mm->pasid = 0 and the MSRs updated by IPI; "
-       "H5: also no thread that activated it left (at that thread's exit)"),
+       "H5: also no thread that activated it left (at that thread's exit); E0: the io_mm's "
+       "last bond unbound (io_mm_put -> io_mm_release -> idr_remove)"),
      T(_I.ALLOCATED, _I.NULL, "io_mm_exit", "iommu_notifier_release",
-       "E0: at mm exit, after the drivers' mm_exit callbacks, with no bond left")))
+       "E0: at mm exit, the drivers' mm_exit callbacks called while the PASID still "
+       "translates, then every bond detached: the io_mm's kref reaches 0")))
 
 
 # -- SVA bond ------------------------------------------------------------------------------------

@@ -53,6 +53,10 @@ class DeviceSpec(_Strict):
     iommu: Optional[str] = "iommu0"
     group: Optional[str] = None
     pasid_bits: Annotated[int, Strict(), Field(ge=0, le=20)] = 0
+    pasid_cap: Optional[Annotated[bool, Strict()]] = Field(
+        None, description="the device has a PCI PASID capability (default: pasid_bits > 0); "
+        "true with pasid_bits 0 is a capability of width 0: one PASID (PASID 0), so every "
+        "PASID attach to its group fails -EINVAL")
     ats: Annotated[bool, Strict()] = False
     pri: Annotated[bool, Strict()] = False
     require_direct: Annotated[bool, Strict()] = False
@@ -154,7 +158,7 @@ def config_from_spec(spec) -> Config:
                           release_takes_sva_lock=u.release_takes_sva_lock)
                 for u in spec.iommus],
         devices=[DeviceConfig(d.name, iommu=d.iommu, group=d.group, pasid_bits=d.pasid_bits,
-                              ats=d.ats, pri=d.pri, require_direct=d.require_direct,
+                              pasid_cap=d.pasid_cap, ats=d.ats, pri=d.pri, require_direct=d.require_direct,
                               driver=d.driver, atc_entries=d.atc_entries) for d in spec.devices],
         drivers=[DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind,
                               mm_exit_drains=d.mm_exit_drains)

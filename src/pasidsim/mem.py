@@ -181,4 +181,8 @@ def iommu_unmap(s: SystemState, domain: int, iova: int, size: int) -> tuple[Syst
         return s, 0
     s = s._replace(domains=s.domains.set(domain, d._replace(iova=table)))
     s = flush_domain_range(s, domain, first, done)
+    for nested in [k for k, v in s.domains.items() if v.parent == domain]:
+        # a nesting parent's invalidation covers the nested domains' cached translations
+        # (intel cache tags / arm-smmu-v3 S2 VMID invalidation)
+        s = flush_domain_range(s, nested, first, done)
     return s, done << PAGE_SHIFT

@@ -138,6 +138,12 @@ def mmput(s: SystemState, mm: int) -> SystemState:
     # their IOTLB/ATC entries flushed), then every VMA is unmapped and its file put.
     transition(Lifecycle.MM, rec.state, MmLc.EXITED)
     s = _put(s, mm, rec._replace(mm_users=0, state=MmState.EXITED))
+    if s.policy.mm_exit_callback:
+        # E0: the io_mm's mmu-notifier release is the one the core registered: the drivers'
+        # mm_exit callbacks run first, while the PASID still translates (the page tables are
+        # still there), then the bonds are detached and the io_mm's PASID is removed from
+        # the IDR (2018 RFC ``iommu_notifier_release``)
+        s = MMU_NOTIFIER_OPS["io_mm"](s, mm)
     s = mmu_notifier_release(s, mm)
     vmas = s.mms[mm].vmas
     s = _put(s, mm, s.mms[mm]._replace(vmas=()))
@@ -145,9 +151,6 @@ def mmput(s: SystemState, mm: int) -> SystemState:
         s = unmap_range(s, mm, vma.start, vma.npages, notify=False)
         if vma.file:
             s = fput(s, vma.file)
-    if s.policy.mm_exit_callback:
-        # E0: the io_mm's mmu-notifier release (drivers' mm_exit callbacks, bonds torn down)
-        s = MMU_NOTIFIER_OPS["io_mm"](s, mm)
     if s.policy.pasid_free_point == FreePoint.MMPUT:
         s = mm_pasid_drop(s, mm)
     return mmdrop(s, mm)

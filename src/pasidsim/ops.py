@@ -100,6 +100,11 @@ TABLE: tuple[tuple[Callable, str, bool], ...] = (
     (vfio.vfio_device_bind_iommufd, P, True),
     (amdgpu.amdgpu_cs_submit, P, True), (amdgpu.amdgpu_vm_fault, P, True),
     (amdgpu.amdgpu_ih_process, H, True),
+    # fidelity round 2 (issue 11): appended so that earlier opcodes stay put
+    (iommufd.iommufd_destroy, K, True), (iommufd.iommufd_viommu_alloc, K, True),
+    (iommufd.iommufd_fault_queue_alloc, K, True), (iommufd.iommufd_fault_read, P, True),
+    (iommufd.iommufd_fault_respond, P, True), (iommufd.iommufd_get_hw_info, K, True),
+    (files.execve, P, True),
 )
 
 OPS: list[Op] = []

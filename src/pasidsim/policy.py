@@ -96,6 +96,15 @@ class Policy:
             plain ``spin_lock``, also taken by the fence callback in IRQ context), after "fix
             sleeping allocation under spinlock in PASID IDR" (``idr_preload``, still a plain
             ``spin_lock``), or today's XArray (IRQ-safe, no sleep under its lock).
+        mm_exit_keeps_bonds: with ``mm_exit_callback``: the drivers are told at mm exit but
+            the bonds (and the PASID) stay until each driver's explicit unbind; meanwhile the
+            PASID entry is non-present with faults suppressed (Christian König's proposal,
+            seed 002: "each driver is informed by the mm_exit(), but needs to explicitly call
+            unbind() before a PASID is reused").
+        attach_device_owner_cnt: ``iommu_attach_device`` accepts a multi-device group when
+            the caller's driver is its only DMA user (``owner_cnt == 1``, no user owner) instead
+            of requiring a singleton group; later DMA-API users of the group are refused by
+            ``iommu_device_use_default_domain`` (Jason Gunthorpe, seed 003).
     """
 
     name: str = "current"
@@ -116,6 +125,8 @@ class Policy:
     fork_shares_iommu_mm: bool = False
     release_unbinds_before_drain: bool = False
     amdgpu_pasid_lock: AmdgpuPasidLock = AmdgpuPasidLock.XARRAY
+    mm_exit_keeps_bonds: bool = False
+    attach_device_owner_cnt: bool = False
 
     def but(self, **changes) -> "Policy":
         """A copy with some switches changed (``CURRENT.but(allocator=Allocator.CYCLIC)``)."""

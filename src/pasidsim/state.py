@@ -55,6 +55,7 @@ class DomainType(IntEnum):
     UNMANAGED = 2  # a paging domain owned by a driver or by user space (iommufd HWPT)
     DMA = 3  # the kernel DMA-API default domain
     SVA = 4
+    NESTED = 5  # iommufd nested hwpt: user (guest) stage 1 over a NEST_PARENT paging stage 2
 
 
 @unique
@@ -135,6 +136,8 @@ class Mm(NamedTuple):
     (populated on first touch or by an IOPF).
     lam: Linear Address Masking enabled; with ``force_tagged_sva`` unset the mm is not
     DMA-compatible (``arch_pgtable_dma_compat()`` false) and cannot be bound.
+    lam_locked: ``MM_CONTEXT_LOCK_LAM``, sticky: set when a thread is cloned into the mm and
+    after a successful LAM enable; never cleared while the mm lives.
     """
 
     mm_users: int = 1
@@ -145,6 +148,7 @@ class Mm(NamedTuple):
     vmas: tuple = ()
     lam: bool = False
     force_tagged_sva: bool = False  # MM_CONTEXT_FORCE_TAGGED_SVA: LAM and SVA may coexist
+    lam_locked: bool = False  # MM_CONTEXT_LOCK_LAM: set by a CLONE_VM clone or a LAM enable
     private_pasids: tuple = ()  # extra PASIDs bound with SVM_FLAG_PRIVATE_PASID (policy flag)
     pt: Map = EMPTY  # page table: virtual page -> (physical frame, PROT_* bits)
     next_vpage: int = 0x10  # where the next mapping goes (mmap_base), in pages
@@ -210,7 +214,9 @@ class Group(NamedTuple):
 class Domain(NamedTuple):
     """``struct iommu_domain``.  iommu: index of the unit whose ops allocated it.  mm: the
     bound mm (SVA).  users: SVA ``domain->users``.  pasid_compat: allocated with
-    ``IOMMU_HWPT_ALLOC_PASID``."""
+    ``IOMMU_HWPT_ALLOC_PASID``.  parent: a NESTED domain's stage-2 (paging) domain; the
+    guest's stage-1 tables are not modelled (taken as the identity), so a nested domain
+    translates through its parent's IOVA table."""
 
     type: int
     iommu: int
@@ -218,6 +224,7 @@ class Domain(NamedTuple):
     users: int = 0
     pasid_compat: bool = True
     iova: Map = EMPTY  # UNMANAGED/DMA domains: IOVA page -> (physical frame, PROT_* bits)
+    parent: int = 0
 
 
 class Handle(NamedTuple):
@@ -251,6 +258,56 @@ class IoasidSet(NamedTuple):
     type: int
     nr_ioasids: int = 0
     free_pending: bool = False
+
+
+@unique
+class IfdKind(IntEnum):
+    """``enum iommufd_object_type`` (the kinds pasidsim models)."""
+
+    IOAS = 1
+    HWPT_PAGING = 2
+    HWPT_NESTED = 3
+    FAULT = 4
+    VIOMMU = 5
+
+
+IFD_AUTO_DOMAIN = 1  # IfdObj.flags: a hwpt iommufd allocated itself for an IOAS attach
+IFD_NEST_PARENT = 2  # IfdObj.flags: IOMMU_HWPT_ALLOC_NEST_PARENT
+
+
+class IfdFault(NamedTuple):
+    """A page-request group delivered to an iommufd fault queue.  cookie: 0 until user space
+    reads it (then the id its response must name); nfaults: its page requests (one
+    ``iommu_hwpt_pgfault`` record each); handle: the attach handle (group, PASID) it came
+    through."""
+
+    cookie: int
+    dev: int
+    pasid: int
+    grpid: int
+    nfaults: int
+    handle: int
+
+
+class IfdObj(NamedTuple):
+    """An iommufd object (``struct iommufd_object``) of context ``ictx``.
+
+    users: ``obj->users``: 1 is the context's own reference (``IOMMU_DESTROY`` needs it to be
+    the last: -EBUSY otherwise); every hwpt on an IOAS, every attached (device, PASID) of a
+    hwpt, every nested hwpt or vIOMMU on a parent and every hwpt on a fault object adds one.
+    parent: HWPT_PAGING: its IOAS; HWPT_NESTED: its parent HWPT_PAGING or vIOMMU; VIOMMU: its
+    NEST_PARENT hwpt.  fault: a hwpt's fault object (``IOMMU_HWPT_FAULT_ID_VALID``).  flags:
+    ``IFD_AUTO_DOMAIN``, ``IFD_NEST_PARENT``.  faults: a FAULT object's groups
+    (:class:`IfdFault`), oldest first: unread ones (cookie 0) and read ones awaiting their
+    response.  A hwpt's object id is its :class:`Domain` id."""
+
+    kind: int
+    ictx: int
+    users: int = 1
+    parent: int = 0
+    fault: int = 0
+    flags: int = 0
+    faults: tuple = ()
 
 
 @unique
@@ -362,6 +419,7 @@ class SystemState(NamedTuple):
     locks: Map = EMPTY  # lock key -> holding context (pasidsim.locking), between preemption points
     kthreads: Map = EMPTY  # context -> KThread: kernel paths in progress (lock granularity)
     lock_usage: Map = EMPTY  # spinlock key -> lockdep usage bits: 1 in IRQ, 2 with IRQs on
+    ifd: Map = EMPTY  # iommufd objects: id -> IfdObj (pasidsim.iommufd)
 
     @property
     def config(self) -> Config:

@@ -71,6 +71,11 @@ def _sva_domain_alloc(s: SystemState, dev: int, mm: int) -> tuple[SystemState, i
     err = fault_point(FaultPoint.DOMAIN_ALLOC_SVA)
     if err:
         return s, err
+    if s.mms[mm].mm_users <= 0:
+        # the IOMMU driver's domain_alloc_sva registers the domain's mmu notifier:
+        # mmu_notifier_register() BUG_ON(atomic_read(&mm->mm_users) <= 0) -- the kernel
+        # would crash; the model records it (invariant B1) and goes on
+        s = warn(s, Warn.MMU_NOTIFIER_REGISTER_BUG, mm, dev)
     s = mmgrab(s, mm)
     return new_domain(s, Domain(DomainType.SVA, unit, mm=mm, users=0))
 
@@ -252,8 +257,9 @@ def _iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, 
     else:
         s = _set_mm(s, mm, sva_domains=tuple(d for d in rec.sva_domains if d != h.domain),
                     private_pasids=rec.private_pasids)
-        if s.policy.pasid_free_point == FreePoint.UNBIND:
-            # E4-E5: iommu_sva_free_pasid() -> ioasid_put() ran before the mm was dropped
+        if s.policy.pasid_free_point in (FreePoint.UNBIND, FreePoint.MM_EXIT):
+            # E4-E5: iommu_sva_free_pasid() -> ioasid_put() ran before the mm was dropped;
+            # E0: the io_mm's last bond dropped its kref -> io_mm_release() -> idr_remove()
             s = maybe_free_refcounted_pasid(s, mm)
         s, _ = iommu_domain_free(s, h.domain)
     return _unbind_done(s, mm), 0
@@ -288,9 +294,11 @@ iommu_sva_unbind_device = KFunc(
 
 
 def _unbind_done(s: SystemState, mm: int) -> SystemState:
-    """Epilogue: E4–E5 PASID freed with the last bond (H2's mm reference was put first)."""
+    """Epilogue: E4–E5 PASID freed with the last bond (H2's mm reference was put first); E0
+    the same (the io_mm's kref drops to 0 with its last bond: ``io_mm_put`` →
+    ``io_mm_release`` → ``idr_remove``)."""
     pol = s.policy
-    if pol.pasid_free_point == FreePoint.UNBIND and mm in s.mms:
+    if pol.pasid_free_point in (FreePoint.UNBIND, FreePoint.MM_EXIT) and mm in s.mms:
         s = maybe_free_refcounted_pasid(s, mm)
     return s
 
@@ -346,12 +354,19 @@ def io_mm_exit(s: SystemState, mm: int) -> SystemState:
     stop DMA (a non-zero return: ``dev_WARN`` "possible leak of PASID", and the core goes
     on), the bond is detached and dropped, and when the io_mm's last bond goes the PASID is
     removed from the IDR at once.  A later unbind of those bonds finds nothing (-ESRCH).
+    Under ``Policy.mm_exit_keeps_bonds`` (König's proposal, seed 002) the drivers are only
+    told: bonds and PASID stay until each driver unbinds, the entries are quiesced by the
+    notifier release that follows.
     Models the RFC's ``iommu_notifier_release()`` (drivers/iommu/iommu-sva.c)."""
     rec = s.mms[mm]
     for hid, h in sorted(s.handles.items()):
         if h.kind == HandleKind.SVA and h.domain in rec.sva_domains:
             ops = dev_driver_ops(s, h.dev)
             s, ret = ops.mm_exit(s, h.dev, hid) if ops is not None else (s, 0)
+            if s.policy.mm_exit_keeps_bonds:
+                # König: the driver is only told; the bond and its PASID stay until its
+                # explicit unbind, so a callback that cannot drain yet is no leak
+                continue
             if ret:
                 s = warn(s, Warn.MM_EXIT_LEAK, h.dev, h.pasid)
             h = s.handles.get(hid)

@@ -123,17 +123,21 @@ def update_pasid_ipi(s: SystemState, mm: int) -> SystemState:
 def arch_prctl_enable_tagged_addr(s: SystemState, tid: int) -> tuple[SystemState, int]:
     """``arch_prctl(ARCH_ENABLE_TAGGED_ADDR)``: enable LAM on the task's mm.
 
-    Returns 0; -EINVAL when the mm already has a PASID (SVA) and LAM+SVA was not forced;
-    -EBUSY when the process has more than one thread (MM_CONTEXT_LOCK_LAM is set on clone).
-    Models: arch/x86/kernel/process_64.c ``prctl_enable_tagged_addr()``.
+    Returns 0; -EINVAL when the mm already has a PASID (SVA) and LAM+SVA was not forced
+    (checked first); -EBUSY when ``MM_CONTEXT_LOCK_LAM`` is set: the mm has ever had a second
+    thread cloned into it (even one that has exited since), or LAM was already enabled (a
+    second enable).  The CPU is assumed to have LAM (no -ENODEV) and ``nr_bits`` to be valid.
+    Models: arch/x86/kernel/process_64.c ``prctl_enable_tagged_addr()`` (the lock is set by
+    arch/x86/kernel/process.c ``copy_thread()`` for ``CLONE_VM`` without ``CLONE_VFORK``, and
+    by ``mm_enable_lam()``).
     """
     t = task_get(s, tid)
     rec = s.mms[t.mm]
     if rec.pasid != IOMMU_PASID_INVALID and not rec.force_tagged_sva:
         return s, -EINVAL
-    if len(s.procs[t.pid].threads) > 1:
+    if rec.lam_locked:
         return s, -EBUSY
-    return s._replace(mms=s.mms.set(t.mm, rec._replace(lam=True))), 0
+    return s._replace(mms=s.mms.set(t.mm, rec._replace(lam=True, lam_locked=True))), 0
 
 
 def arch_prctl_force_tagged_sva(s: SystemState, tid: int) -> tuple[SystemState, int]:

@@ -186,8 +186,9 @@ def test_attach_lookup_errors(fd):
     h = hwpt(fd, ioas, "mock_pasid", 1)
     assert do(fd, "iommufd_device_attach", idev=99999, pasid=1, pt_id=h) == -ENOENT
     assert do(fd, "iommufd_device_attach", idev=ia, pasid=1, pt_id=99999) == -ENOENT
+    # a kernel domain is no object of the context: iommufd_get_object() fails -ENOENT
     default = fd.group("mock_pasid").default_domain
-    assert do(fd, "iommufd_device_attach", idev=ia, pasid=1, pt_id=default) == -EINVAL
+    assert do(fd, "iommufd_device_attach", idev=ia, pasid=1, pt_id=default) == -ENOENT
     arm = hwpt(fd, ioas, "arm", 1)  # another IOMMU driver's domain
     assert do(fd, "iommufd_device_attach", idev=ia, pasid=1, pt_id=arm) == -EINVAL
     assert do(fd, "iommufd_hwpt_alloc", ioas=0, dev="a", pasid_compat=1) == -EINVAL

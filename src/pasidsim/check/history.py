@@ -33,6 +33,18 @@ HISTORY: tuple[HistoryCase, ...] = (
     HistoryCase("E4-unbind-free", "hist-enqcmd-thread-pool", "X3",
                 "E3-E5 (v5.10-v5.13): PASID freed at last unbind and pushed to every thread's "
                 "IA32_PASID by IPI; the IPI writes other tasks' MSRs (H4, 9bfecd058339)"),
+    HistoryCase("E5-enqcmd-disabled", "enqcmd-thread-fixup", "EXPECT",
+                "v5.13-v5.17: ENQCMD force-disabled (9bfecd058339, \"broken beyond repair\"): "
+                "a thread's ENQCMD takes a #GP that nothing fixes up, SIGSEGV (seed 004)"),
+    HistoryCase("koenig-explicit-unbind", "wq-inflight-release", "X1",
+                "Christian König's proposal (seed 002): drivers told by mm_exit, the PASID reused "
+                "only after their explicit unbind -- an io_mm-style PASID still dies with its "
+                "last bond while a thread keeps it in IA32_PASID (why E7 ties the PASID to the "
+                "mm, seeds 000/004); it passes hist-io_mm-mm-exit, where E0 breaks"),
+    HistoryCase("attach-device-owner-cnt", "hist-attach-device-shared-group", "EXPECT",
+                "Jason Gunthorpe's proposal (seed 003): iommu_attach_device checks owner_cnt == "
+                "1 instead of the group's device count; the attach succeeds on a two-device "
+                "group and the sibling's driver probe fails -EBUSY"),
     HistoryCase("E6-mmput-free", "h1-fork-exit", "A3",
                 "v5.18-rc1 (701fac40384f): PASID freed at __mmput while the forked child's "
                 "inherited queue still has it programmed (H1)"),

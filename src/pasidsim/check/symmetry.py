@@ -38,7 +38,8 @@ checks compare ids for equality.  Where the model orders ids the order is kept: 
 completes descriptors of one (device, PASID) by id; ``sorted(files)`` in driver ``remove``,
 E0's ``mm_exit`` and ``amdgpu_ih_process`` (ambiguous only if amdgpu PASIDs are freed by hand):
 file order is kept while such a step may still run; ``sorted(handles)`` in E0's
-``io_mm_exit``.  Harmless: ``hw.enabled_events`` sorts only to list actions,
+``io_mm_exit``; iommufd object order while an automatic hwpt exists (they are tried in id
+order).  Harmless: ``hw.enabled_events`` sorts only to list actions,
 ``iommu_sva_invalidate_kva_range`` only to flush; ``0 < ictx < next_id`` holds after renaming.
 """
 
@@ -55,20 +56,21 @@ from ..iopf import IopfGroup
 from ..hw.wq import Desc
 from ..scenario.compile import CONST, REF
 from ..scenario.schema import Ref
-from ..state import (Domain, File, Group, Handle, HandleKind, Ioasid, IoasidSet, Mm, Proc, Task,
-                     Vma)
+from ..state import (IFD_AUTO_DOMAIN, Domain, File, Group, Handle, HandleKind, IfdFault, IfdObj,
+                     Ioasid, IoasidSet, Mm, Proc, Task, Vma)
 from ..step import OPS
 from .pasid_model import CheckState
 
 VAL, ID, COOKIE = 0, 1, 2
-_ID_PARAMS = frozenset("tid mm fd vma handle domain fence set token desc ictx ioas pt_id idev"
-                       .split())
+_ID_PARAMS = frozenset("tid mm fd vma handle domain fence set token desc ictx ioas pt_id idev "
+                       "obj_id fault_id fault cookie hwpt".split())
 _OP_ID_PARAMS = {"iommu_sva_bind_device": frozenset({"drvdata"})}  # drivers store a file id
 _ID_RETURNS = frozenset(
     "process_create clone_thread fork dev_open mmap iommu_sva_bind_device "
     "iommu_attach_handle_get dma_fence_create amdgpu_cs_submit iommu_domain_alloc_paging "
     "iommufd_hwpt_alloc ioasid_set_alloc iommufd_ctx_create iommufd_ioas_alloc "
-    "iommufd_device_bind vfio_device_bind_iommufd wq_submit amdgpu_ih_process".split())
+    "iommufd_device_bind vfio_device_bind_iommufd wq_submit amdgpu_ih_process "
+    "iommufd_viommu_alloc iommufd_fault_queue_alloc iommufd_fault_read".split())
 _VALUE_RETURNS = frozenset(
     "iommu_alloc_global_pasid iommu_free_global_pasid ioasid_alloc ioasid_free ioasid_get "
     "ioasid_put ioasid_find ioasid_set_data ioasid_register_allocator "
@@ -86,10 +88,12 @@ _VALUE_RETURNS = frozenset(
     "iommufd_device_attach iommufd_device_replace iommufd_device_detach vfio_group_get_status "
     "vfio_group_set_container vfio_group_unset_container amdgpu_vm_fault "
     "arch_prctl_enable_tagged_addr arch_prctl_force_tagged_sva iommu_sva_invalidate_kva_range "
-    "pci_dev_reset_iommu_prepare pci_dev_reset_iommu_done".split())
+    "pci_dev_reset_iommu_prepare pci_dev_reset_iommu_done iommufd_destroy iommufd_get_hw_info "
+    "iommufd_fault_respond execve".split())
 _AMDGPU_FREE = frozenset({"amdgpu_pasid_free", "amdgpu_pasid_free_delayed"})
 #: Warn code -> which of its two args are ids; a code not listed is unknown
 _WARN_IDS = {Warn.USE_AFTER_FREE: (1, 0), Warn.REPLACE_SAME_HANDLE: (1, 0),
+             Warn.MMU_NOTIFIER_REGISTER_BUG: (1, 0),
              Warn.IOASID_WRONG_SET: (0, 1), Warn.DETACH_WRONG_DOMAIN: (0, 1)}
 _WARN_IDS.update(dict.fromkeys((
     Warn.FREE_INVALID_PASID, Warn.FREE_UNALLOCATED_PASID, Warn.UNUSE_DEFAULT_DOMAIN,
@@ -112,7 +116,9 @@ def _spec(cls, **kinds) -> tuple:
 #: the id fields of each record type (File/Handle ``drvdata`` and ``Group.owner`` apart)
 _SPEC = {Task: _spec(Task, pid=1, mm=1), Proc: _spec(Proc, mm=1, threads=2, files=2),
          Mm: _spec(Mm, sva_domains=2, vmas=3), Vma: _spec(Vma, id=1, file=1),
-         File: _spec(File, mm=1, handles=2), Domain: _spec(Domain, mm=1),
+         File: _spec(File, mm=1, handles=2), Domain: _spec(Domain, mm=1, parent=1),
+         IfdObj: _spec(IfdObj, ictx=1, parent=1, fault=1, faults=3),
+         IfdFault: _spec(IfdFault, cookie=1, handle=1),
          Handle: _spec(Handle, domain=1), IoasidSet: _spec(IoasidSet, token=1),
          Ioasid: _spec(Ioasid, set=1), Desc: _spec(Desc, mm=1),
          IopfGroup: _spec(IopfGroup, id=1, domain=1),
@@ -347,7 +353,7 @@ class Symmetry:
     def _relabel(self, rs, aorder, sorder):
         s, base, lab, queue = rs.sys, self.base, {}, []
         tables = (s.tasks, s.procs, s.mms, s.files, s.domains, s.handles, s.ioasid_sets,
-                  s.inflight)
+                  s.ifd, s.inflight)
 
         def see(x):
             if x >= base and x not in lab:
@@ -411,6 +417,8 @@ class Symmetry:
             classes["files"] = list(s.files.keys())
         if self.c.policy.mm_exit_callback:
             classes["handles"] = list(s.handles.keys())
+        if any(o.flags & IFD_AUTO_DOMAIN for o in s.ifd.values()):
+            classes["ifd"] = list(s.ifd.keys())  # automatic hwpts are tried in id order
         for members in classes.values():
             members = sorted(x for x in members if x >= base)
             for x, label in zip(members, sorted(lab[x] for x in members)):
@@ -448,6 +456,7 @@ class Symmetry:
             mms=table(s.mms, rec), tasks=table(s.tasks, rec), procs=table(s.procs, rec),
             files=table(s.files, file), groups=tuple(map(group, s.groups)),
             domains=table(s.domains, rec), ioasid_sets=table(s.ioasid_sets, rec),
+            ifd=table(s.ifd, rec),
             handles=table(s.handles, lambda h: _map(h, r)._replace(drvdata=r(h.drvdata))
                           if h.kind == HandleKind.SVA else _map(h, r)),
             inflight=table(s.inflight, rec), fences=table(s.fences, lambda v: v),

@@ -112,6 +112,9 @@ def entry_is_current(s: SystemState, domain: int, vpage: int, pfn: int, prot: in
         cur = m.pt.get(vpage) if m is not None else None
     elif d.type == DomainType.IDENTITY:
         return pfn == vpage
+    elif d.type == DomainType.NESTED:
+        p = s.domains.get(d.parent)
+        cur = p.iova.get(vpage) if p is not None else None
     else:
         cur = d.iova.get(vpage)
     return cur is not None and cur[0] == pfn and (prot & ~cur[1]) == 0

@@ -117,11 +117,15 @@ def translate(s: SystemState, dev: int, pasid: int, addr: int, access: int,
     if d.type == DomainType.SVA:
         m = s.mms.get(d.mm)
         cur = m.pt.get(vpage) if m is not None else None
+    elif d.type == DomainType.NESTED:  # stage 1 taken as the identity: the parent's stage 2
+        cur = s.domains[d.parent].iova.get(vpage)
     else:
         cur = d.iova.get(vpage)
     if cur is None or access & ~cur[1]:
         reason = FaultReason.NOT_PRESENT if cur is None else FaultReason.PERMISSION
-        if d.type == DomainType.SVA and cfg.devices[dev].pri:
+        faultable = d.type == DomainType.SVA or (s.ifd.get(dom) is not None
+                                                 and s.ifd[dom].fault)
+        if faultable and cfg.devices[dev].pri:
             # a page request (PRI): the IOMMU's page-request interrupt hands it to the
             # kernel's fault handler (deferred work: the hardware never calls the kernel)
             return queue_work(s, Work.PAGE_REQUEST, dev, pasid, addr, access, 0, 1), -EAGAIN

@@ -48,7 +48,7 @@ IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 #: names an actor or binding may not take
 RESERVED = frozenset({"setup", "hw", "self", "kernel"})
 #: step keys accepted besides the operation names
-ALIASES = {"open": "dev_open", "exit": "task_exit", "clone": "clone_thread"}
+ALIASES = {"open": "dev_open", "exit": "task_exit", "clone": "clone_thread", "exec": "execve"}
 SPAWNING = frozenset({"fork", "clone_thread"})
 STEP_FIELDS = ("as", "expect", "check", "fail", "note", "program")
 #: operation kinds whose calls can be failed by fault injection (not hardware events)

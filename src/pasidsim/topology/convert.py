@@ -108,11 +108,12 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
             unit, gname = unit_of[d], None
         else:
             unit, gname = (catch_all if ungrouped == "singleton" else None), None
-        bits = 0
-        if pf is not None and pf.pasid_present and pf.pasid_width:
-            bits = min(pf.pasid_width, PCI_PASID_MAX_BITS)
+        bits, cap = 0, None
+        if pf is not None and pf.pasid_present and pf.pasid_width is not None:
+            # a capability of width 0 is one PASID (pci_max_pasids() = 1 << 0), not none
+            bits, cap = min(pf.pasid_width, PCI_PASID_MAX_BITS), True
         devices.append(DeviceConfig(
-            d, iommu=unit, group=gname, pasid_bits=bits,
+            d, iommu=unit, group=gname, pasid_bits=bits, pasid_cap=cap,
             ats=bool(pf and pf.ats_present), pri=bool(pf and pf.pri_present),
             require_direct=bool(pf and pf.require_direct), driver=driver))
     used = {dc.iommu for dc in devices}

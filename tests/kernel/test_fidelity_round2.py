@@ -1,0 +1,491 @@
+"""Fidelity round 2 (issue 11): behaviours an independent review found wrong or missing.
+
+Each test is named after the kernel function or the seed design it checks and cites the source
+it follows; errnos are exact and failed calls leave the state unchanged.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit
+from pasidsim.designs import get_policy as design
+from pasidsim.errors import EBUSY, EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, EAGAIN, Warn
+from pasidsim.invariants import b1_no_bug_on
+from pasidsim.iopf import IopfResponse
+from pasidsim.policy import CURRENT
+from pasidsim.state import (IFD_AUTO_DOMAIN, IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID,
+                            DomainType, IfdKind, PasidEntryMode)
+from pasidsim.step import Action
+from pasidsim.system import System
+
+
+def do(sys: System, name: str, **kw) -> int:
+    """Apply without raising; a failed call must leave the state as it was."""
+    for k in ("dev",):
+        if isinstance(kw.get(k), str):
+            kw[k] = sys.config.device_index(kw[k])
+    before = sys.state
+    ret = sys.apply(Action.of(name, **kw))
+    if ret < 0:
+        assert sys.state.fingerprint_nowarn() == before.fingerprint_nowarn(), f"{name} not atomic"
+    return ret
+
+
+@pytest.fixture
+def ifd() -> System:
+    cfg = Config.build(
+        iommus=[IommuUnit("mock"), IommuUnit("other", ops="arm-smmu-v3")],
+        devices=[DeviceConfig("a", iommu="mock", group="G", pasid_bits=20),
+                 DeviceConfig("b", iommu="mock", group="G", pasid_bits=20),
+                 DeviceConfig("p", iommu="mock", pasid_bits=20, pri=True),
+                 DeviceConfig("q", iommu="mock", pasid_bits=3),
+                 DeviceConfig("w0", iommu="mock", pasid_bits=0, pasid_cap=True),
+                 DeviceConfig("n", iommu="mock", pasid_bits=0),
+                 DeviceConfig("arm", iommu="other", pasid_bits=20)],
+        drivers=[])
+    return System(cfg)
+
+
+def ctx(sys: System, *devs: str):
+    ictx = do(sys, "iommufd_ctx_create")
+    idevs = [do(sys, "iommufd_device_bind", ictx=ictx, dev=d) for d in devs]
+    ioas = do(sys, "iommufd_ioas_alloc", ictx=ictx)
+    assert min(idevs, default=1) > 0 and ioas > 0
+    return ictx, idevs, ioas
+
+
+# -- drivers/iommu/iommufd/device.c --------------------------------------------------------------
+
+def test_iommufd_hw_pagetable_attach_checks_device_already_attached_before_compat(ifd):
+    """device.c ``iommufd_hw_pagetable_attach``: ``xa_insert(&attach->device_array, ...)``
+    (-EBUSY) and ``old_hwpt != hwpt`` (-EINVAL) come before ``iommufd_hwpt_pasid_compat``,
+    which runs only on the group's first attach at the PASID."""
+    _, (ia, ib), ioas = ctx(ifd, "a", "b")
+    hc = do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="a", pasid_compat=1)
+    hplain = do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="a", pasid_compat=0)
+    assert do(ifd, "iommufd_device_attach", idev=ia, pasid=1, pt_id=hc) == 0
+    # the same device again, with a non-compatible hwpt: "already attached" wins (was -EINVAL)
+    assert do(ifd, "iommufd_device_attach", idev=ia, pasid=1, pt_id=hplain) == -EBUSY
+    # the other device of the group, another hwpt: the group is on hc at PASID 1
+    assert do(ifd, "iommufd_device_attach", idev=ib, pasid=1, pt_id=hplain) == -EINVAL
+    assert do(ifd, "iommufd_device_attach", idev=ib, pasid=1, pt_id=hc) == 0
+    assert ifd.state.ifd[hc].users == 3  # the context's reference + two attached devices
+
+
+def test_iommufd_device_change_pt_object_kinds(ifd):
+    """device.c ``iommufd_device_change_pt``: ``iommufd_get_object(..., IOMMUFD_OBJ_ANY)``
+    fails -ENOENT (no object, another context's, a kernel domain); an object that is neither
+    a hwpt nor an IOAS is -EINVAL (``default: destroy_hwpt = ERR_PTR(-EINVAL)``)."""
+    ictx, (ip,), ioas = ctx(ifd, "p")
+    fq = do(ifd, "iommufd_fault_queue_alloc", ictx=ictx)
+    other = do(ifd, "iommufd_ctx_create")
+    ioas2 = do(ifd, "iommufd_ioas_alloc", ictx=other)
+    assert do(ifd, "iommufd_device_attach", idev=ip, pasid=0, pt_id=fq) == -EINVAL
+    assert do(ifd, "iommufd_device_replace", idev=ip, pasid=0, pt_id=fq) == -EINVAL
+    assert do(ifd, "iommufd_device_attach", idev=ip, pasid=0, pt_id=ioas2) == -ENOENT
+    assert do(ifd, "iommufd_device_attach", idev=ip, pasid=0, pt_id=99999) == -ENOENT
+    default = ifd.group("p").default_domain
+    assert do(ifd, "iommufd_device_attach", idev=ip, pasid=0, pt_id=default) == -ENOENT
+
+
+def test_iommufd_device_auto_get_domain(ifd):
+    """device.c ``iommufd_device_auto_get_domain``: attach by IOAS id reuses a compatible
+    automatic hwpt of that IOAS or allocates one (flags 0); it is freed with its last
+    attachment; an IOAS with hwpts cannot be destroyed (main.c ``iommufd_destroy``,
+    ``refcount_dec_if_one`` → -EBUSY)."""
+    ictx, (ia, ip, iarm), ioas = ctx(ifd, "a", "p", "arm")
+    assert do(ifd, "iommufd_device_attach", idev=ia, pasid=0, pt_id=ioas) == 0
+    autos = [k for k, o in ifd.state.ifd.items() if o.flags & IFD_AUTO_DOMAIN]
+    assert len(autos) == 1 and ifd.group("G").domain == autos[0]
+    assert do(ifd, "iommufd_device_attach", idev=ip, pasid=0, pt_id=ioas) == 0  # reused
+    assert ifd.group("p").domain == autos[0]
+    assert do(ifd, "iommufd_device_attach", idev=iarm, pasid=0, pt_id=ioas) == 0  # another IOMMU
+    autos2 = [k for k, o in ifd.state.ifd.items() if o.flags & IFD_AUTO_DOMAIN]
+    assert len(autos2) == 2
+    assert do(ifd, "iommufd_destroy", obj_id=ioas) == -EBUSY
+    assert do(ifd, "iommufd_destroy", obj_id=autos[0]) == -EBUSY
+    # automatic hwpts are never PASID-compatible: an IOAS at a PASID fails, nothing is left
+    before = dict(ifd.state.ifd)
+    assert do(ifd, "iommufd_device_attach", idev=ip, pasid=1, pt_id=ioas) == -EINVAL
+    assert dict(ifd.state.ifd) == before
+    for idev in (ia, ip, iarm):
+        assert do(ifd, "iommufd_device_detach", idev=idev, pasid=0) == 0
+    assert not any(o.flags & IFD_AUTO_DOMAIN for o in ifd.state.ifd.values())
+    assert not any(d == autos[0] for d in ifd.state.domains)
+    assert do(ifd, "iommufd_destroy", obj_id=ioas) == 0
+    assert do(ifd, "iommufd_destroy", obj_id=ioas) == -ENOENT
+
+
+def test_iommufd_device_replace_to_ioas_frees_the_old_automatic_hwpt(ifd):
+    """``iommufd_device_do_replace`` moves the hwpt references; ``iommufd_hw_pagetable_put``
+    destroys an automatic hwpt left without attachments."""
+    _, (ip,), ioas = ctx(ifd, "p")
+    h = do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="p", pasid_compat=0)
+    assert do(ifd, "iommufd_device_attach", idev=ip, pasid=0, pt_id=ioas) == 0
+    auto = ifd.group("p").domain
+    assert do(ifd, "iommufd_device_replace", idev=ip, pasid=0, pt_id=h) == 0
+    assert auto not in ifd.state.ifd and ifd.state.ifd[h].users == 2
+    assert do(ifd, "iommufd_device_replace", idev=ip, pasid=0, pt_id=h) == 0  # no-op
+
+
+def test_iommufd_hwpt_alloc_pt_id_kinds(ifd):
+    """hw_pagetable.c ``iommufd_hwpt_alloc``: a missing ``pt_id`` or one that is neither an
+    IOAS, a paging hwpt nor a vIOMMU is -EINVAL (the object is no longer allocated from any
+    id); a nested parent needs NEST_PARENT (-EINVAL); NEST_PARENT with a fault id, or asked
+    of a nested hwpt, is -EOPNOTSUPP; a fault id that names no fault object is -ENOENT."""
+    ictx, (ia,), ioas = ctx(ifd, "a")
+    fq = do(ifd, "iommufd_fault_queue_alloc", ictx=ictx)
+    plain = do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="a", pasid_compat=1)
+    assert do(ifd, "iommufd_hwpt_alloc", ioas=fq, dev="a") == -EINVAL
+    assert do(ifd, "iommufd_hwpt_alloc", ioas=ictx, dev="a") == -EINVAL
+    assert do(ifd, "iommufd_hwpt_alloc", ioas=99999, dev="a") == -EINVAL
+    assert do(ifd, "iommufd_hwpt_alloc", ioas=plain, dev="a") == -EINVAL  # not NEST_PARENT
+    assert do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="a", nest_parent=1,
+              fault_id=fq) == -EOPNOTSUPP
+    assert do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="a", fault_id=ioas) == -ENOENT
+    parent = do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="a", pasid_compat=0, nest_parent=1)
+    assert do(ifd, "iommufd_hwpt_alloc", ioas=parent, dev="a", nest_parent=1) == -EOPNOTSUPP
+    assert do(ifd, "iommufd_hwpt_alloc", ioas=parent, dev="arm") == -EINVAL  # other IOMMU
+
+
+def test_iommufd_nested_hwpt_at_a_pasid(ifd):
+    """Nested hwpts (``iommufd_hwpt_nested_alloc``, ``iommufd_viommu_alloc_hwpt_nested``) can
+    be attached at a PASID when allocated with ``IOMMU_HWPT_ALLOC_PASID``; DMA translates
+    through the parent's stage 2; the parent and the vIOMMU stay while nested hwpts hold
+    them (-EBUSY)."""
+    _, (ia,), ioas = ctx(ifd, "q")
+    parent = do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="q", pasid_compat=1, nest_parent=1)
+    plain = do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="q", pasid_compat=1)
+    assert do(ifd, "iommufd_viommu_alloc", dev="q", hwpt=plain) == -EINVAL
+    assert do(ifd, "iommufd_viommu_alloc", dev="q", hwpt=ioas) == -ENOENT
+    viommu = do(ifd, "iommufd_viommu_alloc", dev="q", hwpt=parent)
+    n1 = do(ifd, "iommufd_hwpt_alloc", ioas=viommu, dev="q", pasid_compat=1)
+    n0 = do(ifd, "iommufd_hwpt_alloc", ioas=parent, dev="q", pasid_compat=0)
+    assert ifd.state.domains[n1].type == DomainType.NESTED
+    assert ifd.state.domains[n1].parent == parent
+    assert do(ifd, "iommufd_device_attach", idev=ia, pasid=2, pt_id=n0) == -EINVAL
+    assert do(ifd, "iommufd_device_attach", idev=ia, pasid=2, pt_id=n1) == 0
+    assert do(ifd, "iommu_map", domain=parent, iova=0x5000, paddr=0x9000, size=4096) == 0
+    q = ifd.config.device_index("q")
+    assert ifd.apply(Action.of("dma", dev=q, pasid=2, addr=0x5010)) == 0x9010
+    assert do(ifd, "iommu_unmap", domain=parent, iova=0x5000, size=4096) == 4096
+    assert ifd.apply(Action.of("dma", dev=q, pasid=2, addr=0x5010)) < 0  # no stale IOTLB hit
+    assert do(ifd, "iommufd_destroy", obj_id=viommu) == -EBUSY
+    assert do(ifd, "iommufd_destroy", obj_id=parent) == -EBUSY
+    assert do(ifd, "iommufd_device_detach", idev=ia, pasid=2) == 0
+    for oid in (n1, viommu, n0, parent):
+        assert do(ifd, "iommufd_destroy", obj_id=oid) == 0
+
+
+def test_iommufd_get_hw_info_out_max_pasid_log2(ifd):
+    """device.c ``iommufd_get_hw_info``: ``out_max_pasid_log2 = ilog2(max_pasids)``, 0 without
+    PASID support (and for a capability of width 0: one PASID)."""
+    _, idevs, _ = ctx(ifd, "p", "q", "n", "w0")
+    assert [do(ifd, "iommufd_get_hw_info", idev=i) for i in idevs] == [20, 3, 0, 0]
+    assert do(ifd, "iommufd_get_hw_info", idev=99999) == -ENOENT
+
+
+def test_iommufd_fault_queue_read_respond_and_auto_response(ifd):
+    """eventq.c: faults of a hwpt allocated with a fault id are delivered to that fault
+    object (``iommufd_fault_iopf_handler``), read with a cookie, answered by cookie
+    (``iommufd_fault_fops_write``: an unknown cookie or code is -EINVAL), and groups still
+    pending at detach are answered INVALID (``iommufd_auto_response_faults``)."""
+    ictx, (ip,), ioas = ctx(ifd, "p")
+    p = ifd.config.device_index("p")
+    fq = do(ifd, "iommufd_fault_queue_alloc", ictx=ictx)
+    h = do(ifd, "iommufd_hwpt_alloc", ioas=ioas, dev="p", pasid_compat=1, fault_id=fq)
+    assert ifd.state.ifd[fq].users == 2 and ifd.state.ifd[fq].kind == IfdKind.FAULT
+    assert do(ifd, "iommufd_destroy", obj_id=fq) == -EBUSY
+    assert do(ifd, "iommufd_device_attach", idev=ip, pasid=1, pt_id=h) == 0
+    assert do(ifd, "iommufd_fault_read", fault=fq) == -EAGAIN
+    # a DMA to an unmapped IOVA: a page request that reaches the fault queue, not the kernel
+    assert ifd.apply(Action.of("dma", dev=p, pasid=1, addr=0x4000)) < 0
+    assert len(ifd.state.ifd[fq].faults) == 1 and not ifd.state.responses
+    cookie = do(ifd, "iommufd_fault_read", fault=fq)
+    assert cookie > 0
+    assert do(ifd, "iommufd_fault_respond", fault=fq, cookie=cookie, code=2) == -EINVAL
+    assert do(ifd, "iommufd_fault_respond", fault=fq, cookie=cookie + 1000, code=0) == -EINVAL
+    assert do(ifd, "iommufd_fault_respond", fault=fq, cookie=cookie, code=0) == 0
+    assert ifd.state.responses[-1] == (p, 1, 0, int(IopfResponse.SUCCESS))
+    assert do(ifd, "iommufd_fault_respond", fault=fq, cookie=cookie, code=0) == -EINVAL
+    # another fault, left unanswered: the detach answers it INVALID
+    assert do(ifd, "iommu_report_device_fault", dev=p, pasid=1, addr=0x6000, grpid=5) == 0
+    assert do(ifd, "iommufd_device_detach", idev=ip, pasid=1) == 0
+    assert ifd.state.responses[-1] == (p, 1, 5, int(IopfResponse.INVALID))
+    assert not ifd.state.ifd[fq].faults
+    assert do(ifd, "iommufd_destroy", obj_id=h) == 0
+    assert do(ifd, "iommufd_destroy", obj_id=fq) == 0
+
+
+# -- drivers/pci/ats.c pci_max_pasids() --------------------------------------------------------
+
+def test_pci_max_pasids_width_zero_is_one_pasid():
+    """drivers/pci/ats.c ``pci_max_pasids()`` returns ``1 << width``: a PASID capability of
+    width 0 is one PASID (max_pasids 1), not "no PASID".  In a group, such a device is not
+    skipped like one without the capability: every PASID attach to the group fails -EINVAL
+    (drivers/iommu/iommu.c ``iommu_attach_device_pasid``: ``pasid >= max_pasids``), and its
+    own SVA bind finds no PASID in [1, 0] (-ENOSPC)."""
+    cfg = Config.build(
+        iommus=[IommuUnit("mock")],
+        devices=[DeviceConfig("a", iommu="mock", group="G", pasid_bits=20),
+                 DeviceConfig("w0", iommu="mock", group="G", pasid_cap=True),
+                 DeviceConfig("b", iommu="mock", group="H", pasid_bits=20),
+                 DeviceConfig("nocap", iommu="mock", group="H"),
+                 DeviceConfig("solo", iommu="mock", pasid_cap=True)],
+        drivers=[])
+    assert cfg.max_pasids == (1 << 20, 1, 1 << 20, 0, 1)
+    sys = System(cfg)
+    for dev, want in (("a", -EINVAL), ("b", 0)):
+        d = do(sys, "iommu_domain_alloc_paging", dev=dev, pasid_compat=1)
+        assert do(sys, "iommu_attach_device_pasid", domain=d, dev=dev, pasid=1, handle=0) == want
+    pid = do(sys, "process_create")
+    ret = do(sys, "iommu_sva_bind_device", dev="solo", mm=sys.mm_of(pid))
+    assert ret == -ENOSPC
+    with pytest.raises(Exception, match="pasid_cap"):
+        DeviceConfig("x", pasid_bits=4, pasid_cap=False)
+
+
+# -- arch/x86/kernel/process_64.c prctl_enable_tagged_addr() ------------------------------------
+
+def _x86() -> System:
+    return System(Config.build(iommus=[IommuUnit("dmar0")],
+                               devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20)],
+                               drivers=[]))
+
+
+def test_prctl_enable_tagged_addr_lock_is_sticky():
+    """``MM_CONTEXT_LOCK_LAM`` is set by ``copy_thread()`` for a CLONE_VM clone and by
+    ``mm_enable_lam()``, and never cleared: an enable fails -EBUSY after any thread was cloned
+    (even one that has exited) and a second enable fails -EBUSY; a PASID (without
+    ARCH_FORCE_TAGGED_SVA) is checked first (-EINVAL)."""
+    sys = _x86()
+    pid = do(sys, "process_create")
+    t2 = do(sys, "clone_thread", tid=pid)
+    assert do(sys, "task_exit", tid=t2) == 0
+    assert len(sys.state.procs[pid].threads) == 1
+    assert do(sys, "arch_prctl_enable_tagged_addr", tid=pid) == -EBUSY
+    other = do(sys, "process_create")
+    assert do(sys, "arch_prctl_enable_tagged_addr", tid=other) == 0
+    assert do(sys, "arch_prctl_enable_tagged_addr", tid=other) == -EBUSY
+    third = do(sys, "process_create")
+    assert do(sys, "iommu_sva_bind_device", dev=0, mm=sys.mm_of(third)) > 0
+    do(sys, "clone_thread", tid=third)
+    assert do(sys, "arch_prctl_enable_tagged_addr", tid=third) == -EINVAL
+
+
+# -- E0: the 2018 io_mm RFC (seed 002) ------------------------------------------------------------
+
+def _e0_system() -> System:
+    cfg = Config.build(iommus=[IommuUnit("dmar0")],
+                       devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20, driver="idxd")],
+                       drivers=[DriverConfig("idxd", kind="idxd")])
+    sys = System(cfg, design("E0-io_mm"))
+    assert do(sys, "device_driver_attach", dev=0, drv=0) == 0  # boot probe
+    return sys
+
+
+def test_E0_io_mm_pasid_freed_at_last_unbind_while_the_process_lives():
+    """RFC ``io_mm_detach_locked`` → ``io_mm_put_locked``: the io_mm's kref drops to 0 with
+    its last bond and ``io_mm_release`` removes the PASID from the IDR at once."""
+    sys = _e0_system()
+    pid = do(sys, "process_create")
+    mm = sys.mm_of(pid)
+    h = do(sys, "iommu_sva_bind_device", dev=0, mm=mm)
+    pasid = sys.mm(mm).pasid
+    assert pasid != IOMMU_PASID_INVALID and sys.pasid_allocated(pasid)
+    assert do(sys, "iommu_sva_unbind_device", handle=h) == 0
+    assert sys.mm(mm).pasid == IOMMU_PASID_INVALID and not sys.pasid_allocated(pasid)
+    # today's design keeps it until __mmdrop
+    now = System(sys.config, CURRENT)
+    pid = do(now, "process_create")
+    h = do(now, "iommu_sva_bind_device", dev=0, mm=now.mm_of(pid))
+    assert do(now, "iommu_sva_unbind_device", handle=h) == 0
+    assert now.mm(now.mm_of(pid)).pasid != IOMMU_PASID_INVALID
+
+
+def test_E0_mm_exit_called_while_the_pasid_still_translates(monkeypatch):
+    """RFC ``iommu_notifier_release``: the drivers' ``mm_exit`` callbacks run first, while
+    the PASID entry is still installed; then the bonds are detached and the PASID freed."""
+    from pasidsim.drivers import idxd
+    seen = []
+    orig = idxd.IdxdDriver.mm_exit
+
+    def spy(self, s, dev, handle):
+        h = s.handles[handle]
+        seen.append(s.pasid_table.get((dev, h.pasid)))
+        return orig(self, s, dev, handle)
+
+    monkeypatch.setattr(idxd.IdxdDriver, "mm_exit", spy)
+    sys = _e0_system()
+    pid = do(sys, "process_create")
+    assert do(sys, "dev_open", tid=pid, dev=0) > 0
+    pasid = sys.mm(sys.mm_of(pid)).pasid
+    assert do(sys, "task_exit", tid=pid) == 0
+    assert seen and seen[0][1] == PasidEntryMode.TRANSLATE
+    assert not sys.pasid_allocated(pasid)
+
+
+# -- mm/mmu_notifier.c: BUG_ON(atomic_read(&mm->mm_users) <= 0) -----------------------------------
+
+def test_mmu_notifier_register_on_an_exited_mm_is_a_kernel_bug():
+    """Binding an mm whose ``mm_users`` is 0 (the process exited; the caller holds only
+    ``mm_count``) reaches ``mmu_notifier_register()``'s BUG_ON when a new SVA domain registers
+    its notifier (a device behind another IOMMU driver, whose SVA domain cannot be shared):
+    invariant B1 says so."""
+    cfg = Config.build(iommus=[IommuUnit("dmar0"), IommuUnit("smmu0", ops="arm-smmu-v3")],
+                       devices=[DeviceConfig("d0", iommu="dmar0", pasid_bits=20),
+                                DeviceConfig("d1", iommu="smmu0", pasid_bits=20)],
+                       drivers=[])
+    sys = System(cfg)
+    pid = do(sys, "process_create")
+    mm = sys.mm_of(pid)
+    assert do(sys, "iommu_sva_bind_device", dev=0, mm=mm) > 0  # the SVA domain holds mm_count
+    assert do(sys, "task_exit", tid=pid) == 0
+    assert sys.mm(mm).mm_users == 0
+    assert b1_no_bug_on(sys.state) is None
+    do(sys, "iommu_sva_bind_device", dev=1, mm=mm)
+    assert (Warn.MMU_NOTIFIER_REGISTER_BUG, mm, 1) in sys.state.warnings
+    assert "mmu_notifier_register" in b1_no_bug_on(sys.state)
+
+
+# -- E3/E4: the ENQCMD IPI era (v5.10-v5.12) -------------------------------------------------------
+
+def test_E4_clone_after_bind_inherits_ia32_pasid():
+    """v5.10 ``fpu__copy()`` copied the XSAVE image and ``update_pasid()`` at every switch-in
+    loaded ``mm->pasid``: a thread cloned after the bind runs ENQCMD without a #GP.  Today
+    (``fpu_clone``: "Children never inherit PASID state") it starts clean and takes the
+    #GP fixup."""
+    for name, inherited in (("E4-unbind-free", True), ("current", False)):
+        sys = System(_x86().config, design(name))
+        pid = do(sys, "process_create")
+        mm = sys.mm_of(pid)
+        assert do(sys, "iommu_sva_bind_device", dev=0, mm=mm) > 0
+        t2 = do(sys, "clone_thread", tid=pid)
+        t = sys.state.tasks[t2]
+        pasid = sys.mm(mm).pasid
+        assert (t.msr == pasid | MSR_IA32_PASID_VALID) is inherited
+        assert t.pasid_activated is inherited
+
+
+# -- failing driver callbacks: the core's revert paths -------------------------------------------
+
+def test_iommu_replace_device_pasid_err_revert_restores_the_old_domain():
+    """drivers/iommu/iommu.c ``__iommu_set_group_pasid(domain, group, pasid, old)``: when a
+    device's ``set_dev_pasid`` fails, the devices already switched go back to ``old``
+    (``err_revert``) and ``iommu_replace_device_pasid`` returns the error, state unchanged."""
+    from pasidsim import fault
+    from pasidsim.fault import FaultPoint
+    from pasidsim.step import step
+    cfg = Config.build(iommus=[IommuUnit("u")],
+                       devices=[DeviceConfig("a", iommu="u", pasid_bits=20, group="g"),
+                                DeviceConfig("b", iommu="u", pasid_bits=20, group="g")],
+                       drivers=[])
+    sys = System(cfg)
+    d1 = do(sys, "iommu_domain_alloc_paging", dev="a", pasid_compat=1)
+    d2 = do(sys, "iommu_domain_alloc_paging", dev="a", pasid_compat=1)
+    ictx, (ia, _ib), ioas = ctx(sys, "a", "b")  # noqa: F841 (ownership for a clean group)
+    h1 = do(sys, "iommufd_hwpt_alloc", ioas=ioas, dev="a", pasid_compat=1)
+    h2 = do(sys, "iommufd_hwpt_alloc", ioas=ioas, dev="a", pasid_compat=1)
+    assert do(sys, "iommufd_device_attach", idev=ia, pasid=5, pt_id=h1) == 0
+    s0 = sys.state
+    act = Action.of("iommufd_device_replace", idev=ia, pasid=5, pt_id=h2)
+    s_ok, ret = step(s0, act)
+    assert ret == 0 and {s_ok.pasid_table[(0, 5)][0], s_ok.pasid_table[(1, 5)][0]} == {h2}
+    points = fault.trail()
+    assert points.count(FaultPoint.SET_DEV_PASID) == 2
+    k = len(points)  # the second device's set_dev_pasid: the first is reverted to h1
+    s1, ret = step(s0, act._replace(fail=k))
+    assert ret < 0 and s1 == s0
+    assert {s1.pasid_table[(0, 5)][0], s1.pasid_table[(1, 5)][0]} == {h1}
+    assert d1 != d2
+
+
+def test_uacce_fops_open_out_with_bond_unbinds_when_get_queue_fails():
+    """drivers/misc/uacce/uacce.c ``uacce_fops_open``: ``get_queue`` fails → ``goto
+    out_with_bond``: the SVA bond is unbound; the open fails with the driver's errno; today
+    the mm keeps the PASID its first bind allocated (it lives until ``__mmdrop``)."""
+    from pasidsim import fault
+    from pasidsim.fault import FaultPoint
+    from pasidsim.step import step
+    cfg = Config.build(iommus=[IommuUnit("dmar0")],
+                       devices=[DeviceConfig("acc", iommu="dmar0", pasid_bits=20,
+                                             driver="uacce")],
+                       drivers=[DriverConfig("uacce", kind="uacce")])
+    sys = System(cfg)
+    assert do(sys, "device_driver_attach", dev=0, drv=0) == 0
+    pid = do(sys, "process_create")
+    s0 = sys.state
+    act = Action.of("dev_open", tid=pid, dev=0)
+    s_ok, fd = step(s0, act)
+    assert fd > 0
+    k = fault.trail().index(FaultPoint.UACCE_GET_QUEUE) + 1
+    s1, ret = step(s0, act._replace(fail=k))
+    assert ret == -EBUSY
+    assert not s1.handles and not s1.files
+    mm = s1.tasks[pid].mm
+    assert s1.mms[mm].pasid != IOMMU_PASID_INVALID and not s1.mms[mm].sva_domains
+
+
+# -- seed designs made selectable ------------------------------------------------------------------
+
+def _dsa_system(design_name: str) -> System:
+    cfg = Config.build(iommus=[IommuUnit("dmar0")],
+                       devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20,
+                                             driver="idxd")],
+                       drivers=[DriverConfig("idxd", kind="idxd", mm_exit_drains=False)])
+    sys = System(cfg, design(design_name))
+    assert do(sys, "device_driver_attach", dev=0, drv=0) == 0
+    return sys
+
+
+def test_E5_enqcmd_disabled_gp_is_sigsegv():
+    """v5.13 9bfecd058339 "x86/cpufeatures: Force disable X86_FEATURE_ENQCMD": no #GP fixup,
+    an ENQCMD without a valid IA32_PASID is a plain #GP (SIGSEGV) even with the mm bound."""
+    for name, want in (("E5-enqcmd-disabled", -14), ("current", 1)):
+        sys = _dsa_system(name)
+        pid = do(sys, "process_create")
+        fd = do(sys, "dev_open", tid=pid, dev=0)
+        assert do(sys, "mmap", tid=pid, fd=fd) > 0
+        assert sys.apply(Action.of("enqcmd", tid=pid, dev=0)) == want
+
+
+def test_koenig_explicit_unbind_keeps_the_pasid_until_the_driver_unbinds():
+    """Seed 002 (König): at mm exit the driver is told (``mm_exit``) but the bond and its PASID
+    stay, the entry non-present ("a dummy root page directory"), until the driver's explicit
+    unbind; E0 frees the PASID at mm exit even when the callback could not drain."""
+    for name, kept in (("koenig-explicit-unbind", True), ("E0-io_mm", False)):
+        sys = _dsa_system(name)
+        pid = do(sys, "process_create")
+        mm = sys.mm_of(pid)
+        fd = do(sys, "dev_open", tid=pid, dev=0)
+        pasid = sys.mm(mm).pasid
+        # a second process keeps the file (and the bond) open past A's exit
+        other = do(sys, "fork", tid=pid)
+        assert do(sys, "task_exit", tid=pid) == 0
+        assert sys.pasid_allocated(pasid) is kept
+        if kept:
+            assert sys.state.pasid_table[(0, pasid)][1] == PasidEntryMode.QUIESCED
+            assert not sys.state.warnings  # a callback that cannot drain yet is no leak
+        assert do(sys, "task_exit", tid=other) == 0  # the last close: drain, then unbind
+        assert not sys.pasid_allocated(pasid)
+        assert fd > 0
+
+
+def test_attach_device_owner_cnt_rule_of_seed_003():
+    """Gunthorpe (seed 003): ``iommu_attach_device`` on a multi-device group succeeds when the
+    caller's driver is its only DMA user (``owner_cnt == 1``) and
+    ``iommu_device_use_default_domain`` then blocks the sibling's driver (-EBUSY); today
+    (drivers/iommu/iommu.c ``iommu_attach_device``: ``list_count_nodes(&group->devices) != 1``)
+    the attach is -EINVAL."""
+    cfg = Config.build(iommus=[IommuUnit("u")],
+                       devices=[DeviceConfig("hda", iommu="u", group="pch"),
+                                DeviceConfig("smbus", iommu="u", group="pch")],
+                       drivers=[DriverConfig("snd", kind="dma-api"),
+                                DriverConfig("i801", kind="dma-api")])
+    for name, attach, probe in (("current", -EINVAL, 0), ("attach-device-owner-cnt", 0, -EBUSY)):
+        sys = System(cfg, design(name))
+        assert do(sys, "device_driver_attach", dev=0, drv=0) == 0
+        dom = do(sys, "iommu_domain_alloc_paging", dev="hda")
+        assert do(sys, "iommu_attach_device", domain=dom, dev="hda") == attach
+        assert do(sys, "device_driver_attach", dev=1, drv=1) == probe
