@@ -77,6 +77,14 @@ class DeviceConfig:
             -EINVAL (``pasid >= max_pasids``).
         ats: Address Translation Services capable (device ATC).
         pri: Page Request Interface capable (recoverable faults, IOPF).
+        pasid_features: the PASID capability's supported features, ``PCI_PASID_CAP_EXEC``
+            (0x2) and ``PCI_PASID_CAP_PRIV`` (0x4); what ``pci_enable_pasid`` may enable.
+        physfn: a virtual function's physical function (device name): a VF has no PASID
+            capability of its own and uses its PF's (width, features, enable state).
+        acs_path: ACS Request Redirect and Upstream Forwarding are enabled on every switch
+            port between the device and the root (``pci_acs_path_enabled(..., RR | UF)``),
+            which ``pci_enable_pasid`` requires.
+        eetlp_prefix: the path supports End-End TLP prefixes, which carry the PASID.
         require_direct: firmware requires identity mappings (RMRR / IOMMU_RESV_DIRECT): the
             device can never be attached to a blocking domain.
         driver: name of the driver bound at start, or ``None``.
@@ -88,6 +96,10 @@ class DeviceConfig:
     group: str | None = None
     pasid_bits: int = 0
     pasid_cap: bool | None = None
+    pasid_features: int = 0
+    physfn: str | None = None
+    acs_path: bool = True
+    eetlp_prefix: bool = True
     ats: bool = False
     pri: bool = False
     require_direct: bool = False
@@ -98,6 +110,10 @@ class DeviceConfig:
         if not 0 <= self.pasid_bits <= PCI_PASID_MAX_BITS:
             raise ModelUsageError(
                 f"device {self.name!r}: pasid_bits {self.pasid_bits} outside [0, 20]")
+        if self.pasid_features & ~0x6:
+            raise ModelUsageError(
+                f"device {self.name!r}: pasid_features {self.pasid_features:#x}: only EXEC "
+                "(0x2) and PRIV (0x4)")
         if self.pasid_cap is False and self.pasid_bits > 0:
             raise ModelUsageError(
                 f"device {self.name!r}: pasid_bits {self.pasid_bits} without a PASID capability "
@@ -219,13 +235,20 @@ class Config:
         for gi, g in enumerate(groups):
             for di in g.devices:
                 device_group[di] = gi
+        names = {d.name: d for d in devices}
+        for d in devices:
+            if d.physfn is not None and (d.physfn not in names or names[d.physfn].physfn):
+                raise ModelUsageError(f"device {d.name!r}: physfn {d.physfn!r} is not a "
+                                      "physical function of this machine")
         maxp = []
         for d in devices:
             if d.iommu is None:
                 maxp.append(0)
                 continue
-            # pci_max_pasids(): 1 << width with a capability (width 0 -> 1), -EINVAL without
-            dev_max = (1 << d.pasid_bits) if d.has_pasid_cap else 0
+            # pci_max_pasids(): 1 << width with a capability (width 0 -> 1), -EINVAL without;
+            # a VF reads its PF's capability
+            cap = names[d.physfn] if d.physfn is not None else d
+            dev_max = (1 << cap.pasid_bits) if cap.has_pasid_cap else 0
             maxp.append(min(dev_max, iommus[unit_ix[d.iommu]].max_pasids))
         cfg = Config(iommus, devices, drivers, groups, tuple(device_group), tuple(maxp))
         cfg._index.update(

@@ -123,6 +123,8 @@ class Warn(IntEnum):
     SLEEP_IN_ATOMIC = 18  # __might_sleep(): a sleeping lock or allocation in atomic context
     INCONSISTENT_LOCK_STATE = 19  # lockdep: a spinlock taken in IRQ context and with IRQs on
     MMU_NOTIFIER_REGISTER_BUG = 20  # mmu_notifier_register() on an mm with mm_users == 0
+    PCI_PASID_ENABLED = 21  # pci_enable_pasid(): PASID already enabled (WARN_ON, -EBUSY)
+    PCI_PASID_NOT_ENABLED = 22  # pci_disable_pasid(): PASID not enabled (WARN_ON)
 
     def describe(self, a: int = 0, b: int = 0) -> str:
         return f"WARN {self.name.lower()}({a}, {b})"

@@ -57,6 +57,17 @@ class DeviceSpec(_Strict):
         None, description="the device has a PCI PASID capability (default: pasid_bits > 0); "
         "true with pasid_bits 0 is a capability of width 0: one PASID (PASID 0), so every "
         "PASID attach to its group fails -EINVAL")
+    pasid_features: Annotated[int, Strict(), Field(ge=0, le=6)] = Field(
+        0, description="PASID capability features: 2 = EXEC, 4 = PRIV (what pci_enable_pasid "
+        "may enable)")
+    physfn: Optional[str] = Field(
+        None, description="a virtual function's physical function: the VF uses its PF's "
+        "PASID capability")
+    acs_path: Annotated[bool, Strict()] = Field(
+        True, description="ACS RR and UF enabled on the path to the root (pci_enable_pasid "
+        "needs it)")
+    eetlp_prefix: Annotated[bool, Strict()] = Field(
+        True, description="End-End TLP prefixes supported on the path (they carry the PASID)")
     ats: Annotated[bool, Strict()] = False
     pri: Annotated[bool, Strict()] = False
     require_direct: Annotated[bool, Strict()] = False
@@ -158,7 +169,9 @@ def config_from_spec(spec) -> Config:
                           release_takes_sva_lock=u.release_takes_sva_lock)
                 for u in spec.iommus],
         devices=[DeviceConfig(d.name, iommu=d.iommu, group=d.group, pasid_bits=d.pasid_bits,
-                              pasid_cap=d.pasid_cap, ats=d.ats, pri=d.pri, require_direct=d.require_direct,
+                              pasid_cap=d.pasid_cap, pasid_features=d.pasid_features,
+                              physfn=d.physfn, acs_path=d.acs_path,
+                              eetlp_prefix=d.eetlp_prefix, ats=d.ats, pri=d.pri, require_direct=d.require_direct,
                               driver=d.driver, atc_entries=d.atc_entries) for d in spec.devices],
         drivers=[DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind,
                               mm_exit_drains=d.mm_exit_drains)

@@ -19,7 +19,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-from . import domain, file_table, files, group, iommufd, ioasid, iopf, mem, pasid, sva, x86
+from . import domain, file_table, files, group, iommufd, ioasid, iopf, mem, pasid, pci, sva, x86
 from .drivers import BUILTIN, amdgpu, device_driver_attach, device_release_driver, register, vfio
 from .errors import ModelUsageError
 from .hw import translate, wq
@@ -105,6 +105,9 @@ TABLE: tuple[tuple[Callable, str, bool], ...] = (
     (iommufd.iommufd_fault_queue_alloc, K, True), (iommufd.iommufd_fault_read, P, True),
     (iommufd.iommufd_fault_respond, P, True), (iommufd.iommufd_get_hw_info, K, True),
     (files.execve, P, True),
+    (pci.pci_enable_pasid, K, True), (pci.pci_disable_pasid, K, True),
+    (pci.pci_pasid_features, K, True), (pci.pci_max_pasids, K, True),
+    (pci.pci_pasid_status, K, True),
 )
 
 OPS: list[Op] = []

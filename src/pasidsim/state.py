@@ -190,11 +190,13 @@ class Dev(NamedTuple):
     ``group_device::reset_depth`` (> 0: the device is fenced for a PCI reset, ``blocked``).
     stopped: PASIDs a driver's release has stopped the device's DMA on (drained) and not
     yet unbound: the device issues no new DMA or descriptor for them (between two steps only
-    at ``lock`` granularity)."""
+    at ``lock`` granularity).  pasid_ctrl: the PCI PASID control register (a PF's; a VF has
+    none of its own)."""
 
     driver: int = -1
     reset_depth: int = 0
     stopped: tuple = ()
+    pasid_ctrl: int = 0  # PCI PASID control register: PCI_PASID_CTRL_ENABLE (1) | features
 
 
 class Group(NamedTuple):

@@ -489,3 +489,49 @@ def test_attach_device_owner_cnt_rule_of_seed_003():
         dom = do(sys, "iommu_domain_alloc_paging", dev="hda")
         assert do(sys, "iommu_attach_device", domain=dom, dev="hda") == attach
         assert do(sys, "device_driver_attach", dev=1, drv=1) == probe
+
+
+# -- drivers/pci/ats.c: PASID capability control --------------------------------------------------
+
+def test_pci_enable_pasid_errnos_in_kernel_order():
+    """drivers/pci/ats.c ``pci_enable_pasid()``: a VF returns 0 iff its PF has PASID enabled
+    (-EINVAL otherwise); already enabled → WARN, -EBUSY; no End-End TLP prefix, no capability,
+    ACS RR|UF not on the path, an unsupported feature → -EINVAL.  ``pci_disable_pasid()`` WARNs
+    when not enabled; a VF's is a no-op.  The queries read the PF's capability for a VF and
+    fail -EINVAL without one; ``pci_pasid_status`` reports the enabled features."""
+    from pasidsim.pci import PCI_PASID_CAP_EXEC, PCI_PASID_CAP_PRIV
+    cfg = Config.build(
+        iommus=[IommuUnit("u")],
+        devices=[DeviceConfig("pf", iommu="u", pasid_bits=8, pasid_features=PCI_PASID_CAP_EXEC),
+                 DeviceConfig("vf", iommu="u", physfn="pf"),
+                 DeviceConfig("notlp", iommu="u", pasid_bits=8, eetlp_prefix=False),
+                 DeviceConfig("nocap", iommu="u"),
+                 DeviceConfig("noacs", iommu="u", pasid_bits=8, acs_path=False)],
+        drivers=[])
+    assert cfg.max_pasids[1] == 1 << 8  # the VF's limit is its PF's
+    sys = System(cfg)
+    assert do(sys, "pci_enable_pasid", dev="vf") == -EINVAL  # the PF is not enabled
+    assert do(sys, "pci_enable_pasid", dev="notlp") == -EINVAL
+    assert do(sys, "pci_enable_pasid", dev="nocap") == -EINVAL
+    assert do(sys, "pci_enable_pasid", dev="noacs") == -EINVAL
+    assert do(sys, "pci_enable_pasid", dev="pf", features=PCI_PASID_CAP_PRIV) == -EINVAL
+    assert do(sys, "pci_enable_pasid", dev="pf", features=PCI_PASID_CAP_EXEC) == 0
+    assert do(sys, "pci_pasid_status", dev="vf") == PCI_PASID_CAP_EXEC
+    assert do(sys, "pci_enable_pasid", dev="vf") == 0
+    before = sys.state
+    assert sys.apply(Action.of("pci_enable_pasid", dev=0)) == -EBUSY
+    assert sys.state.warnings[-1][0] == Warn.PCI_PASID_ENABLED
+    assert sys.state.fingerprint_nowarn() == before.fingerprint_nowarn()
+    assert do(sys, "pci_pasid_features", dev="vf") == PCI_PASID_CAP_EXEC
+    assert do(sys, "pci_max_pasids", dev="pf") == 256
+    assert do(sys, "pci_max_pasids", dev="nocap") == -EINVAL
+    assert do(sys, "pci_pasid_features", dev="nocap") == -EINVAL
+    assert do(sys, "pci_pasid_status", dev="nocap") == -EINVAL
+    assert do(sys, "pci_disable_pasid", dev="vf") == 0
+    assert do(sys, "pci_pasid_status", dev="pf") == PCI_PASID_CAP_EXEC  # the VF's was a no-op
+    assert do(sys, "pci_disable_pasid", dev="pf") == 0
+    assert do(sys, "pci_pasid_status", dev="pf") == 0
+    assert sys.apply(Action.of("pci_disable_pasid", dev=0)) == 0
+    assert sys.state.warnings[-1][0] == Warn.PCI_PASID_NOT_ENABLED
+    with pytest.raises(Exception, match="physfn"):
+        Config.build(iommus=[IommuUnit("u")], devices=[DeviceConfig("vf", iommu="u", physfn="nope")])

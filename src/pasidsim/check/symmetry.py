@@ -89,7 +89,8 @@ _VALUE_RETURNS = frozenset(
     "vfio_group_set_container vfio_group_unset_container amdgpu_vm_fault "
     "arch_prctl_enable_tagged_addr arch_prctl_force_tagged_sva iommu_sva_invalidate_kva_range "
     "pci_dev_reset_iommu_prepare pci_dev_reset_iommu_done iommufd_destroy iommufd_get_hw_info "
-    "iommufd_fault_respond execve".split())
+    "iommufd_fault_respond execve pci_enable_pasid pci_disable_pasid pci_pasid_features "
+    "pci_max_pasids pci_pasid_status".split())
 _AMDGPU_FREE = frozenset({"amdgpu_pasid_free", "amdgpu_pasid_free_delayed"})
 #: Warn code -> which of its two args are ids; a code not listed is unknown
 _WARN_IDS = {Warn.USE_AFTER_FREE: (1, 0), Warn.REPLACE_SAME_HANDLE: (1, 0),
@@ -100,7 +101,7 @@ _WARN_IDS.update(dict.fromkeys((
     Warn.RELEASE_DMA_OWNER, Warn.CLAIM_NULL_OWNER, Warn.IOASID_UNKNOWN,
     Warn.ALLOCATOR_NOT_REGISTERED, Warn.ALLOCATOR_ORPHANS, Warn.BUG_ON,
     Warn.PASID_PUT_UNDERFLOW, Warn.IOPF_FLUSH_NO_PARAM, Warn.RESET_UNDERFLOW,
-    Warn.MM_EXIT_LEAK,
+    Warn.MM_EXIT_LEAK, Warn.PCI_PASID_ENABLED, Warn.PCI_PASID_NOT_ENABLED,
     # a lock key (class, kind, instance: a device index or 0, never an object id) and a
     # context kind
     Warn.SLEEP_IN_ATOMIC, Warn.INCONSISTENT_LOCK_STATE), (0, 0)))
