@@ -144,12 +144,16 @@ class DriverConfig:
             stops new submissions and returns at once, and descriptors already queued complete
             later as hardware events (``dma_complete``).  Ignored outside E0 and by drivers
             without queues.
+        uacce_sva: uacce drivers only: the parent driver registers its accelerator with
+            ``UACCE_DEV_SVA`` (HiSilicon's ``qm->use_sva``); without it queues are not bound to
+            the opener's mm (no PASID).
     """
 
     name: str
     driver_managed_dma: bool = False
     kind: str = "dma-api"
     mm_exit_drains: bool = True
+    uacce_sva: bool = True
 
 
 @dataclass(frozen=True)

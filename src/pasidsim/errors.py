@@ -34,6 +34,8 @@ EOPNOTSUPP = _errno.EOPNOTSUPP
 EBADF = _errno.EBADF
 EFAULT = _errno.EFAULT
 EIO = _errno.EIO
+ENXIO = _errno.ENXIO
+ENOTTY = _errno.ENOTTY
 EPROBE_DEFER = 517
 
 _NAMES = {v: k for k, v in globals().items() if k.startswith("E") and isinstance(v, int)}

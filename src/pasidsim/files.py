@@ -208,15 +208,19 @@ def close(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
     return fput(s, fd), 0
 
 
-def mmap(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:
-    """``mmap()`` of an open device file (e.g. a uacce queue or a DSA portal): a VMA holding a
-    reference on the file.  Returns the VMA id; -EBADF; the driver's error."""
+def mmap(s: SystemState, tid: int, fd: int, pgoff: int = 0) -> tuple[SystemState, int]:
+    """``mmap()`` of an open device file (e.g. a uacce queue or a DSA portal) at page offset
+    ``pgoff`` (a uacce queue's region): a VMA holding a reference on the file.  Returns the VMA
+    id; -EBADF; the driver's error."""
     t = _task(s, tid)
     if fd not in s.procs[t.pid].files:
         return s, -EBADF
     s0 = s
     ops = dev_driver_ops(s, s.files[fd].dev)
-    s, dontcopy = ops.mmap(s, fd) if ops is not None else (s, -ENODEV)
+    if ops is None:
+        s, dontcopy = s, -ENODEV
+    else:  # plug-ins written before page offsets keep their two-argument mmap
+        s, dontcopy = ops.mmap(s, fd, pgoff) if pgoff else ops.mmap(s, fd)
     if dontcopy < 0:
         return s0, dontcopy
     s = get_file(s, fd)

@@ -87,6 +87,9 @@ class DriverSpec(_Strict):
         True, description="E0 only: the driver's mm_exit callback waits for the device's "
         "queued work on the PASID (false: it returns at once, queued descriptors complete "
         "later)")
+    uacce_sva: Annotated[bool, Strict()] = Field(
+        True, description="uacce only: registered with UACCE_DEV_SVA (queues bound to the "
+        "opener's mm); false: queues without a PASID")
 
     @field_validator("kind")
     @classmethod
@@ -174,7 +177,7 @@ def config_from_spec(spec) -> Config:
                               eetlp_prefix=d.eetlp_prefix, ats=d.ats, pri=d.pri, require_direct=d.require_direct,
                               driver=d.driver, atc_entries=d.atc_entries) for d in spec.devices],
         drivers=[DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind,
-                              mm_exit_drains=d.mm_exit_drains)
+                              mm_exit_drains=d.mm_exit_drains, uacce_sva=d.uacce_sva)
                  for d in spec.drivers],
         deferred_groups=spec.deferred_groups)
 
@@ -280,7 +283,7 @@ def with_drivers(cfg: Config, drivers) -> Config:
     have = {d.name for d in cfg.drivers}
     extra = [d if isinstance(d, DriverConfig) else
              DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind,
-                          mm_exit_drains=d.mm_exit_drains)
+                          mm_exit_drains=d.mm_exit_drains, uacce_sva=d.uacce_sva)
              for d in drivers if d.name not in have]
     if not extra:
         return cfg

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 from . import domain, file_table, files, group, iommufd, ioasid, iopf, mem, pasid, pci, sva, x86
-from .drivers import BUILTIN, amdgpu, device_driver_attach, device_release_driver, register, vfio
+from .drivers import (BUILTIN, amdgpu, device_driver_attach, device_release_driver, register,
+                      uacce, vfio)
 from .errors import ModelUsageError
 from .hw import translate, wq
 from .ops_tables import MMU_NOTIFIER_OPS
@@ -107,7 +108,8 @@ TABLE: tuple[tuple[Callable, str, bool], ...] = (
     (files.execve, P, True),
     (pci.pci_enable_pasid, K, True), (pci.pci_disable_pasid, K, True),
     (pci.pci_pasid_features, K, True), (pci.pci_max_pasids, K, True),
-    (pci.pci_pasid_status, K, True),
+    (pci.pci_pasid_status, K, True), (uacce.uacce_fops_unl_ioctl, P, True),
+    (sva.iommu_sva_alloc_pasid, K, True), (sva.iommu_sva_free_pasid, K, True),
 )
 
 OPS: list[Op] = []

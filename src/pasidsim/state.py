@@ -149,6 +149,7 @@ class Mm(NamedTuple):
     lam: bool = False
     force_tagged_sva: bool = False  # MM_CONTEXT_FORCE_TAGGED_SVA: LAM and SVA may coexist
     lam_locked: bool = False  # MM_CONTEXT_LOCK_LAM: set by a CLONE_VM clone or a LAM enable
+    pasid_users: int = 0  # E4-E5: ioasid references from iommu_sva_alloc_pasid()
     private_pasids: tuple = ()  # extra PASIDs bound with SVM_FLAG_PRIVATE_PASID (policy flag)
     pt: Map = EMPTY  # page table: virtual page -> (physical frame, PROT_* bits)
     next_vpage: int = 0x10  # where the next mapping goes (mmap_base), in pages

@@ -17,15 +17,15 @@ from __future__ import annotations
 from .domain import (dev_group, domain_compatible, iommu_attach_device_pasid,
                      iommu_attach_handle_get, iommu_detach_device_pasid, iommu_domain_free,
                      new_domain)
-from .errors import (EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, EOVERFLOW, ESRCH,
-                     ModelUsageError, Warn)
+from .errors import (EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSPC, EOPNOTSUPP, EOVERFLOW,
+                     ESRCH, ModelUsageError, Warn)
 from .fault import FaultPoint, fault_point
 from .hw.cache import flush_domain
 from .lifecycle import CREATE, BondLc, Lifecycle, transition
 from .locking import Do, KFunc, Lock, LockClass, Unlock, lock_key, set_ret
 from .mm import mm_get, mmget, mmgrab, mmput
 from .ops_tables import dev_driver_ops
-from .pasid import iommu_alloc_global_pasid, iommu_free_global_pasid
+from .pasid import ida_alloc, iommu_alloc_global_pasid, iommu_free_global_pasid
 from .policy import Enqcmd, FreePoint
 from .state import (IOMMU_PASID_INVALID, Domain, DomainType, Handle, HandleKind, SystemState,
                     warn)
@@ -307,7 +307,7 @@ def maybe_free_refcounted_pasid(s: SystemState, mm: int) -> SystemState:
     """E4–E5 / per-task refcount proposal: the PASID is freed when no bond and (under
     ``Enqcmd.TASK_REFCOUNT``) no task that activated it remains; ``mm->pasid`` is reset."""
     rec = s.mms[mm]
-    if rec.pasid == IOMMU_PASID_INVALID or rec.sva_domains:
+    if rec.pasid == IOMMU_PASID_INVALID or rec.sva_domains or rec.pasid_users:
         return s
     if s.policy.enqcmd == Enqcmd.TASK_REFCOUNT and any(
             t.mm == mm and t.pasid_activated for t in s.tasks.values()):
@@ -317,6 +317,54 @@ def maybe_free_refcounted_pasid(s: SystemState, mm: int) -> SystemState:
         s = _set_mm(s, mm, pasid=IOMMU_PASID_INVALID)
         return update_pasid_ipi(s, mm)
     return _set_mm(s, mm, pasid=IOMMU_PASID_INVALID)
+
+
+def iommu_sva_alloc_pasid(s: SystemState, mm: int, min: int,  # noqa: A002
+                          max: int) -> tuple[SystemState, int]:  # noqa: A002
+    """Give ``mm`` a PASID in ``[min, max]`` for a driver that manages its own PASID contexts
+    (the v5.11-v6.1 helper, since folded into bind).
+
+    Returns 0 (the PASID is ``mm->pasid``); -EINVAL (``min`` or ``max`` INVALID, ``min`` 0,
+    ``max < min``); -EOVERFLOW when the mm already has a PASID outside the range; -ENOMEM when
+    none is free in it (fault point IDA_ALLOC).  In the designs that free the PASID with its
+    last user (E0, E1, E4, E5, H5: ``ioasid_get``/``ioasid_put``) every call takes a reference
+    that :func:`iommu_sva_free_pasid` drops and the range is inclusive.  From v5.18 (E6 and
+    after: the PASID lives with the mm, no reference) the existing PASID is checked against
+    ``[min, max)`` although ``max`` is documented inclusive and the allocation itself is
+    inclusive: a PASID equal to ``max`` can be allocated and then fails -EOVERFLOW for another
+    caller with the same range (the quirk Tina Zhang pointed out; later ``> max``).
+    Models: drivers/iommu/iommu-sva-lib.c ``iommu_sva_alloc_pasid()`` (v5.11-v5.17, v5.18-v6.1).
+    """
+    if IOMMU_PASID_INVALID in (min, max) or min == 0 or max < min:
+        return s, -EINVAL
+    rec = mm_get(s, mm)
+    refcounted = s.policy.pasid_free_point in (FreePoint.UNBIND, FreePoint.MM_EXIT)
+    if rec.pasid != IOMMU_PASID_INVALID:
+        p = rec.pasid
+        if not (min <= p <= max if refcounted else min <= p < max):
+            return s, -EOVERFLOW
+        if refcounted:
+            s = _set_mm(s, mm, pasid_users=rec.pasid_users + 1)
+        return s, 0
+    if fault_point(FaultPoint.IDA_ALLOC):
+        return s, -ENOMEM
+    s2, pasid = ida_alloc(s, min, max)
+    if pasid < 0:
+        return s, -ENOMEM
+    return _set_mm(s2, mm, pasid=pasid, pasid_users=1 if refcounted else 0), 0
+
+
+def iommu_sva_free_pasid(s: SystemState, mm: int) -> tuple[SystemState, int]:
+    """Drop the reference :func:`iommu_sva_alloc_pasid` took; the last one (with no bond
+    left) frees the PASID and clears ``mm->pasid``.  From v5.18 (the PASID lives with the mm)
+    there is nothing to drop: no change.  An mm without references: no change.  Returns 0.
+    Models: drivers/iommu/iommu-sva-lib.c ``iommu_sva_free_pasid()`` (v5.11-v5.17)."""
+    rec = mm_get(s, mm)
+    if s.policy.pasid_free_point not in (FreePoint.UNBIND, FreePoint.MM_EXIT) or \
+            not rec.pasid_users:
+        return s, 0
+    s = _set_mm(s, mm, pasid_users=rec.pasid_users - 1)
+    return maybe_free_refcounted_pasid(s, mm), 0
 
 
 def iommu_sva_get_pasid(s: SystemState, handle: int) -> tuple[SystemState, int]:

@@ -535,3 +535,93 @@ def test_pci_enable_pasid_errnos_in_kernel_order():
     assert sys.state.warnings[-1][0] == Warn.PCI_PASID_NOT_ENABLED
     with pytest.raises(Exception, match="physfn"):
         Config.build(iommus=[IommuUnit("u")], devices=[DeviceConfig("vf", iommu="u", physfn="nope")])
+
+
+# -- drivers/misc/uacce/uacce.c --------------------------------------------------------------------
+
+def _uacce(sva: bool = True) -> tuple[System, int]:
+    cfg = Config.build(iommus=[IommuUnit("smmu0", ops="arm-smmu-v3")],
+                       devices=[DeviceConfig("zip0", iommu="smmu0", pasid_bits=16,
+                                             driver="hisi_zip")],
+                       drivers=[DriverConfig("hisi_zip", kind="uacce", uacce_sva=sva)])
+    sys = System(cfg)
+    assert do(sys, "device_driver_attach", dev=0, drv=0) == 0
+    return sys, do(sys, "process_create")
+
+
+def test_uacce_fops_unl_ioctl_queue_states():
+    """``uacce_fops_unl_ioctl``: a ZOMBIE queue is -ENXIO for every command;
+    ``uacce_start_queue`` needs INIT (-EINVAL); ``uacce_put_queue`` stops a started queue
+    (the device stops DMA on the PASID) and leaves a ZOMBIE with its bond; an unknown command
+    without ``ops->ioctl`` is -EINVAL; not a uacce file: -ENOTTY; not open: -EBADF."""
+    from pasidsim.drivers.uacce import UACCE_CMD_PUT_Q, UACCE_CMD_START_Q
+    from pasidsim.errors import EBADF, ENXIO
+    sys, pid = _uacce()
+    fd = do(sys, "dev_open", tid=pid, dev=0)
+    assert do(sys, "uacce_fops_unl_ioctl", tid=pid, fd=fd + 100, cmd=UACCE_CMD_START_Q) == -EBADF
+    assert do(sys, "uacce_fops_unl_ioctl", tid=pid, fd=fd, cmd=0x5799) == -EINVAL
+    assert do(sys, "uacce_fops_unl_ioctl", tid=pid, fd=fd, cmd=UACCE_CMD_START_Q) == 0
+    assert do(sys, "uacce_fops_unl_ioctl", tid=pid, fd=fd, cmd=UACCE_CMD_START_Q) == -EINVAL
+    assert do(sys, "uacce_fops_unl_ioctl", tid=pid, fd=fd, cmd=UACCE_CMD_PUT_Q) == 0
+    assert len(sys.state.handles) == 1  # the bond stays until release
+    for cmd in (UACCE_CMD_START_Q, UACCE_CMD_PUT_Q, 0x5799):
+        assert do(sys, "uacce_fops_unl_ioctl", tid=pid, fd=fd, cmd=cmd) == -ENXIO
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=0) == -ENXIO
+    assert do(sys, "close", tid=pid, fd=fd) == 0 and not sys.state.handles
+
+
+def test_uacce_fops_mmap_regions():
+    """``uacce_fops_mmap``: ``vm_pgoff >= UACCE_MAX_REGION`` → -EINVAL; a region mapped once
+    (``q->qfrs[type]``) → -EEXIST; MMIO and DUS each map once."""
+    from pasidsim.errors import EEXIST
+    sys, pid = _uacce()
+    fd = do(sys, "dev_open", tid=pid, dev=0)
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=2) == -EINVAL
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=0) > 0
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=0) == -EEXIST
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=1) > 0
+
+
+def test_uacce_bind_queue_without_uacce_dev_sva():
+    """``uacce_bind_queue``: ``if (!(uacce->flags & UACCE_DEV_SVA)) return 0``: the queue is
+    opened with no bond and the opener's mm gets no PASID."""
+    sys, pid = _uacce(sva=False)
+    fd = do(sys, "dev_open", tid=pid, dev=0)
+    assert fd > 0 and not sys.state.handles
+    assert sys.mm(sys.mm_of(pid)).pasid == IOMMU_PASID_INVALID
+
+
+# -- drivers/iommu/iommu-sva-lib.c iommu_sva_alloc_pasid() (v5.11-v6.1) ----------------------------
+
+def test_iommu_sva_alloc_pasid_E4_refcounted_and_v5_18_range_quirk():
+    """E4 (v5.11-v5.17): ``[min, max]`` inclusive for an existing PASID, each call an
+    ``ioasid_get``, ``iommu_sva_free_pasid`` puts and the last put frees it.  v5.18 (E6 and
+    after): no reference, and the existing PASID is checked against ``[min, max)``: a PASID
+    equal to ``max`` is allocated and then refused -EOVERFLOW with the same range."""
+    from pasidsim.errors import EOVERFLOW
+    cfg = _x86().config
+    sys = System(cfg, design("E4-unbind-free"))
+    mm = sys.mm_of(do(sys, "process_create"))
+    assert do(sys, "iommu_sva_alloc_pasid", mm=mm, min=0, max=5) == -EINVAL
+    assert do(sys, "iommu_sva_alloc_pasid", mm=mm, min=5, max=4) == -EINVAL
+    assert do(sys, "iommu_sva_alloc_pasid", mm=mm, min=3, max=3) == 0
+    assert sys.mm(mm).pasid == 3
+    assert do(sys, "iommu_sva_alloc_pasid", mm=mm, min=3, max=3) == 0  # inclusive: 3 <= 3
+    assert do(sys, "iommu_sva_alloc_pasid", mm=mm, min=4, max=9) == -EOVERFLOW
+    assert do(sys, "iommu_sva_free_pasid", mm=mm) == 0
+    assert sys.pasid_allocated(3)  # one reference left
+    assert do(sys, "iommu_sva_free_pasid", mm=mm) == 0
+    assert not sys.pasid_allocated(3) and sys.mm(mm).pasid == IOMMU_PASID_INVALID
+
+    now = System(cfg, design("current"))
+    mm = now.mm_of(do(now, "process_create"))
+    assert do(now, "iommu_sva_alloc_pasid", mm=mm, min=3, max=3) == 0
+    assert now.mm(mm).pasid == 3
+    assert do(now, "iommu_sva_alloc_pasid", mm=mm, min=3, max=3) == -EOVERFLOW  # the quirk
+    assert do(now, "iommu_sva_free_pasid", mm=mm) == 0 and now.pasid_allocated(3)
+    other = now.mm_of(do(now, "process_create"))
+    assert do(now, "iommu_sva_alloc_pasid", mm=other, min=3, max=3) == -ENOMEM
+
+
+# keep the names used above importable
+from pasidsim.errors import ENOMEM  # noqa: E402

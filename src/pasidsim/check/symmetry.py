@@ -90,7 +90,8 @@ _VALUE_RETURNS = frozenset(
     "arch_prctl_enable_tagged_addr arch_prctl_force_tagged_sva iommu_sva_invalidate_kva_range "
     "pci_dev_reset_iommu_prepare pci_dev_reset_iommu_done iommufd_destroy iommufd_get_hw_info "
     "iommufd_fault_respond execve pci_enable_pasid pci_disable_pasid pci_pasid_features "
-    "pci_max_pasids pci_pasid_status".split())
+    "pci_max_pasids pci_pasid_status uacce_fops_unl_ioctl iommu_sva_alloc_pasid "
+    "iommu_sva_free_pasid".split())
 _AMDGPU_FREE = frozenset({"amdgpu_pasid_free", "amdgpu_pasid_free_delayed"})
 #: Warn code -> which of its two args are ids; a code not listed is unknown
 _WARN_IDS = {Warn.USE_AFTER_FREE: (1, 0), Warn.REPLACE_SAME_HANDLE: (1, 0),
@@ -349,6 +350,8 @@ class Symmetry:
             return "id"
         if kind == "amdgpu":
             return kind
+        if kind == "uacce":
+            return ""  # the queue's state and mapped regions: no ids
         raise _Unknown
 
     def _relabel(self, rs, aorder, sorder):

@@ -63,7 +63,7 @@ class AmdgpuDriver(Driver):
         f = s.files[file]
         return s._replace(files=s.files.set(file, f._replace(drvdata=_pack(pasid, 0)))), 0
 
-    def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
+    def mmap(self, s: SystemState, file: int, pgoff: int = 0) -> tuple[SystemState, int]:
         """A buffer-object mapping (inherited across fork)."""
         return s, 0
 

@@ -106,9 +106,10 @@ class Driver:
         """``fops->release`` (last reference dropped)."""
         return s
 
-    def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
-        """``fops->mmap``: returns 1 for a VM_DONTCOPY mapping, 0 for a normal one, -errno
-        to refuse."""
+    def mmap(self, s: SystemState, file: int, pgoff: int = 0) -> tuple[SystemState, int]:
+        """``fops->mmap`` at page offset ``pgoff`` (passed only when non-zero, so a plug-in
+        may define ``mmap(s, file)``): returns 1 for a VM_DONTCOPY mapping, 0 for a normal
+        one, -errno to refuse."""
         return s, -ENODEV
 
     def mm_exit(self, s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:

@@ -61,7 +61,7 @@ class IdxdDriver(Driver):
             return s, h
         return s._replace(files=s.files.set(file, f._replace(handles=(h,)))), 0
 
-    def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
+    def mmap(self, s: SystemState, file: int, pgoff: int = 0) -> tuple[SystemState, int]:
         """``idxd_cdev_mmap``: the work-queue portal, ``VM_DONTCOPY``."""
         return s, 1
 

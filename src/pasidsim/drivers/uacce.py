@@ -11,17 +11,44 @@ from the io_mm's mmu-notifier ``release``): ``mm_exit`` stops the queue (as ``ua
 does: the hardware finishes the PASID's DMA) before returning.  With
 ``DriverConfig.mm_exit_drains`` false it only stops new submissions and returns without
 waiting; work already queued completes later.
+
+The queue (``struct uacce_queue``) lives in the file's ``drvdata``: its state in bits 0-1
+(``UACCE_Q_ZOMBIE`` 0, ``UACCE_Q_INIT`` 1, ``UACCE_Q_STARTED`` 2) and the mmapped regions
+(``qfrs``: bit 2 MMIO, bit 3 DUS).  ``UACCE_CMD_START_Q`` starts an INIT queue,
+``UACCE_CMD_PUT_Q`` stops it and gives the hardware queue back (ZOMBIE; the bond stays until
+``release``).  A parent driver that registers without ``UACCE_DEV_SVA``
+(``DriverConfig.uacce_sva`` false) gets queues bound to no mm.
 """
 
 from __future__ import annotations
 
 from .. import hooks
+from ..errors import EBADF, EEXIST, EINVAL, ENODEV, ENOTTY, ENXIO
 from ..fault import FaultPoint, fault_point
-from ..state import SystemState
-from ..sva import iommu_sva_bind_device, iommu_sva_unbind_device
+from ..ops_tables import dev_driver_ops
+from ..state import IOMMU_PASID_INVALID, SystemState
+from ..sva import iommu_sva_bind_device, iommu_sva_get_pasid, iommu_sva_unbind_device
 from .base import Driver, teardown_code
 
 _RELEASE = teardown_code("uacce_fops_release", mutex=True)
+
+UACCE_Q_ZOMBIE, UACCE_Q_INIT, UACCE_Q_STARTED = 0, 1, 2
+UACCE_QFRT_MMIO, UACCE_QFRT_DUS, UACCE_MAX_REGION = 0, 1, 2
+UACCE_CMD_START_Q = 0x5700  # _IO('W', 0)
+UACCE_CMD_PUT_Q = 0x5701  # _IO('W', 1)
+_STATE = 3
+
+
+def uacce_dev_sva(s: SystemState, dev: int) -> bool:
+    """The accelerator was registered with ``UACCE_DEV_SVA`` (``DriverConfig.uacce_sva``).
+    Since the removal of ``uacce_enable_sva()`` (v6.16, "iommu: Remove
+    IOMMU_DEV_FEAT_IOPF") the flag is not dropped for a device that cannot do SVA: its
+    bind fails at open instead."""
+    return s.config.drivers[s.devs[dev].driver].uacce_sva
+
+
+def _set_q(s: SystemState, file: int, q: int) -> SystemState:
+    return s._replace(files=s.files.set(file, s.files[file]._replace(drvdata=q)))
 
 
 class UacceDriver(Driver):
@@ -30,19 +57,29 @@ class UacceDriver(Driver):
     kind = "uacce"
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
-        """``uacce_fops_open``: bind ``current->mm`` (``uacce_bind_queue``), then the parent
-        driver's ``get_queue`` for the bond's PASID; if that fails (fault point
+        """``uacce_fops_open``: bind ``current->mm`` (``uacce_bind_queue``; only with
+        ``UACCE_DEV_SVA``; a bond whose PASID reads back INVALID is undone, -ENODEV), then the
+        parent driver's ``get_queue`` for the bond's PASID; if that fails (fault point
         UACCE_GET_QUEUE, -EBUSY: no free hardware queue) the bond is undone
-        (``out_with_bond: uacce_unbind_queue``) and the open fails.  Returns 0 or -errno; a
-        failed bind or get_queue keeps what the kernel keeps (the mm's PASID)."""
+        (``out_with_bond: uacce_unbind_queue``) and the open fails.  The queue starts INIT.
+        Returns 0 or -errno; a failed bind or get_queue keeps what the kernel keeps (the mm's
+        PASID)."""
         f = s.files[file]
+        if not uacce_dev_sva(s, f.dev):  # uacce_bind_queue: no UACCE_DEV_SVA, no bond
+            err = fault_point(FaultPoint.UACCE_GET_QUEUE)
+            return (s, err) if err else (_set_q(s, file, UACCE_Q_INIT), 0)
         s, h = iommu_sva_bind_device(s, f.dev, f.mm, drvdata=file)
         if h < 0:
             return s, h
+        s, pasid = iommu_sva_get_pasid(s, h)
+        if pasid == IOMMU_PASID_INVALID:
+            return self.unbind_queue(s, h), -ENODEV
         err = fault_point(FaultPoint.UACCE_GET_QUEUE)
         if err:
             return self.unbind_queue(s, h), err  # out_with_bond
-        return s._replace(files=s.files.set(file, f._replace(handles=(h,)))), 0
+        f = s.files[file]
+        return s._replace(files=s.files.set(file, f._replace(handles=(h,),
+                                                             drvdata=UACCE_Q_INIT))), 0
 
     def unbind_queue(self, s: SystemState, handle: int) -> SystemState:
         """``uacce_unbind_queue``: drop the queue's bond (``iommu_sva_unbind_device``)."""
@@ -69,13 +106,26 @@ class UacceDriver(Driver):
         return self._put_queue(s, file)
 
     def remove(self, s: SystemState, dev: int) -> SystemState:
+        """``uacce_remove``: every open queue is stopped, put (ZOMBIE) and unbound; the files
+        stay open (later ioctls and mmaps fail -ENXIO, ``release`` only cleans up)."""
         for fid, f in sorted(s.files.items()):
-            if f.dev == dev and f.handles:
+            if f.dev == dev and (f.handles or f.drvdata & _STATE):
                 s = self._put_queue(s, fid)
+                s = _set_q(s, fid, UACCE_Q_ZOMBIE)  # regions zapped (unmap_mapping_range)
         return s
 
-    def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
-        return s, 1
+    def mmap(self, s: SystemState, file: int, pgoff: int = 0) -> tuple[SystemState, int]:
+        """``uacce_fops_mmap`` of region ``pgoff`` (``UACCE_QFRT_MMIO`` 0, ``UACCE_QFRT_DUS``
+        1): -EINVAL (no such region); -ENXIO (the queue is a zombie: put, or the device
+        removed); -EEXIST (the region is already mapped).  Returns 1 (VM_DONTCOPY)."""
+        if not 0 <= pgoff < UACCE_MAX_REGION:
+            return s, -EINVAL
+        q = s.files[file].drvdata
+        if not q & _STATE:
+            return s, -ENXIO
+        if q >> (2 + pgoff) & 1:
+            return s, -EEXIST
+        return _set_q(s, file, q | 1 << (2 + pgoff)), 1
 
     def mm_exit(self, s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:
         """E0 ``mm_exit``: stop the bond's queue and wait for it (``mm_exit_drains``), or,
@@ -87,3 +137,32 @@ class UacceDriver(Driver):
             if handle in f.handles:
                 s = self.stop_queue(s, fid)
         return s, 0
+
+
+def uacce_fops_unl_ioctl(s: SystemState, tid: int, fd: int, cmd: int) -> tuple[SystemState, int]:
+    """``ioctl(fd, cmd)`` on a uacce queue by task ``tid``: ``UACCE_CMD_START_Q`` (0x5700)
+    starts an INIT queue (-EINVAL otherwise); ``UACCE_CMD_PUT_Q`` (0x5701) stops a started
+    queue (the hardware stops DMA on its PASID) and gives the hardware queue back (ZOMBIE; the
+    bond stays until ``release``).  Returns 0; -EBADF (fd not open in the task's process);
+    -ENOTTY (not a uacce queue); -ENXIO (the queue is a zombie); -EINVAL (another command).
+    Models: drivers/misc/uacce/uacce.c ``uacce_fops_unl_ioctl()``, ``uacce_start_queue()``,
+    ``uacce_put_queue()``."""
+    t = s.tasks.get(tid)
+    if t is None or fd not in s.procs[t.pid].files:
+        return s, -EBADF
+    f = s.files[fd]
+    if not isinstance(dev_driver_ops(s, f.dev), UacceDriver):
+        return s, -ENOTTY
+    q = f.drvdata
+    state = q & _STATE
+    if state == UACCE_Q_ZOMBIE:
+        return s, -ENXIO
+    if cmd == UACCE_CMD_START_Q:
+        if state != UACCE_Q_INIT:
+            return s, -EINVAL
+        return _set_q(s, fd, q & ~_STATE | UACCE_Q_STARTED), 0
+    if cmd == UACCE_CMD_PUT_Q:
+        if state == UACCE_Q_STARTED:
+            s = UacceDriver().stop_queue(s, fd)
+        return _set_q(s, fd, q & ~_STATE | UACCE_Q_ZOMBIE), 0
+    return s, -EINVAL

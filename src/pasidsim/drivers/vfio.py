@@ -36,7 +36,7 @@ class VfioPciDriver(Driver):
         """Open of the device cdev: a file not yet bound to any iommufd context."""
         return s, 0
 
-    def mmap(self, s: SystemState, file: int) -> tuple[SystemState, int]:
+    def mmap(self, s: SystemState, file: int, pgoff: int = 0) -> tuple[SystemState, int]:
         """A BAR mapping (a normal mapping, copied by fork)."""
         return s, 0
 
