@@ -83,8 +83,8 @@ design: current
 machine:
   iommus: [{name: dmar0, ops: intel-iommu}]
   devices:
-    - {name: acc0, iommu: dmar0, pasid_bits: 20, driver: uacce}
-    - {name: ga, iommu: dmar0, group: G, pasid_bits: 20, driver: uacce}
+    - {name: acc0, iommu: dmar0, pasid_bits: 20, ats: true, pri: true, driver: uacce}
+    - {name: ga, iommu: dmar0, group: G, pasid_bits: 20, ats: true, pri: true, driver: uacce}
     - {name: gb, iommu: dmar0, group: G, driver: e1000e}
   drivers:
     - {name: uacce, kind: uacce}

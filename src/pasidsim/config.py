@@ -40,6 +40,12 @@ class IommuUnit:
             SVA unbind path holds (arm-smmu-v3 ``arm_smmu_mm_release()`` and ``sva_lock``,
             5.18-6.8), modelled as ``iommu_sva_lock``: an ``mmput()`` that runs ``__mmput``
             inside unbind (the mmget-in-bind design, seed 000) deadlocks.
+        iopf_requires_pri: attaching a domain with an I/O page-fault handler (an SVA domain,
+            an iommufd hwpt with a fault object) enables IOPF on the device, which fails
+            ``-ENODEV`` unless it has ATS and PRI: VT-d since v6.16
+            (``intel_iommu_enable_iopf()``).  The built-in machine's VT-d units set it; off by
+            default so that hand-written machines (and kernel-spec §8's, which predates it) let
+            a device with PASID but no PRI bind.
     """
 
     name: str
@@ -49,6 +55,7 @@ class IommuUnit:
     pasid_ops: bool = True
     iotlb_entries: int = 1024
     release_takes_sva_lock: bool = False
+    iopf_requires_pri: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_pasids <= 1 << PCI_PASID_MAX_BITS:

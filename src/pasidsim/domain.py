@@ -208,7 +208,9 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
         -EINVAL (incompatible domain, ``pasid == IOMMU_NO_PASID``, or ``pasid >= max_pasids``
         of some PASID-capable group member); -EBUSY (slot occupied); -ENOMEM when the slot
         cannot be stored (fault point PASID_ARRAY_INSERT) or a member's ``set_dev_pasid``
-        fails (fault point SET_DEV_PASID, once per member).  On failure nothing changes (the
+        fails (fault point SET_DEV_PASID, once per member); -ENODEV from VT-d's
+        ``set_dev_pasid`` for a domain with an I/O page-fault handler on a member without
+        ATS and PRI (:func:`_iopf_for_domain_set`).  On failure nothing changes (the
         members already set are put back on the blocked domain, the slot is released).
     Models: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``, ``__iommu_set_group_pasid()``
     (its unwind of the devices already set).
@@ -231,7 +233,7 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
     if err:
         return s, err
     for d in pasid_devices(s, g):
-        err = fault_point(FaultPoint.SET_DEV_PASID)
+        err = fault_point(FaultPoint.SET_DEV_PASID) or _iopf_for_domain_set(s, domain, d)
         if err:
             return _unwind_set_group_pasid(s, g, pasid, d), err
         s = program_pasid(s, d, pasid, domain)
@@ -239,6 +241,26 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
         s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(
             domain=domain, group=g, pasid=pasid)))
     return slot_store(s, g, pasid, domain, handle), 0
+
+
+def _iopf_for_domain_set(s: SystemState, domain: int, dev: int) -> int:
+    """The VT-d driver's ``set_dev_pasid`` enables I/O page faults for a domain with an
+    ``iopf_handler`` (an SVA domain, an iommufd hwpt with a fault object):
+    ``intel_iommu_enable_iopf()`` fails -ENODEV unless PRI was enabled at probe (the device
+    supports ATS and PRI), so such a domain cannot be attached to a device with PASID but no
+    PRI (units with ``IommuUnit.iopf_requires_pri``).  arm-smmu-v3 (no PCIe PRI path: a device
+    that cannot stall runs without IOPF) and AMD (SVA ``set_dev_pasid`` never checks PRI)
+    accept it.  Returns 0 or -ENODEV.
+    Models: drivers/iommu/intel/iommu.h ``iopf_for_domain_set()`` / ``iopf_for_domain_replace()``,
+    intel/iommu.c ``intel_iommu_enable_iopf()`` (v6.16+)."""
+    if not s.config.iommus[s.domains[domain].iommu].iopf_requires_pri:
+        return 0
+    d = s.domains[domain]
+    o = s.ifd.get(domain)
+    if d.type != DomainType.SVA and (o is None or not o.fault):
+        return 0
+    c = s.config.devices[dev]
+    return 0 if c.ats and c.pri else -ENODEV
 
 
 def _unwind_set_group_pasid(s: SystemState, g: int, pasid: int,
@@ -303,7 +325,7 @@ def iommu_replace_device_pasid(s: SystemState, domain: int, dev: int, pasid: int
         for d in pasid_devices(s, g):
             # __iommu_set_group_pasid(domain, group, pasid, old): a device's set_dev_pasid
             # fails -> err_revert: the devices already switched go back to the old domain
-            err = fault_point(FaultPoint.SET_DEV_PASID)
+            err = fault_point(FaultPoint.SET_DEV_PASID) or _iopf_for_domain_set(s, domain, d)
             if err:
                 return s0, err
             s = program_pasid(s, d, pasid, domain)

@@ -41,6 +41,9 @@ class IommuSpec(_Strict):
     sva: Annotated[bool, Strict()] = True
     pasid_ops: Annotated[bool, Strict()] = True
     iotlb_entries: Annotated[int, Strict(), Field(ge=1, le=1 << 20)] = 1024
+    iopf_requires_pri: Annotated[bool, Strict()] = Field(
+        False, description="attaching an SVA domain (or an iommufd hwpt with a fault object) "
+        "needs ATS and PRI on the device, else -ENODEV (VT-d since v6.16)")
     release_takes_sva_lock: Annotated[bool, Strict()] = Field(
         False, description="the driver's mmu-notifier release takes the lock its SVA unbind "
         "path holds (arm-smmu-v3's sva_lock, 5.18-6.8; modelled as iommu_sva_lock)")
@@ -169,7 +172,8 @@ def config_from_spec(spec) -> Config:
     return Config.build(
         iommus=[IommuUnit(u.name, ops=u.ops, max_pasids=u.max_pasids, sva=u.sva,
                           pasid_ops=u.pasid_ops, iotlb_entries=u.iotlb_entries,
-                          release_takes_sva_lock=u.release_takes_sva_lock)
+                          release_takes_sva_lock=u.release_takes_sva_lock,
+                          iopf_requires_pri=u.iopf_requires_pri)
                 for u in spec.iommus],
         devices=[DeviceConfig(d.name, iommu=d.iommu, group=d.group, pasid_bits=d.pasid_bits,
                               pasid_cap=d.pasid_cap, pasid_features=d.pasid_features,

@@ -15,6 +15,9 @@ checking that the only cells that moved were
   table, -EINVAL; a kernel domain, -ENOENT; the queue destroyed): +3 states;
 - dma-cache-close-fork-exit × H2-mmget-bind (357 → 363 states): H2's unbind puts the bond's
   mm_users reference first, under the unbind lock (lock granularity's deadlock row needs it).
+- sva-bind-unsupported on every design: one step added (a VT-d device with PASID but no PRI:
+  the SVA bind fails -ENODEV, ``intel_iommu_enable_iopf``); the PASID-capable VT-d devices of
+  six scenarios that bind SVA were given ATS and PRI (their verdicts and counts unchanged).
 
 A cell may differ only where :data:`CHANGED` says so, with the new values and the reason (a
 new judgement of the checker: WARNs, expect_final, fault injection ...).  A restructuring of

@@ -10,7 +10,7 @@ import pytest
 
 from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit
 from pasidsim.designs import get_policy as design
-from pasidsim.errors import EBUSY, EINVAL, ENOENT, ENOSPC, EOPNOTSUPP, EAGAIN, Warn
+from pasidsim.errors import EAGAIN, EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, Warn
 from pasidsim.invariants import b1_no_bug_on
 from pasidsim.iopf import IopfResponse
 from pasidsim.policy import CURRENT
@@ -38,7 +38,7 @@ def ifd() -> System:
         iommus=[IommuUnit("mock"), IommuUnit("other", ops="arm-smmu-v3")],
         devices=[DeviceConfig("a", iommu="mock", group="G", pasid_bits=20),
                  DeviceConfig("b", iommu="mock", group="G", pasid_bits=20),
-                 DeviceConfig("p", iommu="mock", pasid_bits=20, pri=True),
+                 DeviceConfig("p", iommu="mock", pasid_bits=20, ats=True, pri=True),
                  DeviceConfig("q", iommu="mock", pasid_bits=3),
                  DeviceConfig("w0", iommu="mock", pasid_bits=0, pasid_cap=True),
                  DeviceConfig("n", iommu="mock", pasid_bits=0),
@@ -250,7 +250,8 @@ def test_pci_max_pasids_width_zero_is_one_pasid():
 
 def _x86() -> System:
     return System(Config.build(iommus=[IommuUnit("dmar0")],
-                               devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20)],
+                               devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20,
+                                                     ats=True, pri=True)],
                                drivers=[]))
 
 
@@ -278,7 +279,8 @@ def test_prctl_enable_tagged_addr_lock_is_sticky():
 
 def _e0_system() -> System:
     cfg = Config.build(iommus=[IommuUnit("dmar0")],
-                       devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20, driver="idxd")],
+                       devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20, ats=True, pri=True,
+                                             driver="idxd")],
                        drivers=[DriverConfig("idxd", kind="idxd")])
     sys = System(cfg, design("E0-io_mm"))
     assert do(sys, "device_driver_attach", dev=0, drv=0) == 0  # boot probe
@@ -334,7 +336,8 @@ def test_mmu_notifier_register_on_an_exited_mm_is_a_kernel_bug():
     its notifier (a device behind another IOMMU driver, whose SVA domain cannot be shared):
     invariant B1 says so."""
     cfg = Config.build(iommus=[IommuUnit("dmar0"), IommuUnit("smmu0", ops="arm-smmu-v3")],
-                       devices=[DeviceConfig("d0", iommu="dmar0", pasid_bits=20),
+                       devices=[DeviceConfig("d0", iommu="dmar0", pasid_bits=20, ats=True,
+                                             pri=True),
                                 DeviceConfig("d1", iommu="smmu0", pasid_bits=20)],
                        drivers=[])
     sys = System(cfg)
@@ -409,8 +412,8 @@ def test_uacce_fops_open_out_with_bond_unbinds_when_get_queue_fails():
     from pasidsim.fault import FaultPoint
     from pasidsim.step import step
     cfg = Config.build(iommus=[IommuUnit("dmar0")],
-                       devices=[DeviceConfig("acc", iommu="dmar0", pasid_bits=20,
-                                             driver="uacce")],
+                       devices=[DeviceConfig("acc", iommu="dmar0", pasid_bits=20, ats=True,
+                                             pri=True, driver="uacce")],
                        drivers=[DriverConfig("uacce", kind="uacce")])
     sys = System(cfg)
     assert do(sys, "device_driver_attach", dev=0, drv=0) == 0
@@ -431,8 +434,8 @@ def test_uacce_fops_open_out_with_bond_unbinds_when_get_queue_fails():
 
 def _dsa_system(design_name: str) -> System:
     cfg = Config.build(iommus=[IommuUnit("dmar0")],
-                       devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20,
-                                             driver="idxd")],
+                       devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20, ats=True,
+                                             pri=True, driver="idxd")],
                        drivers=[DriverConfig("idxd", kind="idxd", mm_exit_drains=False)])
     sys = System(cfg, design(design_name))
     assert do(sys, "device_driver_attach", dev=0, drv=0) == 0
@@ -625,3 +628,36 @@ def test_iommu_sva_alloc_pasid_E4_refcounted_and_v5_18_range_quirk():
 
 # keep the names used above importable
 from pasidsim.errors import ENOMEM  # noqa: E402
+
+
+# -- drivers/iommu/intel: iopf_for_domain_set() ---------------------------------------------------
+
+def test_intel_iopf_for_domain_set_needs_pri():
+    """v6.16+ VT-d ``set_dev_pasid`` → ``iopf_for_domain_replace()`` →
+    ``intel_iommu_enable_iopf()``: ``if (!info->pri_enabled) return -ENODEV``.  A domain with an
+    ``iopf_handler`` (SVA; an iommufd hwpt with a fault object) cannot be attached to a device
+    with PASID but no PRI; a plain paging domain can; arm-smmu-v3 accepts the SVA domain (no
+    PCIe PRI path: the device runs without IOPF).  ``IommuUnit.iopf_requires_pri`` (set on the
+    built-in machine's VT-d units) selects the v6.16+ VT-d behaviour."""
+    cfg = Config.build(
+        iommus=[IommuUnit("dmar0", iopf_requires_pri=True),
+                IommuUnit("smmu0", ops="arm-smmu-v3")],
+        devices=[DeviceConfig("nopri", iommu="dmar0", pasid_bits=20, ats=True),
+                 DeviceConfig("withpri", iommu="dmar0", pasid_bits=20, ats=True, pri=True),
+                 DeviceConfig("armnopri", iommu="smmu0", pasid_bits=20)],
+        drivers=[])
+    sys = System(cfg)
+    mm = sys.mm_of(do(sys, "process_create"))
+    nopri = cfg.device_index("nopri")
+    # a failed bind keeps the mm's PASID (today's iommu_alloc_mm_data ran first)
+    assert sys.apply(Action.of("iommu_sva_bind_device", dev=nopri, mm=mm)) == -ENODEV
+    assert not sys.state.handles
+    assert do(sys, "iommu_sva_bind_device", dev="withpri", mm=mm) > 0
+    assert do(sys, "iommu_sva_bind_device", dev="armnopri", mm=mm) > 0
+    ictx, (inp,), ioas = ctx(sys, "nopri")
+    fq = do(sys, "iommufd_fault_queue_alloc", ictx=ictx)
+    hf = do(sys, "iommufd_hwpt_alloc", ioas=ioas, dev="nopri", pasid_compat=1, fault_id=fq)
+    hp = do(sys, "iommufd_hwpt_alloc", ioas=ioas, dev="nopri", pasid_compat=1)
+    assert do(sys, "iommufd_device_attach", idev=inp, pasid=7, pt_id=hf) == -ENODEV
+    assert do(sys, "iommufd_device_attach", idev=inp, pasid=7, pt_id=hp) == 0
+    assert do(sys, "iommufd_device_replace", idev=inp, pasid=7, pt_id=hf) == -ENODEV
