@@ -278,6 +278,51 @@ def iommu_detach_device(s: SystemState, domain: int, dev: int) -> tuple[SystemSt
     return iommu_detach_group(s, domain, g)
 
 
+def iommu_attach_device_shared(s: SystemState, domain: int,
+                               dev: int) -> tuple[SystemState, int]:
+    """Seed 003 (Dec 2021 DMA-ownership series v4 07/13, not merged): attach ``domain`` to
+    the group of ``dev`` on behalf of one of several drivers that share it.  The group must be
+    owned for a private domain (its drivers claimed it: ``DMA_OWNER_PRIVATE_DOMAIN[_USER]``,
+    here an owner cookie); the first call attaches the group, later ones with the same domain
+    only count (``attach_cnt``).
+    Returns 0; -ENODEV (no group); -EPERM (the group is not owned for a private domain);
+    -EBUSY (attached to another domain by a previous call; another non-core domain; a reset);
+    -EINVAL (incompatible domain).  On failure nothing changes.
+    Models: the series' ``iommu_attach_device_shared()`` (drivers/iommu/iommu.c)."""
+    domain_get(s, domain)
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, -ENODEV
+    grp = s.groups[g]
+    if not grp.owner:
+        return s, -EPERM
+    if grp.attach_cnt:
+        if grp.domain != domain:
+            return s, -EBUSY
+        return set_group(s, g, attach_cnt=grp.attach_cnt + 1), 0
+    s2, ret = __iommu_attach_group(s, domain, g)
+    if ret:
+        return s, ret
+    return set_group(s2, g, attach_cnt=1), 0
+
+
+def iommu_detach_device_shared(s: SystemState, domain: int,
+                               dev: int) -> tuple[SystemState, int]:
+    """Seed 003: drop one shared attachment; the last one puts the group back on its core
+    domain.  A count of 0 or another domain: WARN, no change.  Returns 0.
+    Models: the series' ``iommu_detach_device_shared()``."""
+    g = dev_group(s, dev)
+    if g < 0:
+        return s, 0
+    grp = s.groups[g]
+    if not grp.attach_cnt or grp.domain != domain:
+        return warn(s, Warn.DETACH_WRONG_DOMAIN, dev, domain), 0
+    s = set_group(s, g, attach_cnt=grp.attach_cnt - 1)
+    if grp.attach_cnt == 1:
+        s, _ = iommu_detach_group(s, domain, g)
+    return s, 0
+
+
 def iommu_group_finalize(s: SystemState, group: int) -> tuple[SystemState, int]:
     """``bus_iommu_probe()`` finishing a deferred group: allocate and attach its default DMA
     domain.  Returns 0 (already set: no change)."""

@@ -110,6 +110,7 @@ TABLE: tuple[tuple[Callable, str, bool], ...] = (
     (pci.pci_pasid_features, K, True), (pci.pci_max_pasids, K, True),
     (pci.pci_pasid_status, K, True), (uacce.uacce_fops_unl_ioctl, P, True),
     (sva.iommu_sva_alloc_pasid, K, True), (sva.iommu_sva_free_pasid, K, True),
+    (group.iommu_attach_device_shared, K, True), (group.iommu_detach_device_shared, K, True),
 )
 
 OPS: list[Op] = []

@@ -212,6 +212,7 @@ class Group(NamedTuple):
     owner: int = 0
     pasid_array: tuple = ()
     recovery_cnt: int = 0  # devices of the group fenced for a PCI reset (E17)
+    attach_cnt: int = 0  # seed 003 iommu_attach_device_shared() users of group.domain
 
 
 class Domain(NamedTuple):

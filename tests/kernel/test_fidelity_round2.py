@@ -10,7 +10,7 @@ import pytest
 
 from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit
 from pasidsim.designs import get_policy as design
-from pasidsim.errors import EAGAIN, EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, Warn
+from pasidsim.errors import EAGAIN, EBUSY, EINVAL, ENODEV, ENOENT, ENOSPC, EOPNOTSUPP, EPERM, Warn
 from pasidsim.invariants import b1_no_bug_on
 from pasidsim.iopf import IopfResponse
 from pasidsim.policy import CURRENT
@@ -661,3 +661,31 @@ def test_intel_iopf_for_domain_set_needs_pri():
     assert do(sys, "iommufd_device_attach", idev=inp, pasid=7, pt_id=hf) == -ENODEV
     assert do(sys, "iommufd_device_attach", idev=inp, pasid=7, pt_id=hp) == 0
     assert do(sys, "iommufd_device_replace", idev=inp, pasid=7, pt_id=hf) == -ENODEV
+
+
+# -- seed 003: iommu_attach_device_shared() / iommu_detach_device_shared() --------------------------
+
+def test_iommu_attach_device_shared_counts_users_of_one_private_domain():
+    """Seed 003 (v4 07/13): the drivers of a multi-device group that own it for a private
+    domain share one attachment: the first call attaches the group, a second with the same
+    domain counts, another domain is -EBUSY, an unowned group -EPERM; the last detach puts
+    the group back on its core (blocking) domain; a detach too many WARNs."""
+    cfg = Config.build(iommus=[IommuUnit("u")],
+                       devices=[DeviceConfig("a", iommu="u", group="G"),
+                                DeviceConfig("b", iommu="u", group="G")], drivers=[])
+    sys = System(cfg)
+    d1 = do(sys, "iommu_domain_alloc_paging", dev="a")
+    d2 = do(sys, "iommu_domain_alloc_paging", dev="a")
+    assert do(sys, "iommu_attach_device_shared", domain=d1, dev="a") == -EPERM
+    assert do(sys, "iommu_group_claim_dma_owner", group=0, owner=77) == 0
+    blocking = sys.group("G").blocking_domain
+    assert do(sys, "iommu_attach_device_shared", domain=d1, dev="a") == 0
+    assert do(sys, "iommu_attach_device_shared", domain=d1, dev="b") == 0
+    assert do(sys, "iommu_attach_device_shared", domain=d2, dev="b") == -EBUSY
+    assert sys.group("G").domain == d1 and sys.group("G").attach_cnt == 2
+    assert do(sys, "iommu_detach_device_shared", domain=d1, dev="a") == 0
+    assert sys.group("G").domain == d1
+    assert do(sys, "iommu_detach_device_shared", domain=d1, dev="b") == 0
+    assert sys.group("G").domain == blocking and sys.group("G").attach_cnt == 0
+    assert do(sys, "iommu_detach_device_shared", domain=d1, dev="b") == 0
+    assert sys.state.warnings[-1][0] == Warn.DETACH_WRONG_DOMAIN

@@ -91,7 +91,7 @@ _VALUE_RETURNS = frozenset(
     "pci_dev_reset_iommu_prepare pci_dev_reset_iommu_done iommufd_destroy iommufd_get_hw_info "
     "iommufd_fault_respond execve pci_enable_pasid pci_disable_pasid pci_pasid_features "
     "pci_max_pasids pci_pasid_status uacce_fops_unl_ioctl iommu_sva_alloc_pasid "
-    "iommu_sva_free_pasid".split())
+    "iommu_sva_free_pasid iommu_attach_device_shared iommu_detach_device_shared".split())
 _AMDGPU_FREE = frozenset({"amdgpu_pasid_free", "amdgpu_pasid_free_delayed"})
 #: Warn code -> which of its two args are ids; a code not listed is unknown
 _WARN_IDS = {Warn.USE_AFTER_FREE: (1, 0), Warn.REPLACE_SAME_HANDLE: (1, 0),
