@@ -81,7 +81,8 @@ class Policy:
         singleton_group_required: E1: SVA bind on a multi-device group fails -EINVAL.
         mm_exit_callback: E0: the driver's ``mm_exit`` is called from the mmu-notifier
             release and the bond is torn down there.
-        sva_disabled_x86: E15: every bind fails -EOPNOTSUPP.
+        sva_disabled_x86: E15: every bind to a device behind an x86 IOMMU (VT-d, AMD-Vi)
+            fails -EOPNOTSUPP (``IS_ENABLED(CONFIG_X86)``; an SMMU implies an Arm kernel).
         private_pasid: allow ``SVM_FLAG_PRIVATE_PASID`` binds (seed 002 requirement 5).
         amdgpu_cyclic: amdgpu's own PASID IDR is cyclic (14b81abe7bdc) rather than lowest-free.
         fork_shares_iommu_mm: H7: ``mm_init()`` does not clear ``iommu_mm`` (an early

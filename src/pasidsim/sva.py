@@ -31,6 +31,9 @@ from .state import (IOMMU_PASID_INVALID, Domain, DomainType, Handle, HandleKind,
                     warn)
 from .x86 import update_pasid_ipi
 
+#: the IOMMU drivers of x86 machines (E15's ``IS_ENABLED(CONFIG_X86)`` gate)
+_X86_OPS = frozenset({"intel-iommu", "amd-iommu"})
+
 #: ``iommu_sva_bind_device`` flag: a PASID of its own for this bond (seed 002 requirement 5;
 #: Intel's old ``SVM_FLAG_PRIVATE_PASID``).  Needs ``Policy.private_pasid``.
 SVM_FLAG_PRIVATE_PASID = 1
@@ -96,7 +99,8 @@ def _iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
         flags: ``SVM_FLAG_PRIVATE_PASID`` for a PASID of this bond's own (policy flag).
     Returns:
         a handle id (> 0); the same id again for a repeated bind of the same (group, mm).
-        Errors: -ENODEV (no IOMMU group), -EOPNOTSUPP (SVA disabled on x86 (E15), or the IOMMU
+        Errors: -ENODEV (no IOMMU group), -EOPNOTSUPP (SVA disabled on x86 (E15: VT-d and
+        AMD-Vi units; an SMMU implies an Arm kernel), or the IOMMU
         driver cannot allocate SVA domains), -EINVAL (E1: multi-device group; or a PASID the
         group cannot hold, from attach), -EBUSY (LAM mm; slot owned by another mm or a non-SVA
         domain), -EOVERFLOW (the mm's PASID is too large for this device), -ENOSPC (no PASID).
@@ -112,7 +116,8 @@ def _iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
     mm_get(s, mm)
     if g < 0:
         return s, -ENODEV
-    if pol.sva_disabled_x86:
+    if pol.sva_disabled_x86 and s.config.iommus[s.config.groups[g].iommu].ops in _X86_OPS:
+        # IS_ENABLED(CONFIG_X86): an x86 kernel drives VT-d or AMD-Vi, never an SMMU
         return s, -EOPNOTSUPP
     if pol.singleton_group_required and len(s.config.groups[g].devices) != 1:
         return s, -EINVAL

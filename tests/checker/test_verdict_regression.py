@@ -18,6 +18,8 @@ checking that the only cells that moved were
 - sva-bind-unsupported on every design: one step added (a VT-d device with PASID but no PRI:
   the SVA bind fails -ENODEV, ``intel_iommu_enable_iopf``); the PASID-capable VT-d devices of
   six scenarios that bind SVA were given ATS and PRI (their verdicts and counts unchanged).
+- seven E15-x86-sva-disabled cells of SMMUv3 machines: the E15 gate (``IS_ENABLED(CONFIG_X86)``)
+  now refuses binds only behind x86 IOMMUs (VT-d, AMD-Vi).
 
 A cell may differ only where :data:`CHANGED` says so, with the new values and the reason (a
 new judgement of the checker: WARNs, expect_final, fault injection ...).  A restructuring of
