@@ -230,6 +230,10 @@ def test_by_dmar_tree_dedup_and_units():
     per_unit = {u.name: sum(1 for g in cfg.groups if g.iommu == i)
                 for i, u in enumerate(cfg.iommus)}
     assert per_unit["dmar19"] == 411 and per_unit["dmar15"] == 5 and per_unit["dmar0"] == 1
+    # today's VT-d driver (v6.16+) needs ATS and PRI for an SVA attach: imported VT-d units
+    # say so (intel_iommu_enable_iopf)
+    assert cfg.iommus and all(u.iopf_requires_pri for u in cfg.iommus
+                              if u.ops == "intel-iommu")
 
 
 @needs_data

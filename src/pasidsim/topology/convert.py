@@ -92,8 +92,9 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
             catch_all = next(iter(units))
         else:
             catch_all = SYNTHETIC_UNIT if SYNTHETIC_UNIT not in units else "iommu-catchall"
-            units[catch_all] = IommuUnit(catch_all, ops=_default_ops(topology,
-                                                                     default_iommu_ops))
+            ops = _default_ops(topology, default_iommu_ops)
+            units[catch_all] = IommuUnit(catch_all, ops=ops,
+                                         iopf_requires_pri=ops == "intel-iommu")
     devices, drivers = [], {}
     for d in devs:
         pf = topology.functions.get(d)
@@ -124,8 +125,11 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
 def _unit(u) -> IommuUnit:
     ops = OPS_BY_TYPE.get(u.type or "", "intel-iommu")
     maxp = u.max_pasids if u.max_pasids is not None else 1 << PCI_PASID_MAX_BITS
+    # a VT-d unit of today's kernel (v6.16+) enables IOPF when an SVA domain is attached,
+    # which needs ATS and PRI on the device (intel_iommu_enable_iopf)
     return IommuUnit(u.name, ops=ops, max_pasids=min(maxp, 1 << PCI_PASID_MAX_BITS),
-                     sva=u.sva if u.sva is not None else True)
+                     sva=u.sva if u.sva is not None else True,
+                     iopf_requires_pri=ops == "intel-iommu")
 
 
 def _default_ops(topology: Topology, explicit: str | None) -> str:
