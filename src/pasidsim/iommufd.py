@@ -18,8 +18,8 @@ Objects.  Contexts and idevs have no table of their own; every other object is a
   NESTED domain over a NEST_PARENT hwpt or a vIOMMU); the object id is the domain id.  An
   *automatic* hwpt is one iommufd made for an attach by IOAS id; it goes with its last
   attachment.  A hwpt allocated with a fault id delivers its I/O page faults to that
-  **fault** object (:func:`iommufd_fault_queue_alloc`), read and answered by cookie from user
-  space (:func:`iommufd_fault_read`, :func:`iommufd_fault_respond`) and answered INVALID
+  **fault** object (:func:`iommufd_fault_alloc`), read and answered by cookie from user
+  space (:func:`iommufd_fault_fops_read`, :func:`iommufd_fault_fops_write`) and answered INVALID
   automatically on detach and destroy.
 - **vIOMMU** (:func:`iommufd_viommu_alloc`), as far as nested PASID attach needs it.
 - **attach** (``struct iommufd_attach`` per (group, PASID)): the ``iommufd_attach_handle``
@@ -46,7 +46,7 @@ opcodes stay stable), the new operations of the driver plug-ins:
 
 - kernel: ``iommufd_ctx_create``, ``iommufd_ioas_alloc``, ``iommufd_hwpt_alloc``,
   ``iommufd_hwpt_destroy``, ``iommufd_destroy``, ``iommufd_viommu_alloc``,
-  ``iommufd_fault_queue_alloc``, ``iommufd_fault_read``, ``iommufd_fault_respond``,
+  ``iommufd_fault_alloc``, ``iommufd_fault_fops_read``, ``iommufd_fault_fops_write``,
   ``iommufd_get_hw_info``,
   ``iommufd_device_bind``, ``iommufd_device_unbind``, ``iommufd_device_attach``,
   ``iommufd_device_replace``, ``iommufd_device_detach``, ``vfio_group_get_status``,
@@ -255,7 +255,7 @@ def iommufd_viommu_alloc(s: SystemState, dev: int, hwpt: int) -> tuple[SystemSta
     return _ref(s, hwpt, 1), oid
 
 
-def iommufd_fault_queue_alloc(s: SystemState, ictx: int) -> tuple[SystemState, int]:
+def iommufd_fault_alloc(s: SystemState, ictx: int) -> tuple[SystemState, int]:
     """``IOMMU_FAULT_QUEUE_ALLOC``: a fault object (and its fd) of context ``ictx`` to which
     hwpts allocated with its id deliver I/O page faults.  Returns its id; -EINVAL for a bad
     context.  The fd's own reference is not modelled (closing the fd is not an operation).
@@ -282,7 +282,7 @@ def _auto_response(s: SystemState, hwpt: int, handle: int) -> SystemState:
     return _set_obj(s, o.fault, s.ifd[o.fault]._replace(faults=tuple(keep)))
 
 
-def iommufd_fault_read(s: SystemState, fault: int) -> tuple[SystemState, int]:
+def iommufd_fault_fops_read(s: SystemState, fault: int) -> tuple[SystemState, int]:
     """``read()`` of a fault fd: the oldest unread group is handed to user space (one
     ``iommu_hwpt_pgfault`` record per page request, all with one cookie).  Returns that
     cookie (> 0); -ENOENT (not a fault object); -EAGAIN (nothing to read).
@@ -299,7 +299,7 @@ def iommufd_fault_read(s: SystemState, fault: int) -> tuple[SystemState, int]:
     return s, -EAGAIN
 
 
-def iommufd_fault_respond(s: SystemState, fault: int, cookie: int,
+def iommufd_fault_fops_write(s: SystemState, fault: int, cookie: int,
                           code: int = 0) -> tuple[SystemState, int]:
     """``write()`` of one ``iommu_hwpt_page_response`` to a fault fd: the page response
     ``code`` (0 SUCCESS, 1 INVALID) for the group read with ``cookie`` goes to the device.
@@ -659,8 +659,8 @@ def idev_teardown(s: SystemState, idev: int) -> SystemState:
 
 
 __all__ = ["iommufd_ctx_create", "iommufd_ioas_alloc", "iommufd_hwpt_alloc", "iommufd_hwpt_destroy",
-           "iommufd_destroy", "iommufd_viommu_alloc", "iommufd_fault_queue_alloc",
-           "iommufd_fault_read", "iommufd_fault_respond", "iommufd_get_hw_info",
+           "iommufd_destroy", "iommufd_viommu_alloc", "iommufd_fault_alloc",
+           "iommufd_fault_fops_read", "iommufd_fault_fops_write", "iommufd_get_hw_info",
            "iommufd_device_bind", "iommufd_device_unbind", "iommufd_device_attach",
            "iommufd_device_replace", "iommufd_device_detach", "iommu_attach_group_handle",
            "iommu_replace_group_handle", "iommu_detach_group_handle", "idev_bind",

@@ -103,8 +103,8 @@ TABLE: tuple[tuple[Callable, str, bool], ...] = (
     (amdgpu.amdgpu_ih_process, H, True),
     # fidelity round 2 (issue 11): appended so that earlier opcodes stay put
     (iommufd.iommufd_destroy, K, True), (iommufd.iommufd_viommu_alloc, K, True),
-    (iommufd.iommufd_fault_queue_alloc, K, True), (iommufd.iommufd_fault_read, P, True),
-    (iommufd.iommufd_fault_respond, P, True), (iommufd.iommufd_get_hw_info, K, True),
+    (iommufd.iommufd_fault_alloc, K, True), (iommufd.iommufd_fault_fops_read, P, True),
+    (iommufd.iommufd_fault_fops_write, P, True), (iommufd.iommufd_get_hw_info, K, True),
     (files.execve, P, True),
     (pci.pci_enable_pasid, K, True), (pci.pci_disable_pasid, K, True),
     (pci.pci_pasid_features, K, True), (pci.pci_max_pasids, K, True),

@@ -14,6 +14,8 @@ from pasidsim.state import IOMMU_NO_PASID, DomainType, HandleKind
 from pasidsim.step import Action, step
 from pasidsim.system import System
 
+from tests.helpers import do
+
 MOCK_PASID_WIDTH = 20
 
 
@@ -30,20 +32,6 @@ def fd():
                  DeviceConfig("bare", iommu=None)],
         drivers=[DriverConfig("e1000e")])
     return System(cfg)
-
-
-def do(sys, name, **kw):
-    """Apply without raising; check kernel invariants and failure atomicity."""
-    for k in ("dev",):
-        if isinstance(kw.get(k), str):
-            kw[k] = sys.config.device_index(kw[k])
-    before = sys.state
-    ret = sys.apply(Action.of(name, **kw))
-    if ret < 0:
-        assert sys.state.fingerprint_nowarn() == before.fingerprint_nowarn(), f"{name} not atomic"
-    bad = check_state(sys.state, "kernel") + check_transition(before, None, ret, sys.state, "kernel")
-    assert not bad, bad
-    return ret
 
 
 def setup_ctx(sys, *devs):

@@ -70,7 +70,7 @@ _ID_RETURNS = frozenset(
     "iommu_attach_handle_get dma_fence_create amdgpu_cs_submit iommu_domain_alloc_paging "
     "iommufd_hwpt_alloc ioasid_set_alloc iommufd_ctx_create iommufd_ioas_alloc "
     "iommufd_device_bind vfio_device_bind_iommufd wq_submit amdgpu_ih_process "
-    "iommufd_viommu_alloc iommufd_fault_queue_alloc iommufd_fault_read".split())
+    "iommufd_viommu_alloc iommufd_fault_alloc iommufd_fault_fops_read".split())
 _VALUE_RETURNS = frozenset(
     "iommu_alloc_global_pasid iommu_free_global_pasid ioasid_alloc ioasid_free ioasid_get "
     "ioasid_put ioasid_find ioasid_set_data ioasid_register_allocator "
@@ -89,7 +89,7 @@ _VALUE_RETURNS = frozenset(
     "vfio_group_set_container vfio_group_unset_container amdgpu_vm_fault "
     "arch_prctl_enable_tagged_addr arch_prctl_force_tagged_sva iommu_sva_invalidate_kva_range "
     "pci_dev_reset_iommu_prepare pci_dev_reset_iommu_done iommufd_destroy iommufd_get_hw_info "
-    "iommufd_fault_respond execve pci_enable_pasid pci_disable_pasid pci_pasid_features "
+    "iommufd_fault_fops_write execve pci_enable_pasid pci_disable_pasid pci_pasid_features "
     "pci_max_pasids pci_pasid_status uacce_fops_unl_ioctl iommu_sva_alloc_pasid "
     "iommu_sva_free_pasid iommu_attach_device_shared iommu_detach_device_shared".split())
 _AMDGPU_FREE = frozenset({"amdgpu_pasid_free", "amdgpu_pasid_free_delayed"})
