@@ -6,7 +6,7 @@ previous verdicts and state counts exactly.
 
 History of the golden file: captured before the kernel model's restructuring, extended to the
 whole matrix (1,003 cells) at bd1ac5a, the last commit before lock granularity; re-captured
-(1,518 cells: the new scenarios and designs included) for fidelity round 2 (issue 11) after
+(1,564 cells: the new scenarios and designs included) for fidelity round 2 (issue 11) after
 checking that the only cells that moved were
 - the E0-io_mm column: the io_mm RFC frees the PASID with the io_mm's last bond (not at mm exit
   only) and calls the drivers' ``mm_exit`` before the PASID entries are quiesced (the M1t/X1
