@@ -16,7 +16,7 @@ from __future__ import annotations
 from .errors import EBUSY, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ModelUsageError, Warn
 from .fault import FaultPoint, fault_point
 from .hw.cache import flush_domain, flush_pasid
-from .iopf import iopf_flush_pasid
+from .iopf import intel_iommu_disable_iopf, intel_iommu_enable_iopf, iopf_flush_pasid
 from .mm import mmdrop
 from .pasid import pasid_get, pasid_put
 from .state import IOMMU_NO_PASID, Domain, DomainType, PasidEntryMode, SystemState, warn
@@ -161,13 +161,24 @@ def program_pasid(s: SystemState, dev: int, pasid: int, domain: int) -> SystemSt
 def block_pasid(s: SystemState, dev: int, pasid: int) -> SystemState:
     """Hardware: make the (dev, pasid) entry non-present (the blocked domain's
     ``set_dev_pasid``): IOTLB/ATC invalidated and the page-request queue drained for it, so
-    the device's reference on the PASID is dropped."""
+    the device's reference on the PASID is dropped; then, on VT-d, I/O page faults are
+    disabled for the old domain (:func:`iopf_for_domain_remove`).  Policy
+    ``iopf_remove_before_teardown`` disables them first (v6.16's order, 17fce9d2336d): the
+    device can leave its fault queue before the drain, with groups still queued.
+    Models drivers/iommu/intel/iommu.c ``blocking_domain_set_dev_pasid()``
+    (``intel_pasid_tear_down_entry()`` then ``iopf_for_domain_remove()``, f0b9d31c6edd)."""
     key = (dev, pasid)
     if key not in s.pasid_table:
         return s
+    old = s.pasid_table[key][0]
+    early = s.policy.iopf_remove_before_teardown
+    if early:
+        s = iopf_for_domain_remove(s, old, dev)
     s = s._replace(pasid_table=s.pasid_table.delete(key))
     s = flush_pasid(s, dev, pasid)
     s = iopf_flush_pasid(s, dev, pasid)  # queued page requests handled before release (F2)
+    if not early:
+        s = iopf_for_domain_remove(s, old, dev)
     return pasid_put(s, pasid)
 
 
@@ -210,7 +221,7 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
         cannot be stored (fault point PASID_ARRAY_INSERT) or a member's ``set_dev_pasid``
         fails (fault point SET_DEV_PASID, once per member); -ENODEV from VT-d's
         ``set_dev_pasid`` for a domain with an I/O page-fault handler on a member without
-        ATS and PRI (:func:`_iopf_for_domain_set`).  On failure nothing changes (the
+        ATS and PRI (:func:`iopf_for_domain_set`).  On failure nothing changes (the
         members already set are put back on the blocked domain, the slot is released).
     Models: drivers/iommu/iommu.c ``iommu_attach_device_pasid()``, ``__iommu_set_group_pasid()``
     (its unwind of the devices already set).
@@ -233,7 +244,9 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
     if err:
         return s, err
     for d in pasid_devices(s, g):
-        err = fault_point(FaultPoint.SET_DEV_PASID) or _iopf_for_domain_set(s, domain, d)
+        err = fault_point(FaultPoint.SET_DEV_PASID)
+        if not err:
+            s, err = iopf_for_domain_set(s, domain, d)
         if err:
             return _unwind_set_group_pasid(s, g, pasid, d), err
         s = program_pasid(s, d, pasid, domain)
@@ -243,24 +256,46 @@ def iommu_attach_device_pasid(s: SystemState, domain: int, dev: int, pasid: int,
     return slot_store(s, g, pasid, domain, handle), 0
 
 
-def _iopf_for_domain_set(s: SystemState, domain: int, dev: int) -> int:
-    """The VT-d driver's ``set_dev_pasid`` enables I/O page faults for a domain with an
-    ``iopf_handler`` (an SVA domain, an iommufd hwpt with a fault object):
-    ``intel_iommu_enable_iopf()`` fails -ENODEV unless PRI was enabled at probe (the device
-    supports ATS and PRI), so such a domain cannot be attached to a device with PASID but no
-    PRI (units with ``IommuUnit.iopf_requires_pri``).  arm-smmu-v3 (no PCIe PRI path: a device
-    that cannot stall runs without IOPF) and AMD (SVA ``set_dev_pasid`` never checks PRI)
-    accept it.  Returns 0 or -ENODEV.
-    Models: drivers/iommu/intel/iommu.h ``iopf_for_domain_set()`` / ``iopf_for_domain_replace()``,
-    intel/iommu.c ``intel_iommu_enable_iopf()`` (v6.16+)."""
-    if not s.config.iommus[s.domains[domain].iommu].iopf_requires_pri:
-        return 0
-    d = s.domains[domain]
+def _iopf_handler(s: SystemState, domain: int) -> bool:
+    """The domain has an ``iopf_handler``: an SVA domain, or an iommufd hwpt allocated with
+    a fault object."""
+    d = s.domains.get(domain)
+    if d is None:
+        return False
+    if d.type == DomainType.SVA:
+        return True
     o = s.ifd.get(domain)
-    if d.type != DomainType.SVA and (o is None or not o.fault):
-        return 0
-    c = s.config.devices[dev]
-    return 0 if c.ats and c.pri else -ENODEV
+    return o is not None and bool(o.fault)
+
+
+def _vtd_iopf(s: SystemState, dev: int) -> bool:
+    u = s.config.device_iommu(dev)
+    return u >= 0 and s.config.iommus[u].iopf_requires_pri
+
+
+def iopf_for_domain_set(s: SystemState, domain: int, dev: int) -> tuple[SystemState, int]:
+    """The VT-d driver's ``set_dev_pasid`` enables I/O page faults for a domain with an
+    ``iopf_handler`` (an SVA domain, an iommufd hwpt with a fault object) on units with
+    ``IommuUnit.iopf_requires_pri``: :func:`~pasidsim.iopf.intel_iommu_enable_iopf` counts
+    it, registering the device's fault queue at the first, and fails -ENODEV unless PRI was
+    enabled at probe (ATS and PRI), so such a domain cannot be attached to a device with
+    PASID but no PRI.  arm-smmu-v3 (no PCIe PRI path: a device that cannot stall runs
+    without IOPF) and AMD (SVA ``set_dev_pasid`` never checks PRI) accept it, with the
+    device's queue registered at probe.  Returns (state, 0 or -ENODEV or -EBUSY).
+    Models: drivers/iommu/intel/iommu.h ``iopf_for_domain_set()`` /
+    ``iopf_for_domain_replace()``, intel/iommu.c ``intel_iommu_enable_iopf()`` (v6.16+)."""
+    if not _vtd_iopf(s, dev) or not _iopf_handler(s, domain):
+        return s, 0
+    return intel_iommu_enable_iopf(s, dev)
+
+
+def iopf_for_domain_remove(s: SystemState, domain: int, dev: int) -> SystemState:
+    """VT-d: the detach of a domain with an ``iopf_handler`` drops its count; the last
+    removes the device from its fault queue.  Models drivers/iommu/intel/iommu.h
+    ``iopf_for_domain_remove()`` → ``intel_iommu_disable_iopf()``."""
+    if not _vtd_iopf(s, dev) or not _iopf_handler(s, domain):
+        return s
+    return intel_iommu_disable_iopf(s, dev)
 
 
 def _unwind_set_group_pasid(s: SystemState, g: int, pasid: int,
@@ -325,10 +360,15 @@ def iommu_replace_device_pasid(s: SystemState, domain: int, dev: int, pasid: int
         for d in pasid_devices(s, g):
             # __iommu_set_group_pasid(domain, group, pasid, old): a device's set_dev_pasid
             # fails -> err_revert: the devices already switched go back to the old domain
-            err = fault_point(FaultPoint.SET_DEV_PASID) or _iopf_for_domain_set(s, domain, d)
+            err = fault_point(FaultPoint.SET_DEV_PASID)
+            if not err:
+                s, err = iopf_for_domain_set(s, domain, d)
             if err:
                 return s0, err
+            old = s.pasid_table[(d, pasid)][0] if (d, pasid) in s.pasid_table else 0
             s = program_pasid(s, d, pasid, domain)
+            if old:
+                s = iopf_for_domain_remove(s, old, d)  # iopf_for_domain_replace()
     s = s._replace(handles=s.handles.set(handle, s.handles[handle]._replace(
         domain=domain, group=g, pasid=pasid)))
     if cur[1] and cur[1] != handle:

@@ -328,6 +328,16 @@ def f2_faults_flushed(s: SystemState):
     return None
 
 
+def f3_no_freed_iopf_group(s: SystemState):
+    """F3: The IOPF worker never runs a page-request group that ``iopf_queue_remove_device``
+    already answered and freed (a device left its fault queue with groups still queued)."""
+    for c, a, b in s.warnings:
+        if c == Warn.IOPF_GROUP_USE_AFTER_FREE:
+            return (f"use after free: the IOPF worker ran a page-request group of device {a} "
+                    f"PASID {b} that iopf_queue_remove_device() had already answered and freed")
+    return None
+
+
 def i1_no_stale_dma(s: SystemState):
     """I1: No DMA through a stale translation."""
     for kind, dev, pasid, a, b in s.breaches:
@@ -496,6 +506,8 @@ STATE_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("X1", "an active IA32_PASID equals the mm's PASID", x1_msr),
     Invariant("C1", "IOTLB and ATC hold only current translations", c1_caches_current),
     Invariant("F2", "page requests are flushed before their PASID is released", f2_faults_flushed),
+    Invariant("F3", "no page-request group is run after its device left the fault queue",
+              f3_no_freed_iopf_group),
     Invariant("I1", "no DMA through a stale translation", i1_no_stale_dma),
     Invariant("I2", "no descriptor completes into another process's memory",
               i2_no_foreign_completion, "contract"),
@@ -559,6 +571,8 @@ def quiescence_leaks(s: SystemState) -> str | None:
     for dev, q in s.iopf.items():
         if q.groups:
             return f"device {dev}: {len(q.groups)} page-request group(s) never answered"
+        if q.stale:
+            return f"device {dev}: {len(q.stale)} freed page-request group(s) still queued"
     if s.ih_ring:
         return f"{len(s.ih_ring)} GPU interrupt(s) never handled"
     if s.inflight:

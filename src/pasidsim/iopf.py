@@ -48,17 +48,29 @@ class IopfGroup(NamedTuple):
 
 class IopfQueue(NamedTuple):
     """``iommu_fault_param`` of one device: registered, partial requests
-    ((pasid, grpid, vpage, access)), pending groups."""
+    ((pasid, grpid, vpage, access)), pending groups, and the VT-d driver's
+    ``iopf_refcount`` (domains with an ``iopf_handler`` attached to the device, on units
+    with ``IommuUnit.iopf_requires_pri``); stale: groups that ``iopf_queue_remove_device``
+    answered and freed while their work item was still queued for the worker."""
 
     registered: bool = True
     partial: tuple = ()
     groups: tuple = ()
+    refcount: int = 0
+    stale: tuple = ()
+
+
+def _refcounted(s: SystemState, dev: int) -> bool:
+    """The device's queue is registered by the VT-d driver at the first attach of a domain
+    with an ``iopf_handler`` and removed at the last detach (v6.16+), not at probe."""
+    u = s.config.device_iommu(dev)
+    return u >= 0 and s.config.iommus[u].iopf_requires_pri
 
 
 def _queue(s: SystemState, dev: int) -> IopfQueue | None:
     q = s.iopf.get(dev)
     if q is None:
-        return IopfQueue() if s.config.devices[dev].pri else None
+        return IopfQueue() if s.config.devices[dev].pri and not _refcounted(s, dev) else None
     return q if q.registered else None
 
 
@@ -167,8 +179,19 @@ def _handle_group(s: SystemState, dev: int, group: IopfGroup) -> SystemState:
 
 
 def iopf_handle(s: SystemState, dev: int) -> tuple[SystemState, int]:
-    """The IOPF worker takes the oldest pending group of ``dev`` and responds to it.
-    Returns the response code (0 SUCCESS, 1 INVALID), or -ENODEV when nothing is pending."""
+    """The IOPF worker takes the oldest queued work item of ``dev``: a pending group, which
+    it handles and answers, or a group already freed by ``iopf_queue_remove_device``
+    (WARN ``IOPF_GROUP_USE_AFTER_FREE``, invariant F3; no response is sent; returns 0).
+    Returns the response code (0 SUCCESS, 1 INVALID), or -ENODEV when nothing is pending.
+    Models ``iopf_handler()`` → ``iommu_sva_handle_iopf()`` on the IOPF workqueue."""
+    raw = s.iopf.get(dev)
+    if raw is not None and raw.stale:
+        # the work item of a group iopf_queue_remove_device() already freed: the worker
+        # runs iommu_sva_handle_iopf() on freed memory ("refcount_t: underflow;
+        # use-after-free" in iopf_free_group, the report fixed by 17fce9d2336d's follow-up)
+        g = raw.stale[0]
+        s = _set_queue(s, dev, raw._replace(stale=raw.stale[1:]))
+        return warn(s, Warn.IOPF_GROUP_USE_AFTER_FREE, dev, g.pasid), 0
     q = _queue(s, dev)
     if q is None or not q.groups:
         return s, -ENODEV
@@ -198,7 +221,7 @@ def iopf_queue_flush_dev(s: SystemState, dev: int) -> tuple[SystemState, int]:
     q = _queue(s, dev)
     if q is None:
         return warn(s, Warn.IOPF_FLUSH_NO_PARAM, dev), -ENODEV
-    while s.iopf.get(dev) is not None and s.iopf[dev].groups:
+    while s.iopf.get(dev) is not None and (s.iopf[dev].groups or s.iopf[dev].stale):
         s, _ = iopf_handle(s, dev)
     return s, 0
 
@@ -210,21 +233,62 @@ def iopf_queue_add_device(s: SystemState, dev: int) -> tuple[SystemState, int]:
         return s, -ENODEV
     if _queue(s, dev) is not None:
         return s, -EBUSY
-    return _set_queue(s, dev, IopfQueue()), 0
+    old = s.iopf.get(dev)
+    return _set_queue(s, dev, IopfQueue(stale=old.stale if old is not None else ())), 0
 
 
 def iopf_queue_remove_device(s: SystemState, dev: int) -> tuple[SystemState, int]:
-    """Unregister: partial requests dropped, every pending group answered INVALID once;
-    later reports fail -EINVAL.  Returns 0.  Models ``iopf_queue_remove_device()``."""
+    """Unregister: partial requests dropped, every pending group answered INVALID once and
+    freed (since the Jan 2025 leak fix), later reports fail -EINVAL.  A freed group whose
+    work item is still queued is kept in ``stale``: when the worker runs it, it uses freed
+    memory (:func:`iopf_handle`).  The kernel's caller must flush first
+    (``iopf_queue_flush_dev``, or the VT-d PASID tear-down's PRQ drain).  Returns 0.
+    Models ``iopf_queue_remove_device()`` (drivers/iommu/io-pgfault.c)."""
     q = _queue(s, dev)
     if q is None:
         return s, 0
     for g in q.groups:
         s = _respond(s, dev, g.pasid, g.grpid, IopfResponse.INVALID)
-    return _set_queue(s, dev, IopfQueue(registered=False)), 0
+    return _set_queue(s, dev, IopfQueue(registered=False, stale=q.stale + q.groups)), 0
+
+
+def intel_iommu_enable_iopf(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """VT-d (v6.16+): count a domain with an ``iopf_handler`` attached to ``dev``; the first
+    registers the device's fault queue.  -ENODEV unless PRI was enabled at probe (ATS and
+    PRI); -EBUSY when the queue was registered by someone else (``iopf_queue_add_device``).
+    Models drivers/iommu/intel/iommu.c ``intel_iommu_enable_iopf()``."""
+    c = s.config.devices[dev]
+    if not (c.ats and c.pri):
+        return s, -ENODEV
+    q = s.iopf.get(dev)
+    if q is not None and q.registered:
+        if q.refcount:
+            return _set_queue(s, dev, q._replace(refcount=q.refcount + 1)), 0
+        return s, -EBUSY
+    s, err = iopf_queue_add_device(s, dev)
+    if err:
+        return s, err
+    return _set_queue(s, dev, s.iopf[dev]._replace(refcount=1)), 0
+
+
+def intel_iommu_disable_iopf(s: SystemState, dev: int) -> SystemState:
+    """VT-d: drop one count; the last removes the device from its fault queue
+    (:func:`iopf_queue_remove_device`: groups still pending are answered and freed).
+    Models drivers/iommu/intel/iommu.c ``intel_iommu_disable_iopf()``."""
+    q = s.iopf.get(dev)
+    if q is None or not q.registered or not q.refcount:
+        return s  # WARN_ON(!info->pri_enabled || !info->iopf_refcount) is unreachable here
+    if q.refcount > 1:
+        return _set_queue(s, dev, q._replace(refcount=q.refcount - 1))
+    s = _set_queue(s, dev, q._replace(refcount=0))
+    s = iopf_queue_remove_device(s, dev)[0]
+    if not s.iopf[dev].stale:
+        s = s._replace(iopf=s.iopf.delete(dev))  # the fault param is freed: as before the add
+    return s
 
 
 __all__ = ["IopfResponse", "IopfGroup", "IopfQueue", "iommu_report_device_fault",
            "iopf_group_response", "iommufd_fault_of",
            "iopf_handle", "iopf_flush_pasid", "iopf_queue_flush_dev", "iopf_queue_add_device",
-           "iopf_queue_remove_device", "EINVAL"]
+           "iopf_queue_remove_device", "intel_iommu_enable_iopf", "intel_iommu_disable_iopf",
+           "EINVAL"]

@@ -111,6 +111,7 @@ TABLE: tuple[tuple[Callable, str, bool], ...] = (
     (pci.pci_pasid_status, K, True), (uacce.uacce_fops_unl_ioctl, P, True),
     (sva.iommu_sva_alloc_pasid, K, True), (sva.iommu_sva_free_pasid, K, True),
     (group.iommu_attach_device_shared, K, True), (group.iommu_detach_device_shared, K, True),
+    (sva.iommu_sva_device_init, K, True), (sva.iommu_sva_device_shutdown, K, True),
 )
 
 OPS: list[Op] = []
@@ -215,7 +216,7 @@ def enabled_events(s: SystemState) -> list[Action]:
         out.append(Action(complete, (desc,)))
     handle = OP_BY_NAME["iopf_handle"].code
     for dev, q in sorted(s.iopf.items()):
-        if q.groups:
+        if q.groups or q.stale:
             out.append(Action(handle, (dev,)))
     ih = OP_BY_NAME["amdgpu_ih_process"].code
     for dev in sorted({e[0] for e in s.ih_ring}):

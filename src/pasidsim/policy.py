@@ -106,6 +106,11 @@ class Policy:
             the caller's driver is its only DMA user (``owner_cnt == 1``, no user owner) instead
             of requiring a singleton group; later DMA-API users of the group are refused by
             ``iommu_device_use_default_domain`` (Jason Gunthorpe, seed 003).
+        iopf_remove_before_teardown: VT-d's blocking ``set_dev_pasid`` disables I/O page
+            faults (the last one removes the device from its fault queue, freeing the groups
+            still queued) *before* tearing the PASID entry down and draining its page
+            requests: v6.16 as released (17fce9d2336d), fixed by f0b9d31c6edd ("iommu/vt-d:
+            Fix UAF on sva unbind with pending IOPFs").
     """
 
     name: str = "current"
@@ -128,6 +133,7 @@ class Policy:
     amdgpu_pasid_lock: AmdgpuPasidLock = AmdgpuPasidLock.XARRAY
     mm_exit_keeps_bonds: bool = False
     attach_device_owner_cnt: bool = False
+    iopf_remove_before_teardown: bool = False
 
     def but(self, **changes) -> "Policy":
         """A copy with some switches changed (``CURRENT.but(allocator=Allocator.CYCLIC)``)."""

@@ -192,12 +192,14 @@ class Dev(NamedTuple):
     stopped: PASIDs a driver's release has stopped the device's DMA on (drained) and not
     yet unbound: the device issues no new DMA or descriptor for them (between two steps only
     at ``lock`` granularity).  pasid_ctrl: the PCI PASID control register (a PF's; a VF has
-    none of its own)."""
+    none of its own).  sva_param: the 2018 io_mm RFC's per-device ``iommu_sva_param``
+    ``(features, min_pasid, max_pasid)`` set by ``iommu_sva_device_init`` (E0 designs)."""
 
     driver: int = -1
     reset_depth: int = 0
     stopped: tuple = ()
     pasid_ctrl: int = 0  # PCI PASID control register: PCI_PASID_CTRL_ENABLE (1) | features
+    sva_param: tuple = ()  # E0: iommu_sva_param (features, min_pasid, max_pasid), () = none
 
 
 class Group(NamedTuple):

@@ -17,8 +17,8 @@ from __future__ import annotations
 from .domain import (dev_group, domain_compatible, iommu_attach_device_pasid,
                      iommu_attach_handle_get, iommu_detach_device_pasid, iommu_domain_free,
                      new_domain)
-from .errors import (EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSPC, EOPNOTSUPP, EOVERFLOW,
-                     ESRCH, ModelUsageError, Warn)
+from .errors import (EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSPC, EOPNOTSUPP,
+                     EOVERFLOW, ERANGE, ESRCH, ModelUsageError, Warn)
 from .fault import FaultPoint, fault_point
 from .hw.cache import flush_domain
 from .lifecycle import CREATE, BondLc, Lifecycle, transition
@@ -51,17 +51,75 @@ def iommu_alloc_mm_data(s: SystemState, mm: int, dev: int) -> tuple[SystemState,
     rec = mm_get(s, mm)
     if rec.lam and not rec.force_tagged_sva:  # !arch_pgtable_dma_compat(mm)
         return s, -EBUSY
+    param = s.devs[dev].sva_param if s.policy.mm_exit_callback else ()
     if rec.pasid != IOMMU_PASID_INVALID:
+        if param and not param[1] <= rec.pasid <= param[2]:
+            return s, -ERANGE  # the RFC: an existing io_mm outside the device's range
         if rec.pasid >= s.config.max_pasids[dev]:
             return s, -EOVERFLOW
         return s, rec.pasid
     err = fault_point(FaultPoint.IOMMU_MM_ALLOC)
     if err:
         return s, err
+    s0 = s
     s, pasid = iommu_alloc_global_pasid(s, dev)
     if pasid == IOMMU_PASID_INVALID:
         return s, -ENOSPC
+    if param and pasid > param[2]:
+        # idr_alloc(min_pasid, max_pasid + 1): with lowest-free allocation the first free
+        # PASID above the device's range means none is free inside it
+        return s0, -ENOSPC
     return s._replace(mms=s.mms.set(mm, rec._replace(pasid=pasid))), pasid
+
+
+IOMMU_SVA_FEAT_IOPF = 1  # the RFC's only feature bit: the device can take I/O page faults
+
+
+def iommu_sva_device_init(s: SystemState, dev: int, features: int = 0,
+                          max_pasid: int = 0) -> tuple[SystemState, int]:
+    """The 2018 io_mm RFC (E0, seed 002): a driver declares that ``dev`` will bind process
+    address spaces, before any bind.  Stores ``iommu_sva_param`` (features; PASID range
+    [1, max_pasid], ``max_pasid`` 0 or above the device's limit meaning the device's
+    ``max_pasids - 1``); the ``mm_exit`` callback is the driver's ops table entry.
+
+    Args: dev; features: ``IOMMU_SVA_FEAT_IOPF`` (1) or 0; max_pasid: 0 or the largest PASID.
+    Returns 0; -ENODEV (no IOMMU domain, or an IOMMU driver without ``sva_device_init``);
+    -EINVAL (an unknown feature bit; [I] a device without PASIDs, as the SMMU's
+    ``sva_device_init``); -EEXIST (already initialised); -EOPNOTSUPP in designs without the
+    RFC's API (the function does not exist there).
+    Models: the RFC's drivers/iommu/iommu-sva.c ``iommu_sva_device_init()`` (kernel-spec
+    §2.12, read in Kenneth-Lee/linux-kernel-warpdrive)."""
+    if not s.policy.mm_exit_callback:
+        return s, -EOPNOTSUPP
+    g = dev_group(s, dev)
+    if g < 0 or not s.config.iommus[s.config.groups[g].iommu].sva:
+        return s, -ENODEV
+    if features & ~IOMMU_SVA_FEAT_IOPF:
+        return s, -EINVAL
+    if s.devs[dev].sva_param:
+        return s, -EEXIST
+    top = s.config.max_pasids[dev] - 1
+    if top < 1:
+        return s, -EINVAL
+    if 0 < max_pasid < top:
+        top = max_pasid
+    d = s.devs[dev]
+    return s._replace(devs=s.devs[:dev] + (d._replace(sva_param=(features, 1, top)),)
+                      + s.devs[dev + 1:]), 0
+
+
+def iommu_sva_device_shutdown(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """E0: forget ``dev``'s ``iommu_sva_param``; later binds fail -EINVAL.  Returns 0;
+    -ENODEV when it was not initialised (or no IOMMU); -EOPNOTSUPP outside the RFC's
+    designs.  The RFC also unbinds the device's remaining bonds here; pasidsim's drivers
+    unbind theirs before (their ``remove``), so none remain [I].
+    Models the RFC's ``iommu_sva_device_shutdown()``."""
+    if not s.policy.mm_exit_callback:
+        return s, -EOPNOTSUPP
+    if dev_group(s, dev) < 0 or not s.devs[dev].sva_param:
+        return s, -ENODEV
+    d = s.devs[dev]
+    return s._replace(devs=s.devs[:dev] + (d._replace(sva_param=()),) + s.devs[dev + 1:]), 0
 
 
 def _sva_domain_alloc(s: SystemState, dev: int, mm: int) -> tuple[SystemState, int]:
@@ -121,6 +179,8 @@ def _iommu_sva_bind_device(s: SystemState, dev: int, mm: int, drvdata: int = 0,
         return s, -EOPNOTSUPP
     if pol.singleton_group_required and len(s.config.groups[g].devices) != 1:
         return s, -EINVAL
+    if pol.mm_exit_callback and not s.devs[dev].sva_param:
+        return s, -EINVAL  # the RFC: no iommu_sva_device_init() for this device
     if flags & ~SVM_FLAG_PRIVATE_PASID:
         return s, -EINVAL
     if flags & SVM_FLAG_PRIVATE_PASID:

@@ -20,6 +20,16 @@ checking that the only cells that moved were
   six scenarios that bind SVA were given ATS and PRI (their verdicts and counts unchanged).
 - seven E15-x86-sva-disabled cells of SMMUv3 machines: the E15 gate (``IS_ENABLED(CONFIG_X86)``)
   now refuses binds only behind x86 IOMMUs (VT-d, AMD-Vi).
+Extended to 1,656 cells with the design vtd-iopf-remove-first and the scenario
+hist-iopf-unbind-pending when VT-d's per-device IOPF refcount (v6.16+) came in; the only existing
+cells that moved are iopf-inflight-unbind's (41 → 42 states on every design): the scenario now
+flushes the worker before it removes dsa0 from the fault queue, since a removal with a group
+still queued frees the group under the worker (invariant F3).  With the 2018 RFC's
+``iommu_sva_device_init()`` (a bind without it fails -EINVAL; an existing PASID outside the
+device's range -ERANGE) twelve cells of the E0-io_mm and koenig-explicit-unbind columns moved:
+dma-cache-eviction, fault-injection-unwind, iommufd-pasid-limits, pasid-width-limit,
+private-pasid-limits and sva-bind-unsupported, whose binds come from the scenario itself (no
+driver probe declared the device), now stop at that bind (fewer states; see check/expected/).
 
 A cell may differ only where :data:`CHANGED` says so, with the new values and the reason (a
 new judgement of the checker: WARNs, expect_final, fault injection ...).  A restructuring of

@@ -10,8 +10,8 @@ import pytest
 
 from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit
 from pasidsim.designs import get_policy as design
-from pasidsim.errors import (EAGAIN, EBUSY, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSPC, EOPNOTSUPP,
-                             EPERM, Warn)
+from pasidsim.errors import (EAGAIN, EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSPC,
+                             EOPNOTSUPP, EPERM, ERANGE, Warn)
 from pasidsim.invariants import b1_no_bug_on
 from pasidsim.iopf import IopfResponse
 from pasidsim.policy import CURRENT
@@ -674,3 +674,157 @@ def test_iommu_attach_device_shared_counts_users_of_one_private_domain():
     assert sys.group("G").domain == blocking and sys.group("G").attach_cnt == 0
     assert do(sys, "iommu_detach_device_shared", domain=d1, dev="b") == 0
     assert sys.state.warnings[-1][0] == Warn.DETACH_WRONG_DOMAIN
+
+
+# -- drivers/iommu/intel: the per-device iopf_refcount (v6.16+) -------------------------------------
+
+def _vtd_pri() -> System:
+    cfg = Config.build(
+        iommus=[IommuUnit("dmar0", iopf_requires_pri=True)],
+        devices=[DeviceConfig("d", iommu="dmar0", pasid_bits=20, ats=True, pri=True)],
+        drivers=[])
+    return System(cfg)
+
+
+def test_intel_iommu_enable_iopf_counts_domains_and_registers_the_queue_once():
+    """intel/iommu.c ``intel_iommu_enable_iopf()``: ``if (info->iopf_refcount) {
+    info->iopf_refcount++; return 0; }`` else ``iopf_queue_add_device()`` and a count of 1;
+    ``intel_iommu_disable_iopf()``: ``if (--info->iopf_refcount) return;`` else
+    ``iopf_queue_remove_device()``.  The fault queue exists exactly while a domain with an
+    ``iopf_handler`` is attached to the device, and the device leaves it with its last one."""
+    sys = _vtd_pri()
+    assert 0 not in sys.state.iopf  # not registered at probe any more
+    m1 = sys.mm_of(do(sys, "process_create"))
+    t2 = do(sys, "process_create")
+    m2 = sys.mm_of(t2)
+    h1 = do(sys, "iommu_sva_bind_device", dev="d", mm=m1)
+    assert sys.state.iopf[0].registered and sys.state.iopf[0].refcount == 1
+    h2 = do(sys, "iommu_sva_bind_device", dev="d", mm=m2)
+    assert sys.state.iopf[0].refcount == 2
+    addr = do(sys, "mmap_anon", tid=t2, npages=1)
+    p2 = sys.state.mms[m2].pasid
+    assert do(sys, "iommu_report_device_fault", dev="d", pasid=p2, addr=addr, grpid=1,
+              last=0) == 0  # a partial request of mm 2
+    assert do(sys, "iommu_sva_unbind_device", handle=h1) == 0
+    assert sys.state.iopf[0].refcount == 1 and sys.state.iopf[0].partial  # still registered
+    assert do(sys, "iommu_sva_unbind_device", handle=h2) == 0
+    assert 0 not in sys.state.iopf  # the last one: removed, its partial request dropped
+    # no fault queue: a LAST request is answered INVALID at once (F-03) and refused
+    assert sys.apply(Action.of("iommu_report_device_fault", dev=0, pasid=p2, addr=addr,
+                               grpid=2)) == -EINVAL
+
+
+def test_intel_iommu_enable_iopf_busy_when_registered_by_hand():
+    """``intel_iommu_enable_iopf()`` → ``iopf_queue_add_device()``: ``if
+    (rcu_dereference_check(param->fault_param, ...)) ret = -EBUSY``: a device a caller put in
+    the fault queue itself cannot take an SVA domain (the attach fails and changes nothing)."""
+    sys = _vtd_pri()
+    assert do(sys, "iopf_queue_add_device", dev="d") == 0
+    mm = sys.mm_of(do(sys, "process_create"))
+    # (a failed bind keeps the mm's PASID: iommu_alloc_mm_data ran first)
+    assert sys.apply(Action.of("iommu_sva_bind_device", dev=0, mm=mm)) == -EBUSY
+    assert not sys.state.handles and not sys.state.pasid_table
+    assert sys.state.iopf[0].refcount == 0
+
+
+def test_blocking_domain_set_dev_pasid_drains_before_leaving_the_fault_queue():
+    """intel/iommu.c ``blocking_domain_set_dev_pasid()`` since f0b9d31c6edd ("iommu/vt-d: Fix
+    UAF on sva unbind with pending IOPFs"): ``intel_pasid_tear_down_entry()`` (which drains the
+    page requests) *then* ``iopf_for_domain_remove()``: a group queued at unbind is handled
+    while the domain is attached.  In v6.16 as released (17fce9d2336d, design
+    ``vtd-iopf-remove-first``) the removal came first: ``iopf_queue_remove_device()`` answered
+    the group INVALID and freed it (``iopf_free_group``, io-pgfault.c since the Jan 2025 leak
+    fix) while its work item was still queued, and the worker then ran it: "refcount_t:
+    underflow; use-after-free", invariant F3."""
+    for policy, code, uaf in ((CURRENT, IopfResponse.SUCCESS, False),
+                              (design("vtd-iopf-remove-first"), IopfResponse.INVALID, True)):
+        cfg = _vtd_pri().config
+        sys = System(cfg, policy)
+        t = do(sys, "process_create")
+        mm = sys.mm_of(t)
+        h = do(sys, "iommu_sva_bind_device", dev="d", mm=mm)
+        addr = do(sys, "mmap_anon", tid=t, npages=1)
+        pasid = sys.state.mms[mm].pasid
+        assert do(sys, "iommu_report_device_fault", dev="d", pasid=pasid, addr=addr, grpid=1) == 0
+        assert do(sys, "iommu_sva_unbind_device", handle=h, invariants=False) == 0
+        assert [r[2:] for r in sys.state.responses] == [(1, code)]
+        stale = sys.state.iopf[0].stale if 0 in sys.state.iopf else ()
+        assert bool(stale) == uaf
+        if uaf:
+            assert do(sys, "iopf_handle", dev="d", invariants=False) == 0
+            assert sys.state.warnings[-1][0] == Warn.IOPF_GROUP_USE_AFTER_FREE
+            assert len(sys.state.responses) == 1  # no second response: freed memory
+
+
+def test_iopf_queue_remove_device_frees_the_groups_it_answers():
+    """io-pgfault.c ``iopf_queue_remove_device()`` (since 2025's "Fix potential memory leak"):
+    each pending group is answered INVALID once and freed (``iopf_free_group``); a worker that
+    still had it queued runs on freed memory.  The caller flushes first
+    (``iopf_queue_flush_dev``), then nothing is left to free."""
+    sys = System(Config.build(iommus=[IommuUnit("u")],
+                              devices=[DeviceConfig("d", iommu="u", pasid_bits=20, ats=True,
+                                                    pri=True)], drivers=[]))
+    t = do(sys, "process_create")
+    h = do(sys, "iommu_sva_bind_device", dev="d", mm=sys.mm_of(t))
+    addr = do(sys, "mmap_anon", tid=t, npages=1)
+    pasid = sys.state.mms[sys.mm_of(t)].pasid
+    assert do(sys, "iommu_report_device_fault", dev="d", pasid=pasid, addr=addr, grpid=1) == 0
+    assert do(sys, "iopf_queue_flush_dev", dev="d") == 0
+    assert do(sys, "iommu_report_device_fault", dev="d", pasid=pasid, addr=addr, grpid=2) == 0
+    assert do(sys, "iopf_queue_remove_device", dev="d") == 0
+    assert [r[2:] for r in sys.state.responses] == [(1, IopfResponse.SUCCESS),
+                                                    (2, IopfResponse.INVALID)]
+    assert do(sys, "iopf_handle", dev="d", invariants=False) == 0
+    assert sys.state.warnings[-1] == (Warn.IOPF_GROUP_USE_AFTER_FREE, 0, pasid)
+    assert len(sys.state.responses) == 2  # the freed group is not answered again
+    assert h > 0
+
+
+# -- seed 002 / E0: the 2018 RFC's iommu_sva_device_init() ------------------------------------------
+
+def test_iommu_sva_device_init_errnos_and_bind_before_init():
+    """The io_mm RFC's ``iommu_sva_device_init(dev, features, max_pasid, mm_exit)`` (kernel-spec
+    §2.12, read in Kenneth-Lee/linux-kernel-warpdrive drivers/iommu/iommu-sva.c): no domain →
+    -ENODEV; a feature bit other than ``IOMMU_SVA_FEAT_IOPF`` → -EINVAL; a second init →
+    -EEXIST.  ``__iommu_sva_bind_device``: no param → -EINVAL; an existing io_mm PASID outside
+    the device's range → -ERANGE.  The function does not exist in today's kernel."""
+    cfg = Config.build(iommus=[IommuUnit("u")],
+                       devices=[DeviceConfig("d", iommu="u", pasid_bits=20),
+                                DeviceConfig("narrow", iommu="u", pasid_bits=20),
+                                DeviceConfig("bare", iommu=None)], drivers=[])
+    assert do(System(cfg), "iommu_sva_device_init", dev="d") == -EOPNOTSUPP  # today
+    sys = System(cfg, design("E0-io_mm"))
+    mm = sys.mm_of(do(sys, "process_create"))
+    assert do(sys, "iommu_sva_bind_device", dev="d", mm=mm) == -EINVAL  # before init
+    assert do(sys, "iommu_sva_device_init", dev="bare") == -ENODEV
+    assert do(sys, "iommu_sva_device_init", dev="d", features=2) == -EINVAL
+    assert do(sys, "iommu_sva_device_init", dev="d", features=1) == 0
+    assert sys.state.devs[0].sva_param == (1, 1, (1 << 20) - 1)
+    assert do(sys, "iommu_sva_device_init", dev="d") == -EEXIST
+    assert do(sys, "iommu_sva_device_init", dev="narrow", max_pasid=1) == 0
+    # mm 2 takes PASID 1, mm 3 PASID 2: outside narrow's [1, 1]
+    assert do(sys, "iommu_sva_bind_device", dev="narrow", mm=mm) > 0
+    other = sys.mm_of(do(sys, "process_create"))
+    assert do(sys, "iommu_sva_bind_device", dev="narrow", mm=other) == -ENOSPC
+    assert do(sys, "iommu_sva_bind_device", dev="d", mm=other) > 0
+    assert sys.state.mms[other].pasid == 2
+    assert do(sys, "iommu_sva_bind_device", dev="narrow", mm=other) == -ERANGE
+    assert do(sys, "iommu_sva_device_shutdown", dev="narrow") == 0
+    assert do(sys, "iommu_sva_device_shutdown", dev="narrow") == -ENODEV
+
+
+def test_e0_sva_drivers_declare_the_device_at_probe():
+    """E0: an SVA driver's probe calls ``iommu_sva_device_init`` (``IOMMU_SVA_FEAT_IOPF`` for a
+    device with PRI) and its remove ``iommu_sva_device_shutdown``; a DMA-API driver does not."""
+    cfg = Config.build(iommus=[IommuUnit("u")],
+                       devices=[DeviceConfig("acc", iommu="u", pasid_bits=20, ats=True, pri=True),
+                                DeviceConfig("nic", iommu="u", pasid_bits=20)],
+                       drivers=[DriverConfig("uacce", kind="uacce"),
+                                DriverConfig("net", kind="dma-api")])
+    sys = System(cfg, design("E0-io_mm"))
+    assert do(sys, "device_driver_attach", dev="acc", drv=0) == 0
+    assert do(sys, "device_driver_attach", dev="nic", drv=1) == 0
+    assert sys.state.devs[0].sva_param == (1, 1, (1 << 20) - 1)
+    assert sys.state.devs[1].sva_param == ()
+    assert do(sys, "device_release_driver", dev="acc") == 0
+    assert sys.state.devs[0].sva_param == ()

@@ -45,6 +45,12 @@ HISTORY: tuple[HistoryCase, ...] = (
                 "Jason Gunthorpe's proposal (seed 003): iommu_attach_device checks owner_cnt == "
                 "1 instead of the group's device count; the attach succeeds on a two-device "
                 "group and the sibling's driver probe fails -EBUSY"),
+    HistoryCase("vtd-iopf-remove-first", "hist-iopf-unbind-pending", "F3",
+                "v6.16 VT-d (17fce9d2336d \"Put iopf enablement in domain attach path\"): the "
+                "blocking domain's set_dev_pasid disables IOPF before the PASID tear-down, so "
+                "the device leaves its fault queue with a group still queued; the worker then "
+                "runs the freed group (\"refcount_t: underflow; use-after-free\" in "
+                "iopf_free_group, fixed by f0b9d31c6edd)"),
     HistoryCase("E6-mmput-free", "h1-fork-exit", "A3",
                 "v5.18-rc1 (701fac40384f): PASID freed at __mmput while the forked child's "
                 "inherited queue still has it programmed (H1)"),

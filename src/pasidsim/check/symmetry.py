@@ -91,7 +91,8 @@ _VALUE_RETURNS = frozenset(
     "pci_dev_reset_iommu_prepare pci_dev_reset_iommu_done iommufd_destroy iommufd_get_hw_info "
     "iommufd_fault_fops_write execve pci_enable_pasid pci_disable_pasid pci_pasid_features "
     "pci_max_pasids pci_pasid_status uacce_fops_unl_ioctl iommu_sva_alloc_pasid "
-    "iommu_sva_free_pasid iommu_attach_device_shared iommu_detach_device_shared".split())
+    "iommu_sva_free_pasid iommu_attach_device_shared iommu_detach_device_shared "
+    "iommu_sva_device_init iommu_sva_device_shutdown".split())
 _AMDGPU_FREE = frozenset({"amdgpu_pasid_free", "amdgpu_pasid_free_delayed"})
 #: Warn code -> which of its two args are ids; a code not listed is unknown
 _WARN_IDS = {Warn.USE_AFTER_FREE: (1, 0), Warn.REPLACE_SAME_HANDLE: (1, 0),
@@ -103,6 +104,7 @@ _WARN_IDS.update(dict.fromkeys((
     Warn.ALLOCATOR_NOT_REGISTERED, Warn.ALLOCATOR_ORPHANS, Warn.BUG_ON,
     Warn.PASID_PUT_UNDERFLOW, Warn.IOPF_FLUSH_NO_PARAM, Warn.RESET_UNDERFLOW,
     Warn.MM_EXIT_LEAK, Warn.PCI_PASID_ENABLED, Warn.PCI_PASID_NOT_ENABLED,
+    Warn.IOPF_GROUP_USE_AFTER_FREE,
     # a lock key (class, kind, instance: a device index or 0, never an object id) and a
     # context kind
     Warn.SLEEP_IN_ATOMIC, Warn.INCONSISTENT_LOCK_STATE), (0, 0)))
@@ -397,7 +399,7 @@ class Symmetry:
                 [v[0] for _k, v in sorted(s.pasid_table.items())] + [e[2] for e in s.ih_ring]:
             see(x)
         for _d, q in sorted(s.iopf.items()):
-            for g in q.groups:
+            for g in q.groups + q.stale:
                 _walk(g, see)
         for b in s.breaches:
             if _BREACH_IDS[b[0]]:
@@ -469,7 +471,8 @@ class Symmetry:
             iotlb=Map({k[:1] + (r(k[1]),) + k[2:]: v for k, v in s.iotlb.items()}) if s.iotlb
             else s.iotlb,
             atc=table(s.atc, lambda v: v[:3] + (r(v[3]),) + v[4:], False),
-            iopf=table(s.iopf, lambda q: q._replace(groups=tuple(map(rec, q.groups))), False),
+            iopf=table(s.iopf, lambda q: q._replace(groups=tuple(map(rec, q.groups)),
+                                                    stale=tuple(map(rec, q.stale))), False),
             breaches=tuple(b[:3] + (r(b[3]), r(b[4])) if _BREACH_IDS[b[0]] else b
                            for b in s.breaches),
             ih_ring=tuple(e[:2] + (r(e[2]),) for e in s.ih_ring),

@@ -19,6 +19,7 @@ from ..errors import EBUSY
 from ..group import iommu_device_unuse_default_domain, iommu_device_use_default_domain
 from ..ops_tables import DRIVER_OPS, driver_ops
 from ..state import SystemState
+from ..sva import IOMMU_SVA_FEAT_IOPF, iommu_sva_device_init, iommu_sva_device_shutdown
 from ..work import run_work
 from .amdgpu import AmdgpuDriver
 from .base import DmaApiDriver, Driver
@@ -75,7 +76,19 @@ def device_driver_attach(s: SystemState, dev: int, drv: int) -> tuple[SystemStat
     s, ret = plugin(s, drv).probe(s, dev)
     if ret:
         return s0, ret
+    if s.policy.mm_exit_callback and _rfc_sva(s, dev, drv):
+        # the RFC's SVA drivers declare the device at probe; a device the IOMMU cannot serve
+        # stays without SVA (its binds fail -EINVAL), the probe itself succeeds [I]
+        feats = IOMMU_SVA_FEAT_IOPF if cfg.devices[dev].pri else 0
+        s2, ret = iommu_sva_device_init(s, dev, feats, 0)
+        if ret == 0:
+            s = s2
     return s, 0
+
+
+def _rfc_sva(s: SystemState, dev: int, drv: int) -> bool:
+    p = plugin(s, drv)
+    return p.binds_sva and (p.kind != "uacce" or s.config.drivers[drv].uacce_sva)
 
 
 def device_release_driver(s: SystemState, dev: int) -> tuple[SystemState, int]:
@@ -88,6 +101,8 @@ def device_release_driver(s: SystemState, dev: int) -> tuple[SystemState, int]:
         return s, 0
     s = plugin(s, drv).remove(s, dev)
     s = run_work(s)
+    if s.devs[dev].sva_param:
+        s, _ = iommu_sva_device_shutdown(s, dev)
     if not s.config.drivers[drv].driver_managed_dma:
         s, _ = iommu_device_unuse_default_domain(s, dev)
     return _set_dev(s, dev, -1), 0

@@ -84,6 +84,9 @@ class Driver:
     """
 
     kind = "base"
+    #: the driver binds process address spaces: in the 2018 io_mm RFC's designs its probe
+    #: calls ``iommu_sva_device_init`` and its remove ``iommu_sva_device_shutdown``
+    binds_sva = False
     #: ``release`` as a :class:`~pasidsim.locking.KFunc` with its preemption points (None: the
     #: plain ``release`` is one atomic section)
     release_code: KFunc | None = None

@@ -47,6 +47,7 @@ class IdxdDriver(Driver):
     """A DSA/IAA *shared* work queue per device (``kind: idxd``)."""
 
     kind = "idxd"
+    binds_sva = True
     dedicated = False
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:

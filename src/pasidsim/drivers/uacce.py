@@ -55,6 +55,7 @@ class UacceDriver(Driver):
     """uacce accelerator queue per open file."""
 
     kind = "uacce"
+    binds_sva = True
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
         """``uacce_fops_open``: bind ``current->mm`` (``uacce_bind_queue``; only with
