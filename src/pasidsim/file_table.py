@@ -13,7 +13,7 @@ Kernel sources modeled: fs/file_table.c ``fput()``, ``____fput()``/``__fput()``
 from __future__ import annotations
 
 from .locking import Call, Do, KFunc
-from .ops_tables import dev_driver_ops
+from .ops_tables import file_driver_ops
 from .state import SystemState, Work, queue_work
 
 
@@ -35,7 +35,7 @@ def fput(s: SystemState, file: int) -> SystemState:
 def _release_of(s: SystemState, loc: tuple):
     """``file->f_op->release`` of file ``loc[1]``: the driver's :class:`KFunc` release when
     it has one (``Driver.release_code``), else its plain ``release`` (returns 0)."""
-    ops = dev_driver_ops(s, s.files[loc[1]].dev)
+    ops = file_driver_ops(s, loc[1])
     code = getattr(ops, "release_code", None)
     if code is not None:
         return code
@@ -43,7 +43,7 @@ def _release_of(s: SystemState, loc: tuple):
 
 
 def _has_release(s: SystemState, loc: tuple):
-    return (loc[1],) if dev_driver_ops(s, s.files[loc[1]].dev) is not None else None
+    return (loc[1],) if file_driver_ops(s, loc[1]) is not None else None
 
 
 def _free_file(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:

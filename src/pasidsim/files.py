@@ -19,7 +19,7 @@ from .errors import EBADF, EINVAL, ENODEV, ModelUsageError
 from .file_table import fput, get_file
 from .mem import _task_mm, unmap_range
 from .mm import mm_alloc, mm_get, mmget, mmput
-from .ops_tables import dev_driver_ops
+from .ops_tables import dev_driver_ops, file_driver_ops
 from .policy import Enqcmd
 from .state import (IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PAGE_SHIFT, PAGE_SIZE, PROT_READ,
                     PROT_WRITE, File, Proc, SystemState, Task, Vma)
@@ -186,7 +186,8 @@ def dev_open(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
     if ops is None:
         return s, -ENODEV
     fid = s.next_id
-    s = s._replace(next_id=fid + 1, files=s.files.set(fid, File(dev=dev, mm=t.mm)))
+    s = s._replace(next_id=fid + 1, files=s.files.set(fid, File(dev=dev, mm=t.mm,
+                                                                drv=s.devs[dev].driver)))
     s, ret = ops.open(s, fid, tid)
     if ret:  # do_dentry_open(): `if (error) goto cleanup_all` (f_op->open returns 0 or -errno)
         s = s._replace(files=s.files.delete(fid))
@@ -216,7 +217,7 @@ def mmap(s: SystemState, tid: int, fd: int, pgoff: int = 0) -> tuple[SystemState
     if fd not in s.procs[t.pid].files:
         return s, -EBADF
     s0 = s
-    ops = dev_driver_ops(s, s.files[fd].dev)
+    ops = file_driver_ops(s, fd)
     if ops is None:
         s, dontcopy = s, -ENODEV
     else:  # plug-ins written before page offsets keep their two-argument mmap

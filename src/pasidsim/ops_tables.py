@@ -43,4 +43,12 @@ def dev_driver_ops(s: SystemState, dev: int) -> Any:
     return None if drv < 0 else driver_ops(s, drv)
 
 
-__all__ = ["DRIVER_OPS", "MMU_NOTIFIER_OPS", "driver_ops", "dev_driver_ops"]
+def file_driver_ops(s: SystemState, file: int) -> Any:
+    """``file->f_op``: the callbacks of the driver the file was opened with, even after that
+    driver was unbound from the device (or None for a file opened with no driver)."""
+    f = s.files[file]
+    drv = f.drv if f.drv >= 0 else s.devs[f.dev].driver
+    return None if drv < 0 else driver_ops(s, drv)
+
+
+__all__ = ["DRIVER_OPS", "MMU_NOTIFIER_OPS", "driver_ops", "dev_driver_ops", "file_driver_ops"]

@@ -177,13 +177,16 @@ class Proc(NamedTuple):
 class File(NamedTuple):
     """``struct file`` of an open device node.  f_count: references (fd tables and VMAs);
     dev: device index; mm: the mm of the opener (``current->mm`` at open); handles: SVA bonds
-    made by the driver for this file; drvdata: driver-private int."""
+    made by the driver for this file; drvdata: driver-private int; drv: the driver whose
+    ``file_operations`` the file was opened with (``file->f_op``: kept after that driver is
+    unbound from the device, so its release, mmap and ioctls still run), -1 for none."""
 
     dev: int
     f_count: int = 1
     mm: int = 0
     handles: tuple = ()
     drvdata: int = 0
+    drv: int = -1
 
 
 class Dev(NamedTuple):

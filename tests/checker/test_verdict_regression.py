@@ -30,6 +30,11 @@ device's range -ERANGE) twelve cells of the E0-io_mm and koenig-explicit-unbind 
 dma-cache-eviction, fault-injection-unwind, iommufd-pasid-limits, pasid-width-limit,
 private-pasid-limits and sva-bind-unsupported, whose binds come from the scenario itself (no
 driver probe declared the device), now stop at that bind (fewer states; see check/expected/).
+When files came to keep their driver's ``file_operations`` and idxd's remove stopped unbinding
+open files (the kernel leaves that to their release), the two scenarios that unbound idxd
+under open files were rewritten, and only their cells moved: driver-unbind-open-files (the
+idxd queue taken out; uacce's orphaned mmap is now -ENXIO) and h8-unbind-after-exit (the last
+unbind now comes from B's exit, not from the driver's remove).
 
 A cell may differ only where :data:`CHANGED` says so, with the new values and the reason (a
 new judgement of the checker: WARNs, expect_final, fault injection ...).  A restructuring of

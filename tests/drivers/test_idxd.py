@@ -1,5 +1,5 @@
-"""idxd (DSA/IAA) plug-in: open binds, release drains the PASID *then* unbinds, remove does
-the same for every open file; dedicated queues take one client."""
+"""idxd (DSA/IAA) plug-in: open binds, release drains the PASID *then* unbinds, remove drains
+every open file and leaves the unbind to its release; dedicated queues take one client."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 
 from pasidsim import hooks
 from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit
-from pasidsim.errors import EBUSY
+from pasidsim.errors import EBUSY, KernelError, Warn
+from pasidsim.invariants import o1_owner_cnt
 from pasidsim.system import System
 
 
@@ -69,16 +70,43 @@ def test_shared_queue_double_open_shares_the_bond(dsa, stops):
     assert stops == [(0, 1, True, True)] and dsa.state.handles[h].users == 1
 
 
-def test_remove_tears_down_every_open_file(dsa, stops):
+def test_remove_drains_but_leaves_the_bonds_to_the_files_release(dsa, stops):
+    """cdev.c ``idxd_user_drv_remove()`` → device.c ``idxd_drv_disable_wq()`` drains and
+    disables the queue ("Clients has claim on wq") but never touches the open files: their
+    SVA bonds stay until each file's own release (``idxd_cdev_release``), which still runs
+    with idxd's ``file_operations`` after the driver is gone.  Read in v6.6 to v7.0-rc."""
     a, b = dsa.process_create(), dsa.process_create()
     dsa.dev_open(a, "dsa0")
     dsa.dev_open(b, "dsa0")
     dsa.device_release_driver("dsa0")
     assert [(d, p, att) for d, p, att, _ in stops] == [(0, 1, True), (0, 2, True)]
-    assert not dsa.state.handles and all(not f.handles for f in dsa.state.files.values())
+    assert len(dsa.state.handles) == 2 and dsa.state.devs[0].driver == -1
     dsa.task_exit(a)
-    dsa.task_exit(b)  # release after remove: no driver, nothing to do
-    assert dsa.state.ida.allocated == 0 and not dsa.state.warnings
+    dsa.task_exit(b)  # idxd's release (the file's f_op): drain again, then unbind
+    assert not dsa.state.handles and dsa.state.ida.allocated == 0
+
+
+def test_pci_unbind_under_open_files_warns_and_keeps_owner_cnt(dsa):
+    """[I] (read, not run): unbinding idxd's PCI driver while its cdev files are open leaves
+    their PASIDs in the group's ``pasid_array`` when ``__device_release_driver`` runs the
+    bus's ``dma_cleanup`` (``pci_dma_cleanup`` → ``iommu_device_unuse_default_domain``):
+    ``WARN_ON(!group->owner_cnt || !xa_empty(&group->pasid_array))`` fires and ``owner_cnt``
+    is not decremented.  A new probe is refused -EBUSY while the files are open, and the count
+    stays one too high after they close (invariant O1)."""
+    a = dsa.process_create()
+    dsa.dev_open(a, "dsa0")
+    g = dsa.config.device_group[0]
+    assert dsa.state.groups[g].owner_cnt == 1
+    dsa.device_release_driver("dsa0")
+    assert dsa.state.warnings[-1][0] == Warn.UNUSE_DEFAULT_DOMAIN
+    assert dsa.state.groups[g].owner_cnt == 1 and o1_owner_cnt(dsa.state)  # no driver bound
+    with pytest.raises(KernelError) as e:
+        dsa.device_driver_attach("dsa0", "idxd")  # PASIDs still attached
+    assert e.value.errno == EBUSY
+    dsa.task_exit(a)
+    assert not dsa.state.groups[g].pasid_array and dsa.state.groups[g].owner_cnt == 1
+    dsa.device_driver_attach("dsa0", "idxd")
+    assert dsa.state.groups[g].owner_cnt == 2 and o1_owner_cnt(dsa.state)  # leaked for good
 
 
 def test_dedicated_queue_has_one_client(dsa):

@@ -561,6 +561,22 @@ def test_uacce_fops_unl_ioctl_queue_states():
     assert do(sys, "close", tid=pid, fd=fd) == 0 and not sys.state.handles
 
 
+def test_uacce_file_keeps_its_file_operations_after_remove():
+    """The file keeps ``file->f_op`` (uacce's) after ``uacce_remove``: the queue is put
+    (ZOMBIE) and unbound, so an ioctl or mmap of the still-open file is -ENXIO
+    (``uacce_fops_unl_ioctl``/``uacce_fops_mmap`` on a zombie queue), not "no driver", and
+    the file's release still runs uacce's (nothing left to undo)."""
+    from pasidsim.drivers.uacce import UACCE_CMD_START_Q
+    from pasidsim.errors import ENXIO
+    sys, pid = _uacce()
+    fd = do(sys, "dev_open", tid=pid, dev=0)
+    assert do(sys, "device_release_driver", dev=0) == 0
+    assert not sys.state.handles and sys.state.files[fd].drv == 0
+    assert do(sys, "uacce_fops_unl_ioctl", tid=pid, fd=fd, cmd=UACCE_CMD_START_Q) == -ENXIO
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=0) == -ENXIO
+    assert do(sys, "close", tid=pid, fd=fd) == 0 and fd not in sys.state.files
+
+
 def test_uacce_fops_mmap_regions():
     """``uacce_fops_mmap``: ``vm_pgoff >= UACCE_MAX_REGION`` → -EINVAL; a region mapped once
     (``q->qfrs[type]``) → -EEXIST; MMIO and DUS each map once."""

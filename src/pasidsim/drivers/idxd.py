@@ -18,7 +18,12 @@ Order of operations (drivers/dma/idxd/cdev.c):
 - ``idxd_cdev_release``: wait for in-flight work first — shared queue ``idxd_device_drain_pasid``,
   dedicated ``idxd_wq_disable_pasid`` (which drains) — *then* ``iommu_sva_unbind_device``.
   The drain is :func:`pasidsim.hooks.device_stop_pasid`, called while the PASID is still bound.
-- ``remove``: the same teardown for every open file of the queue.
+- ``remove`` (``idxd_user_drv_remove``): the queue is drained and disabled, but open files
+  keep their bonds until their own release, which still runs with idxd's ``file_operations``
+  after the driver is gone.  Unbinding the PCI driver this way leaves their PASIDs attached
+  when the bus's ``dma_cleanup`` runs ``iommu_device_unuse_default_domain``: it WARNs and
+  keeps ``owner_cnt`` ([I]: read in cdev.c/init.c v6.6 to v7.0-rc and iommu.c; not run on
+  hardware).
 - E0 only (2018 io_mm RFC: the ``mm_exit`` callback a driver passed to
   ``iommu_sva_device_init``, called from the io_mm's mmu-notifier ``release``; idxd came later
   and never had one, the model's callback does what its release does): drain the bond's PASID
@@ -90,10 +95,18 @@ class IdxdDriver(Driver):
         return self._teardown(s, file)
 
     def remove(self, s: SystemState, dev: int) -> SystemState:
-        """Driver unbind: drain and unbind every open file of the queue (lowest id first)."""
+        """Driver unbind (``idxd_remove`` → ``idxd_user_drv_remove`` → ``idxd_drv_disable_wq``):
+        the queue is drained and disabled ("Clients has claim on wq" when files are open), but
+        the open files keep their SVA bonds: idxd never revokes them, and each is unbound by
+        its file's own release (``idxd_cdev_release`` → ``idxd_file_dev_release``), which
+        still runs after the driver is gone (the file keeps idxd's ``file_operations``).  The
+        bus's ``dma_cleanup`` then finds their PASIDs still attached
+        (:func:`~pasidsim.drivers.device_release_driver`).
+        Models drivers/dma/idxd/cdev.c ``idxd_user_drv_remove()``, device.c
+        ``idxd_drv_disable_wq()`` (v6.6 to v7.0-rc)."""
         for fid, f in sorted(s.files.items()):
             if f.dev == dev and f.handles:
-                s = self._teardown(s, fid)
+                s = self.drain(s, fid)
         return s
 
     def mm_exit(self, s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:

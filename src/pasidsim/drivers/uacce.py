@@ -25,7 +25,7 @@ from __future__ import annotations
 from .. import hooks
 from ..errors import EBADF, EEXIST, EINVAL, ENODEV, ENOTTY, ENXIO
 from ..fault import FaultPoint, fault_point
-from ..ops_tables import dev_driver_ops
+from ..ops_tables import file_driver_ops
 from ..state import IOMMU_PASID_INVALID, SystemState
 from ..sva import iommu_sva_bind_device, iommu_sva_get_pasid, iommu_sva_unbind_device
 from .base import Driver, teardown_code
@@ -152,7 +152,7 @@ def uacce_fops_unl_ioctl(s: SystemState, tid: int, fd: int, cmd: int) -> tuple[S
     if t is None or fd not in s.procs[t.pid].files:
         return s, -EBADF
     f = s.files[fd]
-    if not isinstance(dev_driver_ops(s, f.dev), UacceDriver):
+    if not isinstance(file_driver_ops(s, fd), UacceDriver):
         return s, -ENOTTY
     q = f.drvdata
     state = q & _STATE
