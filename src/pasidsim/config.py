@@ -154,6 +154,11 @@ class DriverConfig:
         uacce_sva: uacce drivers only: the parent driver registers its accelerator with
             ``UACCE_DEV_SVA`` (HiSilicon's ``qm->use_sva``); without it queues are not bound to
             the opener's mm (no PASID).
+        system_pasid: idxd drivers only: the probe takes a global PASID for the device's
+            kernel work queues and attaches the device's current (DMA API) domain at it
+            (``idxd_enable_system_pasid``); the remove detaches and frees it.  The kernel does
+            this at every probe with the ``sva`` module parameter on (its default); pasidsim
+            makes it opt-in so that a machine's user PASIDs keep their numbers.
     """
 
     name: str
@@ -161,6 +166,7 @@ class DriverConfig:
     kind: str = "dma-api"
     mm_exit_drains: bool = True
     uacce_sva: bool = True
+    system_pasid: bool = False
 
 
 @dataclass(frozen=True)

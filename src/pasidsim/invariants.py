@@ -563,6 +563,7 @@ def quiescence_leaks(s: SystemState) -> str | None:
     for m in s.mms.values():
         owners.update(m.private_pasids)
     owners.update(s.ioasids.keys())
+    owners.update(d.kernel_pasid for d in s.devs if d.kernel_pasid)  # a driver's own PASID
     for p in s.ida.ids():
         if p not in owners:
             return f"PASID {p} is allocated but no mm or IOASID owns it"

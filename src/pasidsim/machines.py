@@ -93,6 +93,10 @@ class DriverSpec(_Strict):
     uacce_sva: Annotated[bool, Strict()] = Field(
         True, description="uacce only: registered with UACCE_DEV_SVA (queues bound to the "
         "opener's mm); false: queues without a PASID")
+    system_pasid: Annotated[bool, Strict()] = Field(
+        False, description="idxd only: the probe takes a global PASID for kernel work queues "
+        "and attaches the device's DMA-API domain at it (idxd_enable_system_pasid; the kernel "
+        "does so by default)")
 
     @field_validator("kind")
     @classmethod
@@ -181,7 +185,8 @@ def config_from_spec(spec) -> Config:
                               eetlp_prefix=d.eetlp_prefix, ats=d.ats, pri=d.pri, require_direct=d.require_direct,
                               driver=d.driver, atc_entries=d.atc_entries) for d in spec.devices],
         drivers=[DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind,
-                              mm_exit_drains=d.mm_exit_drains, uacce_sva=d.uacce_sva)
+                              mm_exit_drains=d.mm_exit_drains, uacce_sva=d.uacce_sva,
+                              system_pasid=d.system_pasid)
                  for d in spec.drivers],
         deferred_groups=spec.deferred_groups)
 
@@ -287,7 +292,8 @@ def with_drivers(cfg: Config, drivers) -> Config:
     have = {d.name for d in cfg.drivers}
     extra = [d if isinstance(d, DriverConfig) else
              DriverConfig(d.name, driver_managed_dma=d.driver_managed_dma, kind=d.kind,
-                          mm_exit_drains=d.mm_exit_drains, uacce_sva=d.uacce_sva)
+                          mm_exit_drains=d.mm_exit_drains, uacce_sva=d.uacce_sva,
+                              system_pasid=d.system_pasid)
              for d in drivers if d.name not in have]
     if not extra:
         return cfg

@@ -203,6 +203,7 @@ class Dev(NamedTuple):
     stopped: tuple = ()
     pasid_ctrl: int = 0  # PCI PASID control register: PCI_PASID_CTRL_ENABLE (1) | features
     sva_param: tuple = ()  # E0: iommu_sva_param (features, min_pasid, max_pasid), () = none
+    kernel_pasid: int = 0  # idxd: the system PASID of the kernel work queues (idxd->pasid)
 
 
 class Group(NamedTuple):

@@ -159,3 +159,30 @@ def test_e0_mm_exit_honours_mm_exit_drains(drains, stops):
 def dsa_action(name, **kw):
     from pasidsim.step import Action
     return Action.of(name, **kw)
+
+
+def test_idxd_enable_system_pasid_and_its_failures():
+    """init.c ``idxd_enable_system_pasid()``: ``iommu_get_domain_for_dev`` NULL → -EPERM;
+    ``iommu_alloc_global_pasid`` INVALID → -ENOSPC; else the device's current domain is
+    attached at the new PASID.  The probe only warns on failure ("No in-kernel DMA with
+    PASID"); ``idxd_disable_system_pasid()`` at remove detaches and frees it."""
+    from pasidsim.drivers.idxd import idxd_enable_system_pasid
+    from pasidsim.errors import ENOSPC, EPERM
+    cfg = Config.build(iommus=[IommuUnit("dmar0")],
+                       devices=[DeviceConfig("dsa0", iommu="dmar0", pasid_bits=20),
+                                DeviceConfig("nocap", iommu="dmar0"),
+                                DeviceConfig("bare", iommu=None)],
+                       drivers=[DriverConfig("idxd", kind="idxd", system_pasid=True)])
+    sys = System(cfg)
+    s0 = sys.state
+    assert idxd_enable_system_pasid(s0, 2) == (s0, -EPERM)  # no IOMMU: no domain
+    assert idxd_enable_system_pasid(s0, 1) == (s0, -ENOSPC)  # no PASID capability
+    for dev in ("dsa0", "nocap", "bare"):
+        sys.device_driver_attach(dev, "idxd")  # every probe succeeds
+    assert sys.state.devs[0].kernel_pasid == 1 and 1 in sys.state.ida
+    g = cfg.device_group[0]
+    assert sys.state.groups[g].pasid_array == ((1, sys.state.groups[g].default_domain, 0),)
+    assert sys.state.devs[1].kernel_pasid == 0 and sys.state.devs[2].kernel_pasid == 0
+    sys.device_release_driver("dsa0")
+    assert 1 not in sys.state.ida and not sys.state.groups[g].pasid_array
+    assert not sys.state.warnings and sys.state.groups[g].owner_cnt == 0

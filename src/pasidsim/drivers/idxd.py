@@ -34,14 +34,19 @@ Order of operations (drivers/dma/idxd/cdev.c):
   descriptors are still queued (the core then WARNs "possible leak of PASID" and frees it
   anyway); the queued descriptors complete later.
 
-The kernel-owned PASID path (``idxd_enable_system_pasid``) is not modeled.
+The kernel-owned PASID (``DriverConfig.system_pasid``): ``idxd_enable_system_pasid`` at probe
+takes a global PASID and attaches the device's current domain (the DMA API's) at it; failures
+only print "No in-kernel DMA with PASID" and the probe goes on; ``idxd_disable_system_pasid``
+at remove, after the queues are drained, detaches and frees it.
 """
 
 from __future__ import annotations
 
 from .. import hooks
-from ..errors import EBUSY
-from ..state import SystemState
+from ..domain import iommu_attach_device_pasid, iommu_detach_device_pasid
+from ..errors import EBUSY, ENOSPC, EPERM
+from ..pasid import iommu_alloc_global_pasid, iommu_free_global_pasid
+from ..state import IOMMU_PASID_INVALID, SystemState
 from ..sva import iommu_sva_bind_device
 from .base import Driver, teardown_code
 
@@ -94,6 +99,15 @@ class IdxdDriver(Driver):
             return s
         return self._teardown(s, file)
 
+    def probe(self, s: SystemState, dev: int) -> tuple[SystemState, int]:
+        """``idxd_probe``: with ``DriverConfig.system_pasid``, :func:`idxd_enable_system_pasid`
+        (its failure is only a warning).  Returns 0."""
+        if s.config.drivers[s.devs[dev].driver].system_pasid:
+            s2, pasid = idxd_enable_system_pasid(s, dev)
+            if pasid > 0:
+                s = s2
+        return s, 0
+
     def remove(self, s: SystemState, dev: int) -> SystemState:
         """Driver unbind (``idxd_remove`` → ``idxd_user_drv_remove`` → ``idxd_drv_disable_wq``):
         the queue is drained and disabled ("Clients has claim on wq" when files are open), but
@@ -107,6 +121,8 @@ class IdxdDriver(Driver):
         for fid, f in sorted(s.files.items()):
             if f.dev == dev and f.handles:
                 s = self.drain(s, fid)
+        if s.devs[dev].kernel_pasid:
+            s = idxd_disable_system_pasid(s, dev)
         return s
 
     def mm_exit(self, s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:
@@ -126,6 +142,42 @@ class IdxdDriver(Driver):
         return s, 0
 
 
+def _set_kernel_pasid(s: SystemState, dev: int, pasid: int) -> SystemState:
+    d = s.devs[dev]
+    return s._replace(devs=s.devs[:dev] + (d._replace(kernel_pasid=pasid),) + s.devs[dev + 1:])
+
+
+def idxd_enable_system_pasid(s: SystemState, dev: int) -> tuple[SystemState, int]:
+    """The PASID of idxd's kernel work queues: ``iommu_get_domain_for_dev`` (none: -EPERM),
+    ``iommu_alloc_global_pasid`` (none: -ENOSPC), ``iommu_attach_device_pasid(domain, dev,
+    pasid, NULL)`` (its error; the PASID is freed again).  Returns the PASID or -errno; on
+    failure the state is unchanged.
+    Models drivers/dma/idxd/init.c ``idxd_enable_system_pasid()``."""
+    g = s.config.device_group[dev]
+    domain = s.groups[g].domain if g >= 0 else 0
+    if not domain:
+        return s, -EPERM
+    s0 = s
+    s, pasid = iommu_alloc_global_pasid(s, dev)
+    if pasid == IOMMU_PASID_INVALID:
+        return s0, -ENOSPC
+    s, ret = iommu_attach_device_pasid(s, domain, dev, pasid)
+    if ret:
+        return s0, ret
+    return _set_kernel_pasid(s, dev, pasid), pasid
+
+
+def idxd_disable_system_pasid(s: SystemState, dev: int) -> SystemState:
+    """``iommu_detach_device_pasid`` of the device's current domain at the system PASID, then
+    ``iommu_free_global_pasid``.  Models drivers/dma/idxd/init.c
+    ``idxd_disable_system_pasid()``."""
+    pasid = s.devs[dev].kernel_pasid
+    g = s.config.device_group[dev]
+    s, _ = iommu_detach_device_pasid(s, s.groups[g].domain, dev, pasid)
+    s, _ = iommu_free_global_pasid(s, pasid)
+    return _set_kernel_pasid(s, dev, 0)
+
+
 class IdxdDedicatedDriver(IdxdDriver):
     """A DSA/IAA *dedicated* work queue (``kind: idxd-dwq``): one client at a time."""
 
@@ -133,4 +185,5 @@ class IdxdDedicatedDriver(IdxdDriver):
     dedicated = True
 
 
-__all__ = ["IdxdDriver", "IdxdDedicatedDriver"]
+__all__ = ["IdxdDriver", "IdxdDedicatedDriver", "idxd_enable_system_pasid",
+           "idxd_disable_system_pasid"]
