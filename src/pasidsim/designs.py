@@ -49,6 +49,8 @@ DESIGNS: dict[str, Policy] = {
                                       amdgpu_pasid_lock=AmdgpuPasidLock.IDR_SPIN_PRELOAD),
     "vtd-iopf-remove-first": CURRENT.but(name="vtd-iopf-remove-first",
                                          iopf_remove_before_teardown=True),
+    "dma-owner-enum-v4": CURRENT.but(name="dma-owner-enum-v4", owner_model=OwnerModel.ENUM_V4,
+                                     claim_attaches_blocking=False),
 }
 
 
@@ -64,6 +66,7 @@ SHORT_NAMES: dict[str, str] = {
     "amdgpu-idr-preload": "amdPRE", "E5-enqcmd-disabled": "E5",
     "koenig-explicit-unbind": "König", "attach-device-owner-cnt": "ownCnt",
     "vtd-iopf-remove-first": "iopf616",
+    "dma-owner-enum-v4": "ownV4",
 }
 
 #: One line per design: epoch, what it does, where it breaks (kernel-spec §0, §6).
@@ -91,6 +94,7 @@ DESCRIPTIONS: dict[str, str] = {
     "drv-unbind-before-drain": "driver bug the threads warn of: release unbinds before it drains the queue (seed 000)",
     "amdgpu-idr-spinlock": "amdgpu 8f1de51f49be/14b81abe7bdc as merged: cyclic IDR allocated with GFP_KERNEL under a spinlock",
     "amdgpu-idr-preload": "amdgpu after the sleeping-allocation fix: idr_preload, but a plain spin_lock also taken from the fence IRQ",
+    "dma-owner-enum-v4": "Dec 2021 DMA-owner enum series v4 as posted: DMA_API / PRIVATE_DOMAIN_USER owners with a cookie, user claim detaches to NULL (seed 003)",
     "vtd-iopf-remove-first": "v6.16 VT-d (17fce9d2336d): IOPF disabled before the PASID tear-down drains, queued groups freed (fixed by f0b9d31c6edd)",
 }
 

@@ -128,6 +128,7 @@ class Warn(IntEnum):
     PCI_PASID_ENABLED = 21  # pci_enable_pasid(): PASID already enabled (WARN_ON, -EBUSY)
     PCI_PASID_NOT_ENABLED = 22  # pci_disable_pasid(): PASID not enabled (WARN_ON)
     IOPF_GROUP_USE_AFTER_FREE = 23  # the IOPF worker ran a group iopf_queue_remove_device freed
+    DMA_OWNER_NOT_DEFAULT = 24  # enum v4: user ownership set while a non-default domain is attached
 
     def describe(self, a: int = 0, b: int = 0) -> str:
         return f"WARN {self.name.lower()}({a}, {b})"

@@ -82,6 +82,14 @@ def iommu_device_use_default_domain(s: SystemState, dev: int) -> tuple[SystemSta
         if grp.owner_cnt != 0 or grp.domain != grp.default_domain:
             return s, -EBUSY
         return set_group(s, g, owner_cnt=1, owner=0), 0
+    if model == OwnerModel.ENUM_V4:
+        # v4 01/13 iommu_group_set_dma_owner(group, DMA_OWNER_DMA_API, NULL): -EBUSY only
+        # for another owner type or cookie; no domain or PASID check
+        if grp.owner_cnt and grp.owner:
+            return s, -EBUSY
+        if not grp.owner_cnt:
+            transition(Lifecycle.GROUP_OWNER, GroupOwnerLc.DEFAULT, GroupOwnerLc.DMA_API)
+        return set_group(s, g, owner_cnt=grp.owner_cnt + 1), 0
     if grp.owner_cnt and (grp.domain != grp.default_domain or grp.owner or grp.pasid_array):
         return s, -EBUSY
     if not grp.owner_cnt:
@@ -96,7 +104,9 @@ def iommu_device_unuse_default_domain(s: SystemState, dev: int) -> tuple[SystemS
     if g < 0:
         return s, 0
     grp = s.groups[g]
-    if not grp.owner_cnt or grp.pasid_array:
+    v4 = s.policy.owner_model == OwnerModel.ENUM_V4
+    if not grp.owner_cnt or (grp.owner if v4 else grp.pasid_array):
+        # v4: WARN_ON(!group->owner_cnt || group->dma_owner != owner), no PASID check
         return warn(s, Warn.UNUSE_DEFAULT_DOMAIN, g, grp.owner_cnt), 0
     if grp.owner_cnt == 1 and not grp.owner:
         transition(Lifecycle.GROUP_OWNER, GroupOwnerLc.DMA_API, GroupOwnerLc.DEFAULT)
@@ -107,11 +117,47 @@ def _owned_state(grp) -> GroupOwnerLc:
     """The ownership state of a user-owned group (or of one being claimed, by the domain it
     is on): BLOCKED on its blocking domain, USER_ON_DEFAULT still on the kernel default domain
     (H11), USER_OWNED on the owner's own domain."""
-    if grp.domain and grp.domain == grp.blocking_domain:
+    if (grp.domain and grp.domain == grp.blocking_domain) or (
+            not grp.domain and grp.default_domain):  # enum v4: detached to NULL, DMA blocked
         return GroupOwnerLc.BLOCKED
     if grp.domain == grp.default_domain:
         return GroupOwnerLc.USER_ON_DEFAULT
     return GroupOwnerLc.USER_OWNED
+
+
+def _v4_set_user_owner(s: SystemState, g: int, owner: int) -> tuple[SystemState, int]:
+    """Enum v4 ``iommu_group_set_dma_owner(group, DMA_OWNER_PRIVATE_DOMAIN_USER, cookie)``
+    (01/13, 05/13): -EBUSY when owned by DMA-API users or another cookie; else owner_cnt + 1,
+    and the group's domain is detached to NULL (DMA blocked; no blocking domain in that era)
+    when it is the default one -- another domain only WARNs and stays attached."""
+    grp = s.groups[g]
+    if grp.owner_cnt:
+        if grp.owner != owner:
+            return s, -EBUSY
+        return set_group(s, g, owner_cnt=grp.owner_cnt + 1), 0
+    s = set_group(s, g, owner=owner, owner_cnt=1)
+    if grp.domain and grp.domain != grp.default_domain:
+        s = warn(s, Warn.DMA_OWNER_NOT_DEFAULT, g, grp.domain)
+    elif grp.domain:
+        s = set_group(flush_domain(s, grp.domain), g, domain=0)
+    transition(Lifecycle.GROUP_OWNER, GroupOwnerLc.DEFAULT, _owned_state(s.groups[g]))
+    return s, 0
+
+
+def _v4_release_user_owner(s: SystemState, g: int) -> SystemState:
+    """Enum v4 ``iommu_group_release_dma_owner(group, DMA_OWNER_PRIVATE_DOMAIN_USER)``: WARN
+    unless user-owned; owner_cnt - 1; the last one gives the group back to DMA-API use and
+    re-attaches the default domain -- unless a domain is still attached (WARN, it stays)."""
+    grp = s.groups[g]
+    if not grp.owner_cnt or not grp.owner:
+        return warn(s, Warn.RELEASE_DMA_OWNER, g, grp.owner_cnt)
+    if grp.owner_cnt > 1:
+        return set_group(s, g, owner_cnt=grp.owner_cnt - 1)
+    transition(Lifecycle.GROUP_OWNER, _owned_state(grp), GroupOwnerLc.DEFAULT)
+    s = set_group(s, g, owner_cnt=0, owner=0)  # (the cookie is not cleared; unused at 0)
+    if grp.domain:
+        return warn(s, Warn.RELEASE_DMA_OWNER, g, grp.domain)
+    return set_group(s, g, domain=grp.default_domain)
 
 
 def _take_dma_ownership(s: SystemState, g: int, owner: int) -> tuple[SystemState, int]:
@@ -145,6 +191,8 @@ def iommu_group_claim_dma_owner(s: SystemState, group: int, owner: int) -> tuple
     """
     if not owner:
         return warn(s, Warn.CLAIM_NULL_OWNER, group), -EINVAL
+    if s.policy.owner_model == OwnerModel.ENUM_V4:
+        return _v4_set_user_owner(s, group, owner)
     if s.groups[group].owner_cnt:
         return s, -EPERM
     return _take_dma_ownership(s, group, owner)
@@ -163,6 +211,8 @@ def iommu_device_claim_dma_owner(s: SystemState, dev: int, owner: int) -> tuple[
     g = dev_group(s, dev)
     if g < 0:
         return s, -ENODEV
+    if s.policy.owner_model == OwnerModel.ENUM_V4:
+        return _v4_set_user_owner(s, g, owner)
     grp = s.groups[g]
     if grp.owner_cnt:
         if owner != grp.owner:
@@ -172,6 +222,8 @@ def iommu_device_claim_dma_owner(s: SystemState, dev: int, owner: int) -> tuple[
 
 
 def _release_dma_ownership(s: SystemState, g: int) -> SystemState:
+    if s.policy.owner_model == OwnerModel.ENUM_V4:
+        return _v4_release_user_owner(s, g)
     grp = s.groups[g]
     if not grp.owner_cnt or not grp.owner or grp.pasid_array:
         return warn(s, Warn.RELEASE_DMA_OWNER, g, grp.owner_cnt)
@@ -198,7 +250,7 @@ def iommu_device_release_dma_owner(s: SystemState, dev: int) -> tuple[SystemStat
     if g < 0:
         return s, 0
     grp = s.groups[g]
-    if grp.owner_cnt > 1:
+    if grp.owner_cnt > 1 and (grp.owner or s.policy.owner_model != OwnerModel.ENUM_V4):
         return set_group(s, g, owner_cnt=grp.owner_cnt - 1), 0
     return _release_dma_ownership(s, g), 0
 
@@ -259,6 +311,10 @@ def _core_domain(s: SystemState, g: int) -> int:
 def iommu_detach_group(s: SystemState, domain: int, group: int) -> tuple[SystemState, int]:
     """Return the group to its core domain (blocking when user-owned, else default).
     Returns 0.  Models ``iommu_detach_group()``."""
+    if s.policy.owner_model == OwnerModel.ENUM_V4 and s.groups[group].owner:
+        # v4 05/13 __iommu_detach_group(): a user-owned group is detached to NULL
+        grp = s.groups[group]
+        return (set_group(flush_domain(s, grp.domain), group, domain=0) if grp.domain else s), 0
     if s.groups[group].owner and not s.groups[group].blocking_domain:
         s, _ = _blocking_domain(s, group, fallible=False)
     core = _core_domain(s, group)

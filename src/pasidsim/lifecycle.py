@@ -482,7 +482,9 @@ _GROUP_OWNER = Spec(
     "DMA-API group fails -EPERM, a DMA-API probe into a user-owned group -EBUSY (§4.3, §4.5).  "
     "Variants: before E8 VFIO's notifier BUG_ONs instead (`pre-E8-bug-on`); the Dec 2021 enum "
     "draft takes `owner_cnt = 1`, so a second DMA-API driver fails -EBUSY "
-    "(`dma-owner-enum-2021`); before 0286300e6045 a claim leaves the group on the kernel "
+    "(`dma-owner-enum-2021`); the enum series v4 as posted (`dma-owner-enum-v4`) detaches a "
+    "claimed group to NULL (no blocking domain) and, releasing it with a user domain still "
+    "attached, only WARNs; before 0286300e6045 a claim leaves the group on the kernel "
     "default domain (H11: USER_ON_DEFAULT, which invariant O3 forbids).  Attaching and "
     "detaching RID domains does not check ownership (callers own the group first): on an "
     "unowned or DMA-API group it changes nothing here.",
@@ -522,6 +524,9 @@ _GROUP_OWNER = Spec(
        + "; the blocking domain attached (require_direct: -EINVAL; alloc failure -ENOMEM)"),
      T(_G.DEFAULT, _G.USER_ON_DEFAULT, "claim", "__iommu_take_dma_ownership",
        "H11 (before 0286300e6045): the same guards, no blocking domain attached"),
+     T(_G.DEFAULT, _G.USER_OWNED, "claim", "iommu_group_set_dma_owner",
+       "dma-owner-enum-v4: claimed while a non-default domain is attached: WARN, it stays "
+       "(v4 detaches a default-domain group to NULL instead: BLOCKED)"),
      T(_G.BLOCKED, _G.BLOCKED, "claim_shared", "iommu_device_claim_dma_owner",
        "the same cookie: owner_cnt + 1 (another cookie, or iommu_group_claim_dma_owner: "
        "-EPERM)"),

@@ -48,6 +48,7 @@ class OwnerModel(IntEnum):
     E8 = 0  # counted DMA-API use + one exclusive owner cookie (v5.19+)
     PRE_E8_BUG_ON = 1  # VFIO notifier BUG_ON when a kernel driver binds into a user group
     ENUM_DEC2021 = 2  # Dec 2021 DMA-owner enum series, with owner_cnt = 1 in use_dma_api
+    ENUM_V4 = 3  # the enum series v4 as posted (17 Dec 2021): iommu_group_set_dma_owner()
 
 
 @unique

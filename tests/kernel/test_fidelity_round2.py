@@ -844,3 +844,50 @@ def test_e0_sva_drivers_declare_the_device_at_probe():
     assert sys.state.devs[1].sva_param == ()
     assert do(sys, "device_release_driver", dev="acc") == 0
     assert sys.state.devs[0].sva_param == ()
+
+
+# -- seed 003: the DMA-owner enum series v4 as posted (dma-owner-enum-v4) ---------------------------
+
+def test_dma_owner_enum_v4_set_and_release():
+    """v4 01/13 ``iommu_group_set_dma_owner()``: ``if (group->owner_cnt && (group->dma_owner
+    != owner || group->owner_cookie != owner_cookie)) -EBUSY``, else ``owner_cnt++``: DMA-API
+    users share the group without a domain or PASID check; a user owner (VFIO) with the same
+    cookie counts again.  05/13: the first user claim detaches the group to NULL (no blocking
+    domain in that era); the release re-attaches the default domain, but with a domain still
+    attached it only WARNs (``WARN_ON(group->domain)``) and leaves it (O4)."""
+    from pasidsim.invariants import o4_unowned_default
+    cfg = Config.build(iommus=[IommuUnit("u")],
+                       devices=[DeviceConfig("a", iommu="u", group="G"),
+                                DeviceConfig("b", iommu="u", group="G")],
+                       drivers=[DriverConfig("k", kind="dma-api")])
+    sys = System(cfg, design("dma-owner-enum-v4"))
+    g = sys.group("G")
+    default = g.default_domain
+    assert do(sys, "device_driver_attach", dev="a", drv=0) == 0
+    assert do(sys, "device_driver_attach", dev="b", drv=0) == 0
+    assert sys.group("G").owner_cnt == 2
+    assert do(sys, "iommu_group_claim_dma_owner", group=0, owner=7) == -EBUSY  # E8: -EPERM
+    assert do(sys, "device_release_driver", dev="a") == 0
+    assert do(sys, "device_release_driver", dev="b") == 0
+    assert do(sys, "iommu_group_claim_dma_owner", group=0, owner=7) == 0
+    assert sys.group("G").domain == 0  # detached to NULL: DMA blocked
+    assert do(sys, "iommu_group_claim_dma_owner", group=0, owner=7) == 0  # same cookie: counts
+    assert do(sys, "iommu_group_claim_dma_owner", group=0, owner=8) == -EBUSY
+    assert sys.group("G").owner_cnt == 2
+    assert do(sys, "device_driver_attach", dev="a", drv=0) == -EBUSY  # user-owned
+    d = do(sys, "iommu_domain_alloc_paging", dev="a")
+    assert do(sys, "iommu_attach_group", domain=d, group=0) == 0
+    assert do(sys, "iommu_group_release_dma_owner", group=0) == 0  # owner_cnt 2 -> 1
+    assert do(sys, "iommu_group_release_dma_owner", group=0, invariants=False) == 0
+    assert sys.state.warnings[-1][0] == Warn.RELEASE_DMA_OWNER
+    assert sys.group("G").owner_cnt == 0 and sys.group("G").domain == d != default
+    assert o4_unowned_default(sys.state)  # unowned, still on the user's domain
+    # with the user domain detached first (as VFIO does), the default domain comes back
+    sys2 = System(cfg, design("dma-owner-enum-v4"))
+    assert do(sys2, "iommu_group_claim_dma_owner", group=0, owner=7) == 0
+    d2 = do(sys2, "iommu_domain_alloc_paging", dev="a")
+    assert do(sys2, "iommu_attach_group", domain=d2, group=0) == 0
+    assert do(sys2, "iommu_detach_group", domain=d2, group=0) == 0
+    assert sys2.group("G").domain == 0
+    assert do(sys2, "iommu_group_release_dma_owner", group=0) == 0
+    assert sys2.group("G").domain == sys2.group("G").default_domain and not sys2.state.warnings

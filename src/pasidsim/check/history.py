@@ -51,6 +51,12 @@ HISTORY: tuple[HistoryCase, ...] = (
                 "the device leaves its fault queue with a group still queued; the worker then "
                 "runs the freed group (\"refcount_t: underflow; use-after-free\" in "
                 "iopf_free_group, fixed by f0b9d31c6edd)"),
+    HistoryCase("dma-owner-enum-v4", "group-release-ats-flush", "O4",
+                "Lu Baolu's DMA-owner enum series v4 (Dec 2021, seed 003): releasing user "
+                "ownership with the user's domain still attached only WARNs (05/13: "
+                "WARN_ON(group->domain)) and leaves that domain in place with owner_cnt 0, so "
+                "the next DMA-API driver would DMA through the user's page table; E8 replaced "
+                "the enum with claim/release that put the default domain back"),
     HistoryCase("E6-mmput-free", "h1-fork-exit", "A3",
                 "v5.18-rc1 (701fac40384f): PASID freed at __mmput while the forked child's "
                 "inherited queue still has it programmed (H1)"),
