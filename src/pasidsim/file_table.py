@@ -32,6 +32,16 @@ def fput(s: SystemState, file: int) -> SystemState:
     return queue_work(s, Work.FPUT, file)
 
 
+def vma_close(s: SystemState, file: int, pgoff: int) -> SystemState:
+    """``vma->vm_ops->close`` of a mapping of ``file`` at page offset ``pgoff`` (munmap,
+    exit_mmap): the file's driver's ``vma_close`` when it has one (uacce forgets the region,
+    ``uacce_vma_close``), before the mapping's file reference is put.  Models mm/mmap.c
+    ``remove_vma()``."""
+    ops = file_driver_ops(s, file)
+    close = getattr(ops, "vma_close", None)
+    return close(s, file, pgoff) if close is not None else s
+
+
 def _release_of(s: SystemState, loc: tuple):
     """``file->f_op->release`` of file ``loc[1]``: the driver's :class:`KFunc` release when
     it has one (``Driver.release_code``), else its plain ``release`` (returns 0)."""
@@ -68,4 +78,4 @@ def __fput(s: SystemState, file: int) -> SystemState:
 __fput.kfunc = FPUT  # type: ignore[attr-defined]
 
 
-__all__ = ["get_file", "fput"]
+__all__ = ["get_file", "fput", "vma_close"]

@@ -16,7 +16,7 @@ mm/mmap.c ``mmap_region()`` (``get_file``), ``munmap``.
 from __future__ import annotations
 
 from .errors import EBADF, EINVAL, ENODEV, ModelUsageError
-from .file_table import fput, get_file
+from .file_table import fput, get_file, vma_close
 from .mem import _task_mm, unmap_range
 from .mm import mm_alloc, mm_get, mmget, mmput
 from .ops_tables import dev_driver_ops, file_driver_ops
@@ -227,7 +227,7 @@ def mmap(s: SystemState, tid: int, fd: int, pgoff: int = 0) -> tuple[SystemState
     s = get_file(s, fd)
     s, vid = _new_id(s)
     rec = s.mms[t.mm]
-    vma = Vma(vid, fd, bool(dontcopy), rec.next_vpage, 1, PROT_READ | PROT_WRITE)
+    vma = Vma(vid, fd, bool(dontcopy), rec.next_vpage, 1, PROT_READ | PROT_WRITE, pgoff)
     s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=rec.vmas + (vma,),
                                                      next_vpage=rec.next_vpage + 2)))
     return s, vid
@@ -246,7 +246,7 @@ def munmap(s: SystemState, tid: int, vma: int) -> tuple[SystemState, int]:
     s = s._replace(mms=s.mms.set(t.mm, rec._replace(vmas=tuple(x for x in rec.vmas if x.id != vma))))
     s = unmap_range(s, t.mm, v.start, v.npages)
     if v.file:
-        s = fput(s, v.file)
+        s = fput(vma_close(s, v.file, v.pgoff), v.file)
     return s, 0
 
 

@@ -15,7 +15,7 @@ with the IOMMU drivers' ``release`` (intel ``intel_mm_release``, arm-smmu-v3 ``a
 from __future__ import annotations
 
 from .errors import ModelUsageError, Warn
-from .file_table import fput
+from .file_table import fput, vma_close
 from .hw.cache import flush_pasid
 from .lifecycle import CREATE, Lifecycle, MmLc, transition
 from .locking import LockClass, acquire, lock_key, release
@@ -150,7 +150,7 @@ def mmput(s: SystemState, mm: int) -> SystemState:
     for vma in vmas:
         s = unmap_range(s, mm, vma.start, vma.npages, notify=False)
         if vma.file:
-            s = fput(s, vma.file)
+            s = fput(vma_close(s, vma.file, vma.pgoff), vma.file)
     if s.policy.pasid_free_point == FreePoint.MMPUT:
         s = mm_pasid_drop(s, mm)
     return mmdrop(s, mm)

@@ -115,8 +115,9 @@ PROT_EXEC = 4
 
 class Vma(NamedTuple):
     """A mapping of an mm.  id; file: file id (0 = anonymous memory); dontcopy: VM_DONTCOPY;
-    start: first virtual page number; npages: length in 4 KiB pages; prot: PROT_* bits.
-    A file VMA (device MMIO portal) holds a reference on its file and has no RAM pages."""
+    start: first virtual page number; npages: length in 4 KiB pages; prot: PROT_* bits;
+    pgoff: the file offset in pages (a uacce queue's region).  A file VMA (device MMIO
+    portal) holds a reference on its file and has no RAM pages."""
 
     id: int
     file: int
@@ -124,6 +125,7 @@ class Vma(NamedTuple):
     start: int
     npages: int
     prot: int
+    pgoff: int = 0
 
 
 class Mm(NamedTuple):

@@ -561,6 +561,20 @@ def test_uacce_fops_unl_ioctl_queue_states():
     assert do(sys, "close", tid=pid, fd=fd) == 0 and not sys.state.handles
 
 
+def test_uacce_vma_close_clears_the_region():
+    """``uacce_vma_close``: munmap of a region's mapping clears ``q->qfrs[vm_pgoff]``, so the
+    region can be mapped again (before: -EEXIST); the other region is untouched."""
+    from pasidsim.errors import EEXIST
+    sys, pid = _uacce()
+    fd = do(sys, "dev_open", tid=pid, dev=0)
+    v0 = do(sys, "mmap", tid=pid, fd=fd, pgoff=0)
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=1) > 0
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=0) == -EEXIST
+    assert do(sys, "munmap", tid=pid, vma=v0) == 0
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=1) == -EEXIST
+    assert do(sys, "mmap", tid=pid, fd=fd, pgoff=0) > 0
+
+
 def test_uacce_file_keeps_its_file_operations_after_remove():
     """The file keeps ``file->f_op`` (uacce's) after ``uacce_remove``: the queue is put
     (ZOMBIE) and unbound, so an ioctl or mmap of the still-open file is -ENXIO

@@ -128,6 +128,14 @@ class UacceDriver(Driver):
             return s, -EEXIST
         return _set_q(s, file, q | 1 << (2 + pgoff)), 1
 
+    def vma_close(self, s: SystemState, file: int, pgoff: int) -> SystemState:
+        """``uacce_vma_close``: the region's ``q->qfrs[vm_pgoff]`` is cleared, so it can be
+        mapped again.  Models drivers/misc/uacce/uacce.c ``uacce_vma_close()``."""
+        f = s.files.get(file)
+        if f is None or not 0 <= pgoff < UACCE_MAX_REGION:
+            return s
+        return _set_q(s, file, f.drvdata & ~(1 << (2 + pgoff)))
+
     def mm_exit(self, s: SystemState, dev: int, handle: int) -> tuple[SystemState, int]:
         """E0 ``mm_exit``: stop the bond's queue and wait for it (``mm_exit_drains``), or,
         without ``mm_exit_drains``, return at once (queued work completes later).  Returns 0,
