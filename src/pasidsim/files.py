@@ -16,6 +16,7 @@ mm/mmap.c ``mmap_region()`` (``get_file``), ``munmap``.
 from __future__ import annotations
 
 from .errors import EBADF, EINVAL, ENODEV, ModelUsageError
+from .locking import Call, Do, KFunc
 from .file_table import fput, get_file, vma_close
 from .mem import _task_mm, unmap_range
 from .mm import mm_alloc, mm_get, mmget, mmput
@@ -175,27 +176,61 @@ def do_group_exit(s: SystemState, pid: int) -> SystemState:
     return s
 
 
-def dev_open(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
-    """``open()`` of device ``dev``'s node by task ``tid``.  Returns the new file id (the fd);
-    -ENODEV when no driver is bound; the driver's open error: the file is discarded, and what
-    the driver's failed open kept stays (a failed SVA bind keeps the mm's PASID; the driver
-    unwinds the rest itself).  Models fs/open.c ``do_dentry_open()`` (``f_op->open``;
-    on error the file is put without ``release``)."""
+def _open_lookup(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    """The device node's lookup (``chrdev_open``): no driver → -ENODEV; else a new file with
+    the driver's ``file_operations``.  ``loc``: (ret, tid, dev) → (ret, tid, dev, file)."""
+    _r, tid, dev = loc
     t = _task(s, tid)
-    ops = dev_driver_ops(s, dev)
-    if ops is None:
-        return s, -ENODEV
+    drv = s.devs[dev].driver
+    if drv < 0:
+        return s, (-ENODEV, tid, dev, 0)
     fid = s.next_id
-    s = s._replace(next_id=fid + 1, files=s.files.set(fid, File(dev=dev, mm=t.mm,
-                                                                drv=s.devs[dev].driver)))
-    s, ret = ops.open(s, fid, tid)
+    s = s._replace(next_id=fid + 1, files=s.files.set(fid, File(dev=dev, mm=t.mm, drv=drv)))
+    return s, (0, tid, dev, fid)
+
+
+def _open_code(s: SystemState, loc: tuple):
+    """``f_op->open``: the driver's open as a KFunc when it has preemption points
+    (``Driver.open_code``), else its plain ``open``."""
+    ops = file_driver_ops(s, loc[3])
+    return getattr(ops, "open_code", None) or ops.open
+
+
+def _open_args(s: SystemState, loc: tuple):
+    return None if loc[0] else (loc[3], loc[1])
+
+
+def _open_ret(loc: tuple, ret: int) -> tuple:
+    return (ret,) + loc[1:]
+
+
+def _open_finish(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    ret, tid, dev, fid = loc
+    if not fid:
+        return s, loc
     if ret:  # do_dentry_open(): `if (error) goto cleanup_all` (f_op->open returns 0 or -errno)
         s = s._replace(files=s.files.delete(fid))
         if s.next_id == fid + 1:  # the file's id is the only one drawn: give it back
             s = s._replace(next_id=fid)
-        return s, ret
+        return s, loc
+    t = _task(s, tid)
     p = s.procs[t.pid]
-    return s._replace(procs=s.procs.set(t.pid, p._replace(files=p.files + (fid,)))), fid
+    s = s._replace(procs=s.procs.set(t.pid, p._replace(files=p.files + (fid,))))
+    return s, (fid,) + loc[1:]
+
+
+#: ``open()`` of a device node: the lookup, then the driver's open (a KFunc with its own
+#: preemption points for uacce, whose ``uacce->mutex`` an unbind may take in between).
+dev_open = KFunc(
+    "dev_open", ("tid", "dev"),
+    (Do(_open_lookup), Call(("resolve", _open_code), _open_args, _open_ret), Do(_open_finish)),
+    """``open()`` of device ``dev``'s node by task ``tid``.  Returns the new file id (the fd);
+    -ENODEV when no driver is bound; the driver's open error: the file is discarded, and what
+    the driver's failed open kept stays (a failed SVA bind keeps the mm's PASID; the driver
+    unwinds the rest itself).  The file keeps the driver's ``file_operations``.  At ``lock``
+    granularity the driver may be unbound between the lookup and its open (uacce: -EINVAL).
+    Models fs/open.c ``do_dentry_open()`` (``f_op->open``; on error the file is put without
+    ``release``), fs/char_dev.c ``chrdev_open()``.""")
 
 
 def close(s: SystemState, tid: int, fd: int) -> tuple[SystemState, int]:

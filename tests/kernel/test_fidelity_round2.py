@@ -561,6 +561,28 @@ def test_uacce_fops_unl_ioctl_queue_states():
     assert do(sys, "close", tid=pid, fd=fd) == 0 and not sys.state.handles
 
 
+def test_uacce_fops_open_after_remove_is_einval():
+    """uacce.c ``uacce_fops_open``: the device is looked up (``xa_load``), then
+    ``mutex_lock(&uacce->mutex)``; ``uacce_remove`` takes the same mutex and clears
+    ``uacce->parent``, so an open that looked the device up before the remove and gets the
+    mutex after it fails -EINVAL (``if (!uacce->parent)``), and its file is discarded.  Lock
+    granularity: the open stops at its mutex, the unbind runs, the open continues."""
+    from pasidsim.state import Granularity, initial_state
+    from pasidsim.step import IN_PROGRESS, kernel_continue, step
+    sys, _pid = _uacce()
+    s = initial_state(sys.config, CURRENT, Granularity.LOCK)
+    s, ret = step(s, Action.of("device_driver_attach", dev=0, drv=0))
+    assert ret == 0
+    s, tid = step(s, Action.of("process_create"))
+    s, ret = step(s, Action.of("dev_open", tid=tid, dev=0), ctx=tid)
+    assert ret == IN_PROGRESS and len(s.files) == 1  # looked up, waiting for uacce->mutex
+    s, ret = step(s, Action.of("device_release_driver", dev=0))
+    assert ret == 0 and s.devs[0].driver == -1
+    s, ret = kernel_continue(s, tid)
+    assert ret == -EINVAL and not s.files and not s.handles
+    assert not s.procs[s.tasks[tid].pid].files
+
+
 def test_uacce_vma_close_clears_the_region():
     """``uacce_vma_close``: munmap of a region's mapping clears ``q->qfrs[vm_pgoff]``, so the
     region can be mapped again (before: -EEXIST); the other region is untouched."""

@@ -28,9 +28,12 @@ from ..fault import FaultPoint, fault_point
 from ..ops_tables import file_driver_ops
 from ..state import IOMMU_PASID_INVALID, SystemState
 from ..sva import iommu_sva_bind_device, iommu_sva_get_pasid, iommu_sva_unbind_device
+from ..locking import Do, KFunc, Lock, LockClass, Unlock, acquire, lock_key, release
 from .base import Driver, teardown_code
 
 _RELEASE = teardown_code("uacce_fops_release", mutex=True)
+#: ``uacce_put_queue`` as ``uacce_remove`` runs it: under the ``uacce->mutex`` it holds
+_PUT = teardown_code("uacce_put_queue", mutex=False)
 
 UACCE_Q_ZOMBIE, UACCE_Q_INIT, UACCE_Q_STARTED = 0, 1, 2
 UACCE_QFRT_MMIO, UACCE_QFRT_DUS, UACCE_MAX_REGION = 0, 1, 2
@@ -58,7 +61,8 @@ class UacceDriver(Driver):
     binds_sva = True
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
-        """``uacce_fops_open``: bind ``current->mm`` (``uacce_bind_queue``; only with
+        """``uacce_fops_open`` (:data:`UACCE_OPEN`; this is its body under ``uacce->mutex``):
+        bind ``current->mm`` (``uacce_bind_queue``; only with
         ``UACCE_DEV_SVA``; a bond whose PASID reads back INVALID is undone, -ENODEV), then the
         parent driver's ``get_queue`` for the bond's PASID; if that fails (fault point
         UACCE_GET_QUEUE, -EBUSY: no free hardware queue) the bond is undone
@@ -107,13 +111,17 @@ class UacceDriver(Driver):
         return self._put_queue(s, file)
 
     def remove(self, s: SystemState, dev: int) -> SystemState:
-        """``uacce_remove``: every open queue is stopped, put (ZOMBIE) and unbound; the files
-        stay open (later ioctls and mmaps fail -ENXIO, ``release`` only cleans up)."""
+        """``uacce_remove``, under ``uacce->mutex``: every open queue is stopped, put (ZOMBIE)
+        and unbound; the files stay open (later ioctls and mmaps fail -ENXIO, ``release`` only
+        cleans up); ``uacce->parent`` is cleared, so an open that looked the device up before
+        and takes the mutex after fails -EINVAL."""
+        key = lock_key(LockClass.UACCE_MUTEX, dev)
+        s = acquire(s, key)
         for fid, f in sorted(s.files.items()):
             if f.dev == dev and (f.handles or f.drvdata & _STATE):
-                s = self._put_queue(s, fid)
+                s, _ = _PUT(s, fid)
                 s = _set_q(s, fid, UACCE_Q_ZOMBIE)  # regions zapped (unmap_mapping_range)
-        return s
+        return release(s, key)
 
     def mmap(self, s: SystemState, file: int, pgoff: int = 0) -> tuple[SystemState, int]:
         """``uacce_fops_mmap`` of region ``pgoff`` (``UACCE_QFRT_MMIO`` 0, ``UACCE_QFRT_DUS``
@@ -146,6 +154,35 @@ class UacceDriver(Driver):
             if handle in f.handles:
                 s = self.stop_queue(s, fid)
         return s, 0
+
+
+def _open_parent(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    """``if (!uacce->parent) return -EINVAL``: the driver was unbound from the device after
+    the open's lookup (``uacce_remove`` cleared it).  ``loc``: (ret, file, tid)."""
+    f = s.files[loc[1]]
+    if s.devs[f.dev].driver != f.drv:
+        return s, (-EINVAL,) + loc[1:]
+    return s, loc
+
+
+def _open_body(s: SystemState, loc: tuple) -> tuple[SystemState, tuple]:
+    if loc[0]:
+        return s, loc
+    s, ret = UacceDriver().open(s, loc[1], loc[2])
+    return s, (ret,) + loc[1:]
+
+
+def _open_mutex(s: SystemState, loc: tuple) -> int:
+    return lock_key(LockClass.UACCE_MUTEX, s.files[loc[1]].dev)
+
+
+#: ``uacce_fops_open``: ``mutex_lock(&uacce->mutex)`` (a preemption point), the parent check,
+#: the bind and ``get_queue``, unlock.  Models drivers/misc/uacce/uacce.c ``uacce_fops_open()``.
+UACCE_OPEN = KFunc("uacce_fops_open", ("file", "tid"),
+                   (Lock(_open_mutex), Do(_open_parent), Do(_open_body), Unlock(_open_mutex)),
+                   "``uacce_fops_open(file)`` by task ``tid``: 0 or -errno (-EINVAL when the "
+                   "driver was unbound since the lookup).")
+UacceDriver.open_code = UACCE_OPEN
 
 
 def uacce_fops_unl_ioctl(s: SystemState, tid: int, fd: int, cmd: int) -> tuple[SystemState, int]:
