@@ -15,11 +15,12 @@ def do(sys: System, name: str, invariants: bool = True, **kw) -> int:
     if isinstance(kw.get("dev"), str):
         kw["dev"] = sys.config.device_index(kw["dev"])
     before = sys.state
-    ret = sys.apply(Action.of(name, **kw))
+    action = Action.of(name, **kw)
+    ret = sys.apply(action)
     if ret < 0:
         assert sys.state.fingerprint_nowarn() == before.fingerprint_nowarn(), f"{name} not atomic"
     if invariants:
-        bad = check_state(sys.state, "kernel") + check_transition(before, None, ret, sys.state,
+        bad = check_state(sys.state, "kernel") + check_transition(before, action, ret, sys.state,
                                                                   "kernel")
         assert not bad, bad
     return ret

@@ -202,8 +202,9 @@ class DriverWorkload(RuleBasedStateMachine):
 
     def _do(self, name, **kw):
         before = self.state
-        after, ret = step(before, Action.of(name, **kw))
-        assert not check_transition(before, None, ret, after)
+        action = Action.of(name, **kw)
+        after, ret = step(before, action)
+        assert not check_transition(before, action, ret, after)
         self.state = after
         return ret
 
