@@ -185,13 +185,12 @@ def schema(write: bool, check_only: bool) -> None:
     click.echo(schema_text(), nl=False)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 def _register_check() -> None:
     from .check.cli_check import check_cmd
     main.add_command(check_cmd)
 
 
 _register_check()
+
+if __name__ == "__main__":  # pragma: no cover  (after every command is registered)
+    main(prog_name="pasidsim")
