@@ -1,4 +1,5 @@
-"""Importers of real topology dumps (``/work/shared/data/topologies``) → Topology → Config.
+"""Importers of real topology dumps (``tests/data/topologies``, copied from
+``../shared/data/topologies``) → Topology → Config.
 
 Every expected number below was counted independently of the importer, by hand with
 grep/awk/sort on the files themselves (the commands are in the comments).
@@ -18,9 +19,10 @@ from pasidsim.topology import (
     driver_config, load_topology, merge_topologies, parse_dmesg, parse_group_listing,
     parse_group_listings, parse_lspci, parse_text, read_sysfs, to_config, topology_summary)
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "topologies"
-needs_data = pytest.mark.skipif(not DATA.is_dir(),
-                                reason=f"shared topology dumps not found at {DATA}")
+#: Real dumps copied from ../shared/data/topologies with their provenance (SOURCES.md).
+DATA = Path(__file__).resolve().parents[1] / "data" / "topologies"
+needs_data = pytest.mark.skipif(not DATA.is_dir(),  # never skips: the dumps are in the repo
+                                reason=f"topology dumps not found at {DATA}")
 
 # name: (PCI functions, non-PCI devices, groups, multi-device groups, units,
 #        {BDF: (PASID width bits, PASID enabled)})

@@ -12,9 +12,10 @@ from rich.console import Console
 from pasidsim.config import Config, DeviceConfig, DriverConfig, IommuUnit
 from pasidsim.topology import assignability, load_topology, render_topology, topology_summary
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "topologies"
-needs_data = pytest.mark.skipif(not DATA.is_dir(),
-                                reason=f"shared topology dumps not found at {DATA}")
+#: Real dumps copied from ../shared/data/topologies with their provenance (SOURCES.md).
+DATA = Path(__file__).resolve().parents[1] / "data" / "topologies"
+needs_data = pytest.mark.skipif(not DATA.is_dir(),  # never skips: the dumps are in the repo
+                                reason=f"topology dumps not found at {DATA}")
 
 
 def _text(obj) -> str:
