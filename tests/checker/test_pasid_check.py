@@ -90,6 +90,24 @@ def test_bounds_give_a_bounded_verdict():
     assert cell.verdict == "Bounded" and "NOT exhaustive" in cell.message
 
 
+def test_a_bounded_search_says_not_exhaustive_and_exits_3():
+    """An inconclusive (bounded) search is not a violation: the table says "not exhaustive"
+    (no ✗) and ``pasidsim check`` exits 3; a real failure beside it still exits 1."""
+    from click.testing import CliRunner
+
+    from pasidsim.cli import main
+    r = CliRunner().invoke(main, ["check", "dsa-shared-wq-threads", "--max-states", "50"],
+                           terminal_width=200)
+    assert r.exit_code == 3, r.output
+    assert "not exhaustive" in r.output and "✗" not in r.output.split("A = Always")[0]
+    r = CliRunner().invoke(main, ["check", "dsa-shared-wq-threads", "--max-states", "50",
+                                  "--junit", "/dev/null"], terminal_width=200)
+    assert r.exit_code == 3
+    r = CliRunner().invoke(main, ["check", "h1-fork-exit", "--design", "E6-mmput-free",
+                                  "--max-states", "100000"], terminal_width=200)
+    assert r.exit_code == 1  # a violation is found before the bound
+
+
 def test_serial_and_parallel_results_are_identical():
     c = compile_scenario(load_scenario(BUILTIN["h1-fork-exit"]), design="E6-mmput-free")
     c.hardware = True

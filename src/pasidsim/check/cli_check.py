@@ -48,7 +48,8 @@ def _cell_text(c: Cell) -> str:
     if c.verdict == "Always":
         text = f"[green]A[/green] {c.states}"
     elif c.verdict == "Bounded":
-        text = f"[yellow]B[/yellow] {c.states}"
+        # inconclusive, not a verdict against the expectation: say why rather than ✗
+        return f"[yellow]B[/yellow] {c.states} [yellow]not exhaustive[/yellow]"
     else:
         text = f"[red]{c.verdict[0]}[/red] {c.invariant}@{len(c.refs)}"
     if not c.ok:
@@ -259,7 +260,9 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
 
     Exit status with no SCENARIO: 0 when every cell is as expected (pasidsim/check/expected/
     <scenario>.yaml: a design not listed there passes everything), else 1.  With a SCENARIO:
-    0 when every property holds and every goal is reached, else 1.  2 on bad input."""
+    0 when every property holds and every goal is reached, else 1.  3 when nothing failed but
+    a bound (--max-states, --max-depth, --max-seconds) stopped some search before it was
+    exhaustive ("B n not exhaustive"): inconclusive.  2 on bad input."""
     from ..designs import DESIGNS
     from ..scenario import builtin_scenarios, resolve_scenario
     from ..scenario.loader import ScenarioError, load_scenario
@@ -354,14 +357,35 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             if c.unreached and not c.ok:
                 console.print(f"[yellow]{c.scenario} × {c.design}: never reached "
                               f"{', '.join(c.unreached)}[/yellow]")
-        if bad:
-            console.print(f"[red]{len(bad)} cell(s) not as expected:[/red] " + ", ".join(
-                f"{c.scenario} × {c.design}" for c in bad))
+        failed = [c for c in bad if c.verdict != "Bounded"]
+        bounded = [c for c in bad if c.verdict == "Bounded"]
+        if failed:
+            console.print(f"[red]{len(failed)} cell(s) not as expected:[/red] " + ", ".join(
+                f"{c.scenario} × {c.design}" for c in failed))
+        if bounded:
+            console.print(f"[yellow]{len(bounded)} search(es) not exhaustive[/yellow] (stopped "
+                          "by --max-states, --max-depth or --max-seconds; raise the bound): "
+                          + ", ".join(f"{c.scenario} × {c.design}" for c in bounded))
     if junit:
         Path(junit).write_text(junit_xml(cells))
     if html:
         Path(html).write_text(html_report(cells, saved))
-    sys.exit(1 if bad else 0)
+    sys.exit(exit_status(cells))
+
+
+#: ``pasidsim check`` exit status: every cell as expected / some cell not as expected /
+#: bad input / nothing failed but a bound made a search inconclusive
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_EXHAUSTIVE = 0, 1, 2, 3
+
+
+def exit_status(cells: list[Cell]) -> int:
+    """:data:`EXIT_FAILED` when a cell is not as expected, else
+    :data:`EXIT_NOT_EXHAUSTIVE` when a bounded search is inconclusive, else :data:`EXIT_OK`."""
+    if any(not c.ok and c.verdict != "Bounded" for c in cells):
+        return EXIT_FAILED
+    if any(not c.ok for c in cells):
+        return EXIT_NOT_EXHAUSTIVE
+    return EXIT_OK
 
 
 def _compile(loaded: dict, s: str, d: str, hardware, granularity=None, inject_faults=None):
