@@ -317,7 +317,11 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             else:
                 for (s, d), exp in zip(jobs, exps):
                     progress.update(task, description=f"{s} × {d}", refresh=True)
-                    cells.append(_check_cell(loaded, s, d, exp, hardware, settings, workers))
+
+                    def live(p, name=f"{s} × {d}"):  # TLC-style figures of the running search
+                        progress.update(task, description=progress_text(name, p), refresh=True)
+                    cells.append(_check_cell(loaded, s, d, exp, hardware, settings, workers,
+                                             on_progress=None if as_json else live))
                     progress.update(task, advance=1, refresh=True)
         except ScenarioError as e:
             _bad_input(str(e))
@@ -343,6 +347,9 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     else:
         for table in matrix_tables(cells, list(loaded), design_list, console.width):
             console.print(table)
+        console.print(f"checked {len(cells)} cell(s): {sum(c.states for c in cells):,} distinct "
+                      f"states, {sum(c.transitions for c in cells):,} transitions, "
+                      f"{sum(c.elapsed for c in cells):.1f} s of search")
         console.print(matrix_legend(design_list))
         # traces: the documented breakages and anything unexpected; the rest are on file
         shown = [c for c in violations if scenario or c.documented or not c.ok]
@@ -402,13 +409,22 @@ def _compile(loaded: dict, s: str, d: str, hardware, granularity=None, inject_fa
 
 
 def _check_cell(loaded: dict, s: str, d: str, exp, hardware, settings: dict,
-                workers: int = 1) -> Cell:
-    """Check one cell of the matrix; ``exp`` is ``(Expected or None, documented)``.  Raises
-    ScenarioError for a scenario that does not compile against design ``d``."""
+                workers: int = 1, on_progress=None) -> Cell:
+    """Check one cell of the matrix; ``exp`` is ``(Expected or None, documented)``;
+    ``on_progress`` as :func:`~pasidsim.check.runner.check_scenario`.  Raises ScenarioError
+    for a scenario that does not compile against design ``d``."""
     expected, documented = exp
     return check_scenario(_compile(loaded, s, d, hardware), scenario_name=s, design_name=d,
                           expected=expected, documented=documented, workers=workers,
-                          **settings)
+                          on_progress=on_progress, **settings)
+
+
+def progress_text(cell: str, p) -> str:
+    """One live line per search, as TLC prints them: ``h1-fork-exit × current: 1,160
+    distinct states, 2,460 transitions, depth 12, queue 40, 2,300 states/s, 0.5 s``."""
+    rate = p.states / p.elapsed if p.elapsed > 0 else 0.0
+    return (f"{cell}: {p.states:,} distinct states, {p.transitions:,} transitions, depth "
+            f"{p.depth}, queue {p.queue:,}, {rate:,.0f} states/s, {p.elapsed:.1f} s")
 
 
 _ACROSS: tuple = ()  # what forked matrix workers inherit: (loaded, hardware, settings)

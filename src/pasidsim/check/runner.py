@@ -74,7 +74,7 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                    workers: int = 1, expected: Expected | str | None = None,
                    symmetry: bool = False, por: bool = False,
                    inject_faults: bool | None = None, documented: bool = False,
-                   granularity: str | None = None) -> Cell:
+                   granularity: str | None = None, on_progress=None) -> Cell:
     """Explore a compiled scenario and summarise the outcome as a :class:`Cell`.
 
     ``expected``: what the cell must give (:class:`~pasidsim.check.expected.Expected`; a
@@ -90,7 +90,10 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
     :mod:`pasidsim.step`.
 
     ``por``: partial-order reduction (:mod:`pasidsim.check.por`) where the scenario allows it
-    (not with ``hardware: true``: then it is silently off, see ``ScenarioModel.por_reason``)."""
+    (not with ``hardware: true``: then it is silently off, see ``ScenarioModel.por_reason``).
+
+    ``on_progress``: called with a :class:`~pasidsim.check.search.Progress` now and then by
+    a serial search (``workers == 1``)."""
     if isinstance(expected, str):
         expected = Expected(breaks=expected)
     if granularity is not None:
@@ -111,7 +114,8 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                                   symmetry=symmetry, por=por, context=_MP_CONTEXT)
     else:
         result = explore(model, strategy=strategy, max_states=max_states, max_depth=max_depth,
-                         max_seconds=max_seconds, symmetry=symmetry, por=por)
+                         max_seconds=max_seconds, symmetry=symmetry, por=por,
+                         on_progress=on_progress)
     elapsed = time.perf_counter() - t0
     cell = Cell(scenario_name, design_name, "Always", result.states, result.transitions,
                 elapsed, expected=expected, unreached=list(result.sometimes_unreached),

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from .model import ModelView, StateCheck
 
@@ -296,7 +296,8 @@ def no_cyclic_gc():
 def explore(model: Any, *, strategy: str = "bfs", max_depth: int | None = None,
             max_states: int | None = None, max_seconds: float | None = None,
             symmetry: bool = False, por: bool = False, stop_at_first: bool = True,
-            on_state: Callable[[Any], None] | None = None) -> Result:
+            on_state: Callable[[Any], None] | None = None,
+            on_progress: Callable[[Progress], None] | None = None) -> Result:
     """Explore the reachable states of ``model``.
 
     Args:
@@ -310,6 +311,8 @@ def explore(model: Any, *, strategy: str = "bfs", max_depth: int | None = None,
         stop_at_first: stop at the first violation; otherwise keep going and report the
             first violation of each property.
         on_state: called with every newly discovered state, in discovery order.
+        on_progress: called with a :class:`Progress` every :data:`PROGRESS_EVERY` expanded
+            states and once at the end (a live display: TLC's "states found, distinct, queue").
 
     Returns:
         A :class:`Result`; ``verdict == "bounded"`` whenever a bound cut the search.  BFS
@@ -320,12 +323,28 @@ def explore(model: Any, *, strategy: str = "bfs", max_depth: int | None = None,
         raise ValueError(f"unknown strategy {strategy!r}")
     with no_cyclic_gc():
         return _explore(model, strategy, max_depth, max_states, max_seconds, symmetry, por,
-                        stop_at_first, on_state)
+                        stop_at_first, on_state, on_progress)
+
+
+#: expanded states between two :class:`Progress` reports (a fraction of a second here)
+PROGRESS_EVERY = 256
+
+
+class Progress(NamedTuple):
+    """A search's progress: distinct states, transitions, the depth being expanded, states
+    waiting in the queue, seconds since the start."""
+
+    states: int
+    transitions: int
+    depth: int
+    queue: int
+    elapsed: float
 
 
 def _explore(model: Any, strategy: str, max_depth: int | None, max_states: int | None,
              max_seconds: float | None, symmetry: bool, por: bool, stop_at_first: bool,
-             on_state: Callable[[Any], None] | None) -> Result:
+             on_state: Callable[[Any], None] | None,
+             on_progress: Callable[[Progress], None] | None = None) -> Result:
     start = time.perf_counter()
     deadline = None if max_seconds is None else start + max_seconds
     view = ModelView(model, symmetry=symmetry, por=por)
@@ -342,12 +361,16 @@ def _explore(model: Any, strategy: str, max_depth: int | None, max_states: int |
     visited, actions, evaluate, add = rec.visited, view.actions, view.evaluate, rec.add
     fresh: set[int] = set()  # fps first seen in the current epoch (BFS level / DFS expansion)
     epoch, expansions, timed_out = -1, 0, False
+    depth = 0
     while frontier and not rec.stopped:
         state, sfp, depth, acts = pop()
         expansions += 1
         if deadline is not None and not expansions & 127 and time.perf_counter() > deadline:
             timed_out = True
             break
+        if on_progress is not None and not expansions % PROGRESS_EVERY:
+            on_progress(Progress(len(visited), rec.transitions, depth, len(frontier),
+                                 time.perf_counter() - start))
         if depth != epoch or not bfs:
             epoch, fresh = depth, set()
         succs = _expand(view, state, acts, visited, fresh)
@@ -363,6 +386,9 @@ def _explore(model: Any, strategy: str, max_depth: int | None, max_states: int |
             fresh.add(nfp)
             if expand_next:
                 push((nxt, nfp, nd, nacts))
+    if on_progress is not None:
+        on_progress(Progress(len(visited), rec.transitions, depth, len(frontier),
+                             time.perf_counter() - start))
     return rec.result(start, timed_out)
 
 
