@@ -99,3 +99,15 @@ def test_render_dmesg_only_drivers_are_partial():
     assert "group 8 (2 device(s)): no: member 00:14.0 bound to xhci_hcd (DMA-API user" in out
     assert "yes if unbound: the dump does not show the bound driver of every device" in out
     assert "catch-all (INCLUDE_PCI_ALL); C QI DT IR EIM PT SC" in out
+
+
+@needs_data
+def test_units_are_listed_in_natural_order():
+    """dmar2 comes before dmar10 (the units table sorts embedded numbers by value)."""
+    from pasidsim.topology.render import natural_key
+    assert sorted(["dmar10", "dmar2", "dmar1", "dmar"], key=natural_key) == \
+        ["dmar", "dmar1", "dmar2", "dmar10"]
+    out = _text(load_topology(DATA / "spr-dsa-iaa-iommu-tree-by-dmar.txt"))
+    units = [w for w in out.split() if w.startswith("dmar") and w[4:].isdigit()]
+    first = list(dict.fromkeys(units))
+    assert first.index("dmar2") < first.index("dmar10")

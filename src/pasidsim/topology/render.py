@@ -9,6 +9,8 @@ to a driver that uses the DMA API (``owner_cnt > 0``: every driver without
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
@@ -80,6 +82,12 @@ def _gkey(name: str) -> tuple:
     return (0, decimal(name), "") if decimal(name) is not None else (1, 0, name)
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers by value: dmar2 before dmar10."""
+    return tuple((0, int(part), "") if part.isdecimal() and part.isascii() else (1, 0, part)
+                 for part in re.split(r"(\d+)", name) if part)
+
+
 def _yn(v) -> str:
     return "?" if v is None else ("yes" if v else "no")
 
@@ -135,7 +143,7 @@ def _units_table(cfg: Config, topo: Topology | None) -> Table:
     t = Table(title="IOMMU units", title_justify="left")
     for col in ("Unit", "Ops", "max_pasids", "SVA", "Groups", "Devices", "Notes"):
         t.add_column(col, no_wrap=col != "Notes")
-    for ui, u in enumerate(cfg.iommus):
+    for ui, u in sorted(enumerate(cfg.iommus), key=lambda iu: natural_key(iu[1].name)):
         gs = [g for g in cfg.groups if g.iommu == ui]
         info = topo.units.get(u.name) if topo is not None else None
         notes = []
