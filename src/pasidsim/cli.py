@@ -138,10 +138,16 @@ def _run_with_progress(c, run_scenario, total: int, quiet: bool):
 @click.argument("files", nargs=-1, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="print counts as JSON")
 @click.option("--strict", is_flag=True, help="treat any unparsable line as an error")
-def topology(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
+@click.option("--group", "groups", multiple=True, metavar="NAME",
+              help="show only this IOMMU group (repeatable)")
+@click.option("--device", "devices", multiple=True, metavar="NAME",
+              help="show only the group of this device, by name or BDF (repeatable)")
+def topology(files: tuple[str, ...], as_json: bool, strict: bool, groups: tuple[str, ...],
+             devices: tuple[str, ...]) -> None:
     """Show a machine's IOMMU units, groups, PASID-capable devices and which groups can be
     assigned to user space.  FILES are dumps (lspci -vvv, IOMMU-group listings, dmesg) or a
-    sysfs root; with none, the built-in default machine is shown."""
+    sysfs root; with none, the built-in default machine is shown.  --group/--device narrow
+    the group, PASID-device and assignment views to those groups."""
     from .topology import TopologyError, load_topology, render_topology, topology_summary
     if files:
         try:
@@ -162,7 +168,15 @@ def topology(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
         import json
         click.echo(json.dumps(data, sort_keys=True, indent=2))
         return
-    Console().print(render_topology(view))
+    only = None
+    if groups or devices:
+        from .topology.convert import to_config
+        from .topology.render import select_groups
+        try:
+            only = select_groups(view if not files else to_config(view), groups, devices)
+        except ValueError as e:
+            bad_input(str(e))
+    Console().print(render_topology(view, only))
 
 
 @main.command()

@@ -111,3 +111,25 @@ def test_units_are_listed_in_natural_order():
     units = [w for w in out.split() if w.startswith("dmar") and w[4:].isdigit()]
     first = list(dict.fromkeys(units))
     assert first.index("dmar2") < first.index("dmar10")
+
+
+@needs_data
+def test_group_and_device_filters():
+    """``pasidsim topology --group/--device``: only the selected groups in the group,
+    PASID-device and assignment views; an unknown name is bad input (exit 2)."""
+    from click.testing import CliRunner
+
+    from pasidsim.cli import main
+    dump = str(DATA / "spr-dsa-iaa-iommu-tree-by-dmar.txt")
+    r = CliRunner().invoke(main, ["topology", dump, "--group", "57"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    groups = r.output.split("IOMMU groups")[1].split("PASID-capable")[0]
+    assert "│ 57 " in groups and "00:14.0" in groups and "│ 60 " not in groups
+    r = CliRunner().invoke(main, ["topology", dump, "--device", "00:14.2"], terminal_width=200)
+    assert "│ 57 " in r.output.split("IOMMU groups")[1]
+    r = CliRunner().invoke(main, ["topology", "--device", "dsa0"], terminal_width=200)
+    section = r.output.split("IOMMU groups")[1]
+    assert "dsa0" in section and "iax0" not in section
+    for opt, name in (("--group", "nope"), ("--device", "zz:00.0")):
+        r = CliRunner().invoke(main, ["topology", dump, opt, name])
+        assert r.exit_code == 2 and name in r.output

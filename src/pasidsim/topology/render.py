@@ -92,11 +92,34 @@ def _yn(v) -> str:
     return "?" if v is None else ("yes" if v else "no")
 
 
-def render_topology(topology_or_config: Topology | Config) -> RenderableType:
+def select_groups(cfg: Config, groups: tuple[str, ...] = (),
+                  devices: tuple[str, ...] = ()) -> set[int]:
+    """Indices of the groups named in ``groups`` and of those holding a device of
+    ``devices`` (a device by its name or short BDF, ``6a:01.0``).  ValueError naming the
+    first unknown group or device."""
+    out = set()
+    names = {g.name: i for i, g in enumerate(cfg.groups)}
+    for name in groups:
+        if name not in names:
+            raise ValueError(f"--group {name!r}: no such IOMMU group")
+        out.add(names[name])
+    for name in devices:
+        hits = [i for i, d in enumerate(cfg.devices) if name in (d.name, short_bdf(d.name))]
+        if not hits:
+            raise ValueError(f"--device {name!r}: no such device")
+        for i in hits:
+            if cfg.device_group[i] >= 0:
+                out.add(cfg.device_group[i])
+    return out
+
+
+def render_topology(topology_or_config: Topology | Config,
+                    only: set[int] | None = None) -> RenderableType:
     """A rich renderable describing the machine.
 
     Input: a :class:`Topology` (converted with :func:`to_config`; adds PASID *enabled* state,
-    unit details and warnings) or a :class:`Config`.
+    unit details and warnings) or a :class:`Config`; ``only``: group indices to show (None:
+    all; see :func:`select_groups`) in the group, PASID-device and assignment views.
     Returns: a :class:`rich.console.Group` of tables (IOMMU units, groups, PASID-capable
     devices) and one line per group that cannot be assigned to user space, with the reason.
     """
@@ -112,14 +135,18 @@ def render_topology(topology_or_config: Topology | Config) -> RenderableType:
     verdicts = [assignability(cfg, i) for i in range(len(cfg.groups))]
     if topo is not None and not topo.drivers_reported:
         verdicts = [(ok, r) if not ok else (ok, _UNKNOWN) for ok, r in verdicts]
-    parts.append(_groups_table(cfg, verdicts))
-    if any(d.pasid_bits for d in cfg.devices):
-        parts.append(_pasid_table(cfg, topo))
+    def shown(i: int) -> bool:
+        return only is None or i in only
+    parts.append(_groups_table(cfg, verdicts, shown))
+    if any(d.pasid_bits for i, d in enumerate(cfg.devices) if shown(cfg.device_group[i])):
+        parts.append(_pasid_table(cfg, topo, shown))
     else:
-        parts.append(Text("PASID-capable devices: none in the dump"))
-    no = sorted(((g, r) for g, (ok, r) in zip(cfg.groups, verdicts) if not ok),
-                key=lambda gr: _gkey(gr[0].name))
-    yes = [g.name for g, (ok, _) in zip(cfg.groups, verdicts) if ok]
+        parts.append(Text("PASID-capable devices: none"
+                          + (" in the dump" if only is None else " in the selected groups")))
+    no = sorted(((g, r) for i, (g, (ok, r)) in enumerate(zip(cfg.groups, verdicts))
+                 if not ok and shown(i)), key=lambda gr: _gkey(gr[0].name))
+    yes = [g.name for i, (g, (ok, _)) in enumerate(zip(cfg.groups, verdicts))
+           if ok and shown(i)]
     lines = Text("User-space (VFIO) assignment now:\n", style="bold")
     if yes and verdicts and any(r == _UNKNOWN for _, r in verdicts):
         lines.append(f"  {len(yes)} group(s) {_UNKNOWN}\n")
@@ -163,11 +190,12 @@ def _units_table(cfg: Config, topo: Topology | None) -> Table:
     return t
 
 
-def _groups_table(cfg: Config, verdicts) -> Table:
+def _groups_table(cfg: Config, verdicts, shown=lambda i: True) -> Table:
     t = Table(title="IOMMU groups", title_justify="left")
     for col in ("Group", "Unit", "Size", "VFIO", "Members"):
         t.add_column(col, no_wrap=col != "Members", overflow="fold")
-    for g, (ok, why) in sorted(zip(cfg.groups, verdicts), key=lambda gv: _gkey(gv[0].name)):
+    rows = [gv for i, gv in enumerate(zip(cfg.groups, verdicts)) if shown(i)]
+    for g, (ok, why) in sorted(rows, key=lambda gv: _gkey(gv[0].name)):
         names = []
         for i in g.devices[:_MAX_MEMBERS]:
             d = cfg.devices[i]
@@ -180,13 +208,13 @@ def _groups_table(cfg: Config, verdicts) -> Table:
     return t
 
 
-def _pasid_table(cfg: Config, topo: Topology | None) -> Table:
+def _pasid_table(cfg: Config, topo: Topology | None, shown=lambda i: True) -> Table:
     t = Table(title="PASID-capable devices", title_justify="left")
     for col in ("Device", "Width", "Enabled", "ATS", "PRI", "Driver", "Group",
                 "Effective max PASIDs"):
         t.add_column(col, no_wrap=True)
     for i, d in enumerate(cfg.devices):
-        if d.pasid_bits == 0:
+        if d.pasid_bits == 0 or not shown(cfg.device_group[i]):
             continue
         pf = topo.functions.get(d.name) if topo is not None else None
         gi = cfg.device_group[i]
