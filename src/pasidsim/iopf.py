@@ -234,7 +234,9 @@ def iopf_queue_add_device(s: SystemState, dev: int) -> tuple[SystemState, int]:
     if _queue(s, dev) is not None:
         return s, -EBUSY
     old = s.iopf.get(dev)
-    return _set_queue(s, dev, IopfQueue(stale=old.stale if old is not None else ())), 0
+    if old is None:
+        return _set_queue(s, dev, IopfQueue()), 0
+    return _set_queue(s, dev, IopfQueue(stale=old.stale, refcount=old.refcount)), 0
 
 
 def iopf_queue_remove_device(s: SystemState, dev: int) -> tuple[SystemState, int]:
@@ -249,22 +251,23 @@ def iopf_queue_remove_device(s: SystemState, dev: int) -> tuple[SystemState, int
         return s, 0
     for g in q.groups:
         s = _respond(s, dev, g.pasid, g.grpid, IopfResponse.INVALID)
-    return _set_queue(s, dev, IopfQueue(registered=False, stale=q.stale + q.groups)), 0
+    # the VT-d driver's iopf_refcount lives in device_domain_info, not in the queue: kept
+    return _set_queue(s, dev, IopfQueue(registered=False, stale=q.stale + q.groups,
+                                        refcount=q.refcount)), 0
 
 
 def intel_iommu_enable_iopf(s: SystemState, dev: int) -> tuple[SystemState, int]:
-    """VT-d (v6.16+): count a domain with an ``iopf_handler`` attached to ``dev``; the first
-    registers the device's fault queue.  -ENODEV unless PRI was enabled at probe (ATS and
-    PRI); -EBUSY when the queue was registered by someone else (``iopf_queue_add_device``).
+    """VT-d (v6.16+): count a domain with an ``iopf_handler`` attached to ``dev``
+    (``info->iopf_refcount``, kept apart from the queue); the first registers the device's
+    fault queue.  -ENODEV unless PRI was enabled at probe (ATS and PRI); -EBUSY when, at the
+    first, the queue was registered by someone else (``iopf_queue_add_device``).
     Models drivers/iommu/intel/iommu.c ``intel_iommu_enable_iopf()``."""
     c = s.config.devices[dev]
     if not (c.ats and c.pri):
         return s, -ENODEV
     q = s.iopf.get(dev)
-    if q is not None and q.registered:
-        if q.refcount:
-            return _set_queue(s, dev, q._replace(refcount=q.refcount + 1)), 0
-        return s, -EBUSY
+    if q is not None and q.refcount:  # counted only: the queue is not looked at again
+        return _set_queue(s, dev, q._replace(refcount=q.refcount + 1)), 0
     s, err = iopf_queue_add_device(s, dev)
     if err:
         return s, err
@@ -273,16 +276,19 @@ def intel_iommu_enable_iopf(s: SystemState, dev: int) -> tuple[SystemState, int]
 
 def intel_iommu_disable_iopf(s: SystemState, dev: int) -> SystemState:
     """VT-d: drop one count; the last removes the device from its fault queue
-    (:func:`iopf_queue_remove_device`: groups still pending are answered and freed).
+    (:func:`iopf_queue_remove_device`: groups still pending are answered and freed).  No
+    count to drop: WARN ``IOPF_DISABLE_UNBALANCED``, no change.
     Models drivers/iommu/intel/iommu.c ``intel_iommu_disable_iopf()``."""
     q = s.iopf.get(dev)
-    if q is None or not q.registered or not q.refcount:
-        return s  # WARN_ON(!info->pri_enabled || !info->iopf_refcount) is unreachable here
+    if q is None or not q.refcount:
+        # WARN_ON(!info->pri_enabled || !info->iopf_refcount): no change
+        return warn(s, Warn.IOPF_DISABLE_UNBALANCED, dev, 0)
     if q.refcount > 1:
         return _set_queue(s, dev, q._replace(refcount=q.refcount - 1))
     s = _set_queue(s, dev, q._replace(refcount=0))
-    s = iopf_queue_remove_device(s, dev)[0]
-    if not s.iopf[dev].stale:
+    s = iopf_queue_remove_device(s, dev)[0]  # a no-op when a caller removed it already
+    q = s.iopf[dev]
+    if not q.stale and not q.registered:
         s = s._replace(iopf=s.iopf.delete(dev))  # the fault param is freed: as before the add
     return s
 

@@ -779,6 +779,35 @@ def test_intel_iommu_enable_iopf_busy_when_registered_by_hand():
     assert sys.state.iopf[0].refcount == 0
 
 
+def test_intel_iopf_refcount_outlives_a_queue_removal_by_hand():
+    """``info->iopf_refcount`` lives in ``device_domain_info``, not in the fault queue: after a
+    caller's own ``iopf_queue_remove_device`` a further SVA attach only counts (no -EBUSY, no
+    re-registration: reports stay refused), and the detaches drop the count without a WARN
+    (the last one's ``iopf_queue_remove_device`` finds nothing to remove)."""
+    sys = _vtd_pri()
+    m1 = sys.mm_of(do(sys, "process_create"))
+    m2 = sys.mm_of(do(sys, "process_create"))
+    h1 = do(sys, "iommu_sva_bind_device", dev="d", mm=m1)
+    assert do(sys, "iopf_queue_remove_device", dev="d") == 0
+    q = sys.state.iopf[0]
+    assert not q.registered and q.refcount == 1
+    h2 = do(sys, "iommu_sva_bind_device", dev="d", mm=m2)
+    assert not sys.state.iopf[0].registered and sys.state.iopf[0].refcount == 2
+    assert do(sys, "iommu_sva_unbind_device", handle=h2) == 0
+    assert do(sys, "iommu_sva_unbind_device", handle=h1) == 0
+    assert 0 not in sys.state.iopf and not sys.state.warnings
+
+
+def test_intel_iommu_disable_iopf_without_a_count_warns():
+    """``intel_iommu_disable_iopf()``: ``if (WARN_ON(!info->pri_enabled ||
+    !info->iopf_refcount)) return;`` -- recorded, nothing else changes."""
+    from pasidsim.iopf import intel_iommu_disable_iopf
+    sys = _vtd_pri()
+    s = intel_iommu_disable_iopf(sys.state, 0)
+    assert s.warnings == ((Warn.IOPF_DISABLE_UNBALANCED, 0, 0),)
+    assert s._replace(warnings=()) == sys.state
+
+
 def test_blocking_domain_set_dev_pasid_drains_before_leaving_the_fault_queue():
     """intel/iommu.c ``blocking_domain_set_dev_pasid()`` since f0b9d31c6edd ("iommu/vt-d: Fix
     UAF on sva unbind with pending IOPFs"): ``intel_pasid_tear_down_entry()`` (which drains the

@@ -104,7 +104,7 @@ _WARN_IDS.update(dict.fromkeys((
     Warn.ALLOCATOR_NOT_REGISTERED, Warn.ALLOCATOR_ORPHANS, Warn.BUG_ON,
     Warn.PASID_PUT_UNDERFLOW, Warn.IOPF_FLUSH_NO_PARAM, Warn.RESET_UNDERFLOW,
     Warn.MM_EXIT_LEAK, Warn.PCI_PASID_ENABLED, Warn.PCI_PASID_NOT_ENABLED,
-    Warn.IOPF_GROUP_USE_AFTER_FREE, Warn.DMA_OWNER_NOT_DEFAULT,
+    Warn.IOPF_GROUP_USE_AFTER_FREE, Warn.DMA_OWNER_NOT_DEFAULT, Warn.IOPF_DISABLE_UNBALANCED,
     # a lock key (class, kind, instance: a device index or 0, never an object id) and a
     # context kind
     Warn.SLEEP_IN_ATOMIC, Warn.INCONSISTENT_LOCK_STATE), (0, 0)))
