@@ -78,7 +78,8 @@ class FailSpec(NamedTuple):
 
 class Expect(NamedTuple):
     """An expected return value.  kind: ``eq`` (== value), ``ok`` (>= 0), ``error`` (< 0),
-    ``ref`` (== the value bound to ``ref``).  text: as written."""
+    ``any`` (success or failure: a race decides, each order is fine), ``ref`` (== the value
+    bound to ``ref``).  text: as written."""
 
     kind: str
     value: int = 0
@@ -167,7 +168,7 @@ def _expect(v: Any) -> Expect:
         return Expect("eq", v, text=str(v))
     if not isinstance(v, str):
         raise ValueError(f"expected a return value, got {_describe(v)}")
-    if v in ("ok", "error"):
+    if v in ("ok", "error", "any"):
         return Expect(v, text=v)
     if v == "IOMMU_PASID_INVALID":
         return Expect("eq", IOMMU_PASID_INVALID, text=v)
@@ -177,7 +178,7 @@ def _expect(v: Any) -> Expect:
         return Expect("eq", -errno_value(v[1:]), text=v)
     if v.lstrip("-").startswith("E"):
         raise ValueError(f"unknown errno name {v!r} (write it like -EBUSY)")
-    raise ValueError(f"expected an integer, an errno like -EBUSY, 'ok', 'error', "
+    raise ValueError(f"expected an integer, an errno like -EBUSY, 'ok', 'error', 'any', "
                      f"'IOMMU_PASID_INVALID' or a $reference, got {v!r}")
 
 
@@ -212,7 +213,7 @@ WarnName = Annotated[Any, PlainValidator(_warn_name), WithJsonSchema(
 TaskArg = _int_arg(1, U64, ("self",))
 ExpectArg = Annotated[Any, PlainValidator(_expect), WithJsonSchema(
     {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": r"^-E[A-Z0-9_]+$"},
-               {"enum": ["ok", "error", "IOMMU_PASID_INVALID"]},
+               {"enum": ["ok", "error", "any", "IOMMU_PASID_INVALID"]},
                {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$"}]})]
 PasidArg = _int_arg(0, U32)
 Count = Annotated[int, Strict(), Field(ge=0, le=U32)]
