@@ -26,10 +26,13 @@ cookies together) or use an op missing from the tables.
 
 **Actors.**  Root actors (started by setup, or kernel actors) whose trees (with the children
 their ``fork``/``clone`` steps spawn) have equal programs up to a bijection of actors and slots,
-and whose slots no outside actor touches, are interchangeable once setup is done; every
-permutation is verified on the programs and permutes ``pcs``, ``tids`` and ``binds``.  Among
-those sorting the id-free tree summaries smallest, the renamed state of least (strong) hash is
-the canonical form.
+and whose slots no outside actor touches, are interchangeable once setup is done; the swap of
+each two neighbours of a class is verified on the programs (those swaps generate every
+permutation of the class), and a permutation permutes ``pcs``, ``tids`` and ``binds``.  No
+permutation is searched: each class's members are sorted by their id-free tree summaries and
+only members with equal summaries (ties) are permuted; among those orders the renamed state of
+least (strong) hash is the canonical form.  Beyond :data:`_MAX_TIE_PERMS` orders of ties, ties
+keep their index order (still a symmetric image: sound, only less reduced).
 
 **Soundness.**  ``canonical(s)`` is ``s`` under an id bijection (fixed below ``base``;
 ``next_id' = base + #ids`` exceeds every name, so allocations map ``next_id + k`` to ``next_id'
@@ -109,7 +112,8 @@ _WARN_IDS.update(dict.fromkeys((
     # context kind
     Warn.SLEEP_IN_ATOMIC, Warn.INCONSISTENT_LOCK_STATE), (0, 0)))
 _BREACH_IDS = {1: False, 2: True, 3: True}  # STALE_TRANSLATION, FOREIGN_COMPLETION, MISATTR.
-_MAX_PERMS = 720  # actor permutations tried at most (5 identical trees: 120)
+#: orders of tied actors (equal tree summaries) tried at most per state (4 tied: 24)
+_MAX_TIE_PERMS = 24
 
 
 def _spec(cls, **kinds) -> tuple:
@@ -184,9 +188,9 @@ def _step_key(cs, smap, amap) -> tuple:
 
 class Symmetry:
     """The symmetry of one compiled scenario (module docstring).  ``reason``: why it is off
-    (None: on); ``classes``: interchangeable root actors; ``perms``: ``(actor_order,
-    slot_order)`` (canonical position -> raw index), identity first; ``fallbacks``: states
-    left unchanged because an id sat in an unknown place."""
+    (None: on); ``classes``: interchangeable root actors (verified swaps); ``ident``: the
+    identity ``(actor_order, slot_order)`` (canonical position -> raw index); ``fallbacks``:
+    states left unchanged because an id sat in an unknown place."""
 
     def __init__(self, compiled) -> None:
         self.c = c = compiled
@@ -194,7 +198,9 @@ class Symmetry:
         self.n, self.nslots = len(c.actors), len(c.names)
         self.setup_len = len(c.actors[0].program)
         self.ident = (tuple(range(self.n)), tuple(range(self.nslots)))
-        self.perms, self.classes, self.roots, self.fallbacks = [self.ident], [], (), 0
+        self.classes, self.roots, self.fallbacks = [], (), 0
+        self.trees: dict = {}
+        self.slots: dict = {}
         self.kinds: list = [None] * self.nslots
         self.reason = self._check_kinds()
         self.kinds = [k or VAL for k in self.kinds]
@@ -270,29 +276,25 @@ class Symmetry:
             if not any(touched[b] & set(loc) for b in range(1, n) if b not in aloc):
                 trees[r], slots[r] = tree, list(loc)  # its bindings are its own
                 by_sig.setdefault(sig, []).append(r)
-        total = 1
         for members in by_sig.values():
-            if len(members) >= 2 and total * factorial(len(members)) <= _MAX_PERMS:
+            # the whole class is symmetric when each swap of two neighbours is: swaps of
+            # neighbours generate every permutation, and a composition of program symmetries
+            # is one (no factorial enumeration: 8 identical processes are 7 checks, not 40,320)
+            if len(members) >= 2 and all(self._verify(*self._swap(trees, slots, x, y))
+                                         for x, y in zip(members, members[1:])):
                 self.classes.append(members)
-                total *= factorial(len(members))
-        self.trees, self.roots = trees, tuple(r for cl in self.classes for r in cl)
-        perms = []
-        for choice in product(*[list(permutations(cl)) for cl in self.classes]):
-            amap, smap = list(range(n)), list(range(self.nslots))
-            for cl, img in zip(self.classes, choice):
-                for r, r2 in zip(cl, img):
-                    for a, a2 in zip(trees[r], trees[r2]):
-                        amap[a] = a2
-                    for k, k2 in zip(slots[r], slots[r2]):
-                        smap[k] = k2
-            if self._verify(amap, smap):
-                aorder, sorder = [0] * n, [0] * self.nslots
-                for a, a2 in enumerate(amap):
-                    aorder[a2] = a
-                for k, k2 in enumerate(smap):
-                    sorder[k2] = k
-                perms.append((tuple(aorder), tuple(sorder)))
-        self.perms = perms or self.perms
+        self.trees, self.slots = trees, slots
+        self.roots = tuple(r for cl in self.classes for r in cl)
+
+    def _swap(self, trees, slots, x, y) -> tuple[list, list]:
+        """``(amap, smap)`` exchanging root ``x``'s tree and slots with root ``y``'s."""
+        amap, smap = list(range(self.n)), list(range(self.nslots))
+        for r, r2 in ((x, y), (y, x)):
+            for a, a2 in zip(trees[r], trees[r2]):
+                amap[a] = a2
+            for k, k2 in zip(slots[r], slots[r2]):
+                smap[k] = k2
+        return amap, smap
 
     def _verify(self, amap, smap) -> bool:
         """Does every actor's program, mapped by (amap, smap), equal actor amap[a]'s?"""
@@ -310,26 +312,62 @@ class Symmetry:
         """The representative of ``cs``'s symmetry class."""
         if self.reason is not None:
             return Canonical(*cs)
-        rs, perms = cs.rs, self.perms
+        rs, perms = cs.rs, [self.ident]
         if rs.sys.kthreads or rs.sys.locks:
             # a kernel call in progress (lock granularity): its frames and locks hold ids and
             # task ids this relabelling does not know; the state is its own representative
             # (sound: less reduction, never a merge)
             return Canonical(*cs)
-        if len(perms) > 1:
-            if rs.pcs[0] < self.setup_len:
-                perms = [self.ident]
-            else:  # keep the permutations that sort the id-free tree summaries smallest
-                tkey = {r: self._tree_key(rs, r) for r in self.roots}
-                keys = [tuple(tkey[ao[r]] for r in self.roots) for ao, _so in perms]
-                best = min(keys)
-                perms = [p for p, k in zip(perms, keys) if k == best]
+        if self.classes and rs.pcs[0] >= self.setup_len:
+            perms = self._orders(rs)
         try:
             cands = [Canonical(self._relabel(rs, ao, so), *cs[1:]) for ao, so in perms]
         except (_Unknown, KeyError):  # an unknown Warn code or breach, an id never labelled
             self.fallbacks += 1
             return Canonical(*cs)
         return cands[0] if len(cands) == 1 else min(cands, key=hash)
+
+    def _orders(self, rs) -> list[tuple[tuple, tuple]]:
+        """The candidate ``(actor_order, slot_order)`` of a state past setup: in each class
+        the members sorted by their id-free tree summaries (:meth:`_tree_key`) take the
+        class's positions in that order; only members with equal summaries (ties) are
+        permuted, every order of them while there are at most :data:`_MAX_TIE_PERMS`, else
+        in index order (sound either way: every order is a symmetry; only the reduction may
+        be less than complete for more ties than that)."""
+        placements = []  # per class: [(positions, candidate member orders)]
+        total = 1
+        for cl in self.classes:
+            key = {r: self._tree_key(rs, r) for r in cl}
+            ranked = sorted(cl, key=key.__getitem__)
+            options, i = [], 0
+            while i < len(ranked):
+                j = i + 1
+                while j < len(ranked) and key[ranked[j]] == key[ranked[i]]:
+                    j += 1
+                tie = ranked[i:j]
+                if len(tie) > 1:
+                    total *= factorial(len(tie))
+                options.append(tie)
+                i = j
+            placements.append((cl, options))
+        tie_perms = total <= _MAX_TIE_PERMS
+        choices = []
+        for cl, options in placements:
+            orders = [list(permutations(t)) if tie_perms and len(t) > 1 else [tuple(t)]
+                      for t in options]
+            choices.append([(cl, sum(pick, ())) for pick in product(*orders)])
+        out = []
+        trees, slots = self.trees, self.slots
+        for combo in product(*choices):
+            aorder, sorder = list(range(self.n)), list(range(self.nslots))
+            for cl, members in combo:
+                for pos, r in zip(cl, members):
+                    for a, a2 in zip(trees[pos], trees[r]):
+                        aorder[a] = a2
+                    for k, k2 in zip(slots[pos], slots[r]):
+                        sorder[k] = k2
+            out.append((tuple(aorder), tuple(sorder)))
+        return out
 
     def _tree_key(self, rs, r) -> tuple:
         s, out = rs.sys, []
