@@ -130,14 +130,13 @@ def test_parallel_workers_own_pasid_states_with_serial_results(name, design, sym
 
     from pasidsim.check.parallel import explore_parallel
     from pasidsim.check.pasid_model import ScenarioModel
-    from pasidsim.check.runner import _MP_CONTEXT
     from pasidsim.check.search import explore
 
     c = compile_scenario(load_scenario(BUILTIN[name]), design=design)
     factory = functools.partial(ScenarioModel, c, symmetry=symmetry)
     serial = explore(factory(), symmetry=symmetry, stop_at_first=False)
     par = explore_parallel(factory, workers=2, min_level=1, symmetry=symmetry,
-                           stop_at_first=False, context=_MP_CONTEXT)
+                           stop_at_first=False)
     assert (serial.verdict, serial.states, serial.transitions, serial.max_depth_reached) == \
         (par.verdict, par.states, par.transitions, par.max_depth_reached)
     assert serial.invariant_counts == par.invariant_counts

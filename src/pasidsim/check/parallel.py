@@ -1,6 +1,7 @@
-"""Level-synchronous parallel BFS with results identical to the serial BFS.
+"""Level-synchronous parallel BFS on Ray, with results identical to the serial BFS.
 
-States are *owned*: a state whose fingerprint is ``fp`` lives in worker ``fp % workers``,
+The workers are Ray actors (:class:`_RayOwner`) on a local Ray runtime started on demand or
+on an existing cluster (``address``, :func:`ray_runtime`).  States are *owned*: a state whose fingerprint is ``fp`` lives in worker ``fp % workers``,
 which evaluates and expands it.  The coordinator never holds states (only fingerprints,
 parent links and check results) and keeps the visited map.  Per BFS level:
 
@@ -9,8 +10,10 @@ parent links and check results) and keeps the visited map.  Per BFS level:
 2. each worker takes those states from what it received in the previous level, *evaluates*
    each (invariants, deadlock, quiescence, goals — once per distinct state, as the serial
    search) and, unless the level is at ``max_depth``, *expands* it; successors it owns are
-   kept, the others are shipped straight to their owners (worker to worker); it replies with,
-   per state, the check and ``(action_index, fp)`` of each successor;
+   kept, the others are put in Ray's object store as one batch per owner, and only the
+   batches' references go back with the reply (the owner fetches its batches, worker from
+   worker, with its next call); it replies with, per state, the check and ``(action_index,
+   fp)`` of each successor;
 3. the coordinator records the level's states in order with the same
    :class:`~pasidsim.check.search.Recorder` as the serial search, which stops at the first
    violation or at ``max_states`` exactly where the serial BFS would (the transition count
@@ -42,9 +45,8 @@ replayed by the coordinator, which re-checks every fingerprint on the path.
 from __future__ import annotations
 
 import gc
-import multiprocessing as mp
+import os
 import time
-import traceback
 from typing import Any, Callable, Sequence
 
 from .model import ModelView
@@ -56,18 +58,19 @@ Pending = tuple[Any, int, Link, int]                    # (state or None, fp, li
 
 
 class _Owner:
-    """One worker's share of the search: the states it owns, level by level."""
+    """One worker's share of the search: the states it owns, level by level.  Batches from
+    peers arrive in :attr:`incoming` before a call; the batches for peers that a call makes
+    are left in :attr:`outgoing` (one per peer, None for none) for the transport."""
 
-    def __init__(self, view: ModelView, me: int, n: int, inboxes: Sequence[Any],
-                 symmetry: bool) -> None:
-        self.view, self.me, self.n, self.inboxes = view, me, n, inboxes
+    def __init__(self, view: ModelView, me: int, n: int, symmetry: bool) -> None:
+        self.view, self.me, self.n = view, me, n
         self.keep_all = symmetry          # keep every copy of a fingerprint (see module doc)
         self.store: dict[int, dict[Link, Any]] = {}   # next level's candidates: fp -> link -> state
         self.frontier: list[tuple[int, Any]] = []     # this level's (fp, state), request order
         self.known: set[int] = set()      # fingerprints of the states of every level so far
         self.now: set[int] = set()        # kept or shipped in this level
-        self.expected: list[tuple[int, int]] = []     # (depth, phase) batches owed by each peer
-        self.early: list[tuple[int, int, list]] = []  # batches of a later round, read ahead
+        self.incoming: list[list] = []    # batches from peers, not yet taken
+        self.outgoing: list = [None] * n  # batches for peers made by the last call
 
     # -- receiving ----------------------------------------------------------------------------
     def _keep(self, fp: int, link: Link, state: Any) -> None:
@@ -83,29 +86,10 @@ class _Owner:
             self._keep(fp, link, state)
 
     def _collect(self) -> None:
-        """Receive every peer's batches of the rounds done so far."""
-        need: dict[tuple[int, int], int] = {}
-        for tag in self.expected:
-            need[tag] = need.get(tag, 0) + self.n - 1
-        self.expected = []
-        later = []
-        for depth, phase, batch in self.early:
-            if need.get((depth, phase), 0) > 0:
-                need[(depth, phase)] -= 1
-                self._take(batch)
-            else:
-                later.append((depth, phase, batch))
-        self.early = later
-        missing = sum(need.values())
-        inbox = self.inboxes[self.me]
-        while missing:
-            depth, phase, batch = inbox.get()
-            if need.get((depth, phase), 0) > 0:
-                need[(depth, phase)] -= 1
-                missing -= 1
-                self._take(batch)
-            else:
-                self.early.append((depth, phase, batch))
+        """Take the peers' batches of the rounds done so far."""
+        for batch in self.incoming:
+            self._take(batch)
+        self.incoming = []
 
     def _take(self, batch: list) -> None:
         for fp, link, state in batch:
@@ -129,16 +113,16 @@ class _Owner:
         return items
 
     def _ship(self, depth: int, phase: int, outgoing: list[list]) -> None:
-        for w in range(self.n):
-            if w != self.me:
-                self.inboxes[w].put((depth, phase, outgoing[w]))
-        self.expected.append((depth, phase))
+        self.outgoing = [b if b and w != self.me else None for w, b in enumerate(outgoing)]
 
     def level(self, depth: int, todo: Sequence[tuple[int, Link]], level_fps: Sequence[int],
-              expand: bool, want_states: bool) -> list[Expansion]:
+              expand: bool, want_states: bool, deadline: float | None = None
+              ) -> list[Expansion] | None:
         """Evaluate and expand this worker's states of level ``depth`` (phase 1).  ``todo``:
         the ``(fp, link)`` of this worker's states; ``level_fps``: every state of the level
-        (visited from now on: never shipped again)."""
+        (visited from now on: never shipped again).  None when wall-clock time ``deadline``
+        (``time.time()``, the same clock in every process of a machine) passed inside the
+        level: the search stops there."""
         self._collect()
         self.known.update(level_fps)
         self.now = set()
@@ -150,7 +134,10 @@ class _Owner:
         view = self.view
         outgoing: list[list] = [[] for _ in range(self.n)]
         out: list[Expansion] = []
-        for fp, state in frontier:
+        for k, (fp, state) in enumerate(frontier):
+            if deadline is not None and not k & 63 and time.time() > deadline:
+                self._ship(depth, 1, [[] for _ in range(self.n)])
+                return None
             acts = view.actions(state)
             check = view.evaluate(state, acts)
             ample = view.ample(acts) if view.por and expand else None
@@ -178,143 +165,214 @@ class _Owner:
         return out
 
 
-def _worker_main(conn: Any, inboxes: Sequence[Any], me: int, n: int,
-                 factory: Callable[[], Any], symmetry: bool, por: bool) -> None:
-    """Worker process: build the model, report initial fingerprints, serve requests."""
-    for q in inboxes:
-        # batches shipped in the last level are never collected: do not wait at exit for
-        # the queues' feeder threads to push them into pipes nobody reads
-        q.cancel_join_thread()
-    gc.disable()  # see no_cyclic_gc(); the worker exits at the end of the search
+class _RayOwner(_Owner):
+    """A worker's share of the search as a Ray actor.  Ray actors run one call at a time, so
+    peers do not push into each other's inboxes: a call's outgoing batches go into Ray's
+    object store (``ray.put``, owned by the worker that made them) and only their references
+    pass through the coordinator, to the owner's next call, which fetches them."""
+
+    def __init__(self, factory_blob: bytes, me: int, n: int, symmetry: bool,
+                 por: bool) -> None:
+        import ray.cloudpickle as cloudpickle
+        gc.disable()  # see no_cyclic_gc(); the actor is killed at the end of the search
+        view = ModelView(cloudpickle.loads(factory_blob)(), symmetry=symmetry, por=por)
+        super().__init__(view, me, n, symmetry)
+
+    def init_fps(self) -> list[int]:
+        """The fingerprints of the initial states, as this process computes them."""
+        return [self.view.fingerprint(s) for s in self.view.initial_states()]
+
+    def _sent(self) -> list:
+        import ray
+        out = [None if b is None else ray.put(b) for b in self.outgoing]
+        self.outgoing = [None] * self.n
+        return out
+
+    def level_batched(self, incoming: list, *args) -> tuple:
+        """:meth:`_Owner.level` after taking the batches peers made for this worker
+        (``incoming``: object references, fetched here); returns ``(expansions, batch
+        references per peer)``, expansions None past the deadline."""
+        import ray
+        self.incoming = ray.get(incoming) if incoming else []
+        return self.level(*args), self._sent()
+
+    def rest_batched(self, depth: int, positions: Sequence[int]) -> tuple:
+        """:meth:`_Owner.rest` and the batch references it made."""
+        return self.rest(depth, positions), self._sent()
+
+    def peak_rss(self) -> int:
+        """This process's peak resident set size, in bytes."""
+        return _peak_rss()
+
+
+def _peak_rss() -> int:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _blob(factory: Callable[[], Any]) -> bytes:
+    """``factory`` serialised for the actors: with cloudpickle, which also carries what the
+    standard pickle cannot (compiled scenarios hold pydantic models of classes made at run
+    time); a factory from a module outside pasidsim (a test's toy model) is sent by value,
+    since the workers may not import it."""
+    import sys
+
+    import ray.cloudpickle as cloudpickle
+    fn = factory
+    while hasattr(fn, "func"):  # functools.partial
+        fn = fn.func
+    mod = sys.modules.get(getattr(fn, "__module__", "") or "")
+    if mod is not None and not mod.__name__.startswith("pasidsim"):
+        cloudpickle.register_pickle_by_value(mod)
     try:
-        view = ModelView(factory(), symmetry=symmetry, por=por)
-        owner = _Owner(view, me, n, inboxes, symmetry)
-        conn.send(("ready", [view.fingerprint(s) for s in view.initial_states()]))
-        while True:
-            msg = conn.recv()
-            if msg is None:
-                return
-            kind, args = msg
-            conn.send(("ok", getattr(owner, kind)(*args)))
-    except (EOFError, KeyboardInterrupt):
-        return
-    except BaseException as exc:  # report model errors to the coordinator
-        try:
-            conn.send(("error", exc, traceback.format_exc()))
-        except Exception:
-            conn.send(("error", None, traceback.format_exc()))
+        return cloudpickle.dumps(factory)
+    finally:
+        if mod is not None and not mod.__name__.startswith("pasidsim"):
+            cloudpickle.unregister_pickle_by_value(mod)
 
 
 class _Pool:
-    """Worker processes: a pipe each to the coordinator, an inbox queue each for their peers."""
+    """``n`` Ray actors (:class:`_RayOwner`), one per share of the fingerprint space.  The
+    coordinator keeps, per worker, the references of the batches its peers made for it and
+    hands them over with the worker's next call."""
 
     def __init__(self, factory: Callable[[], Any], n: int, symmetry: bool, por: bool,
-                 context: str) -> None:
-        ctx = mp.get_context(context)
-        self.n = n
-        self.inboxes = [ctx.Queue() for _ in range(n)]
-        self.conns, self.procs = [], []
-        for w in range(n):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main,
-                               args=(child, self.inboxes, w, n, factory, symmetry, por),
-                               daemon=True)
-            proc.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(proc)
-        self.init_fps = [self._recv(w) for w in range(n)]
+                 deadline: float | None = None) -> None:
+        import ray
+        self.ray, self.n, self.deadline = ray, n, deadline
+        actor = ray.remote(num_cpus=1)(_RayOwner)
+        blob = ray.put(_blob(factory))
+        self.actors = [actor.remote(blob, w, n, symmetry, por) for w in range(n)]
+        self.inbox: list[list] = [[] for _ in range(n)]
+        self.init_fps = self.ray.get([a.init_fps.remote() for a in self.actors])
         self.shares: list[list[int]] = []   # this level: positions owned by each worker
 
-    def _recv(self, w: int) -> Any:
-        """Receive worker ``w``'s reply; re-raise its exception."""
-        try:
-            msg = self.conns[w].recv()
-        except EOFError:
-            self.procs[w].join(timeout=1)
-            raise RuntimeError(f"worker process died (exit code {self.procs[w].exitcode}); with the "
-                               "spawn start method the model factory must be importable") from None
-        if msg[0] == "error":
-            if msg[1] is not None:
-                raise msg[1] from RuntimeError("in worker:\n" + msg[2])
-            raise RuntimeError("worker failed:\n" + msg[2])
-        return msg[1]
+    def _route(self, sent: Sequence[list]) -> None:
+        for refs in sent:
+            for w, ref in enumerate(refs):
+                if ref is not None:
+                    self.inbox[w].append(ref)
 
-    def _all(self, kind: str, per_worker: list[tuple]) -> list[Any]:
-        for w, args in enumerate(per_worker):
-            self.conns[w].send((kind, args))
-        return [self._recv(w) for w in range(self.n)]
+    def _gather(self, calls: list) -> list:
+        """The replies of ``calls`` in order; a worker's exception (the model's own) is
+        re-raised here, after every call has ended (none left unread)."""
+        ray, out, first = self.ray, [], None
+        for ref in calls:
+            try:
+                out.append(ray.get(ref))
+            except ray.exceptions.RayTaskError as e:
+                first = first or e
+        if first is not None:
+            raise first.as_instanceof_cause() from None
+        return out
 
     def adopt(self, pending: Sequence[Pending]) -> None:
         """Hand a level's states (held by the coordinator) to their owners."""
         parts: list[list] = [[] for _ in range(self.n)]
         for state, fp, link, _ in pending:
             parts[fp % self.n].append((fp, link, state))
-        self._all("adopt", [(p,) for p in parts])
+        self._gather([a.adopt.remote(p) for a, p in zip(self.actors, parts)])
 
     def level(self, depth: int, pending: Sequence[Pending], expand: bool,
-              want_states: bool) -> list[Expansion]:
-        """Phase 1 of a level; results in the order of ``pending``."""
+              want_states: bool) -> list[Expansion] | None:
+        """Phase 1 of a level; results in the order of ``pending`` (None: the deadline
+        passed inside the level)."""
         self.shares = [[] for _ in range(self.n)]
         for pos, (_, fp, _, _) in enumerate(pending):
             self.shares[fp % self.n].append(pos)
         fps = [fp for _, fp, _, _ in pending]
-        replies = self._all("level", [
-            (depth, [(pending[p][1], pending[p][2]) for p in share], fps, expand, want_states)
-            for share in self.shares])
+        inbox, self.inbox = self.inbox, [[] for _ in range(self.n)]
+        replies = self._gather([
+            a.level_batched.remote(inbox[w], depth,
+                                   [(pending[p][1], pending[p][2]) for p in share], fps,
+                                   expand, want_states, self.deadline)
+            for w, (a, share) in enumerate(zip(self.actors, self.shares))])
+        self._route([sent for _, sent in replies])
+        if any(res is None for res, _ in replies):
+            return None
         out: list[Any] = [None] * len(pending)
-        for share, reply in zip(self.shares, replies):
+        for share, (reply, _) in zip(self.shares, replies):
             for pos, res in zip(share, reply):
                 out[pos] = res
         return out
 
     def rest(self, depth: int, positions: Sequence[int]) -> dict[int, list[Item]]:
-        """Phase 2 for the given level positions (every worker takes part: each ships a
-        batch to each peer)."""
+        """Phase 2 for the given level positions."""
         local = {pos: (w, i) for w, share in enumerate(self.shares) for i, pos in enumerate(share)}
         asks: list[list[int]] = [[] for _ in range(self.n)]
         for pos in positions:
             w, i = local[pos]
             asks[w].append(i)
-        replies = self._all("rest", [(depth, a) for a in asks])
+        replies = self._gather([a.rest_batched.remote(depth, ask)
+                                for a, ask in zip(self.actors, asks)])
+        self._route([sent for _, sent in replies])
         out: dict[int, list[Item]] = {}
-        for w, (ask, reply) in enumerate(zip(asks, replies)):
+        for w, (ask, (reply, _)) in enumerate(zip(asks, replies)):
             for i, items in zip(ask, reply):
                 out[self.shares[w][i]] = items
         return out
 
+    def peak_rss(self) -> list[int]:
+        """Each actor's peak resident set size, in bytes."""
+        return self._gather([a.peak_rss.remote() for a in self.actors])
+
     def close(self) -> None:
-        """Stop the workers."""
-        for conn in self.conns:
+        """Stop the actors (their states and batches go with them)."""
+        for a in self.actors:
             try:
-                conn.send(None)
-                conn.close()
-            except OSError:
+                self.ray.kill(a)
+            except Exception:  # a runtime already shut down (Ctrl-C)
                 pass
-        for proc in self.procs:
-            proc.join(timeout=2)
-            if proc.is_alive():
-                proc.terminate()
-        for q in self.inboxes:
-            q.close()
-            q.cancel_join_thread()
+        self.actors = []
+
+
+def ray_runtime(address: str | None = None, workers: int = 2) -> Any:
+    """Make sure this process is connected to a Ray runtime and return the ``ray`` module.
+
+    ``address`` None: a local runtime, started here (once per process, with at least
+    ``workers`` CPUs so that every worker actor gets one; it stays up for later searches and
+    stops when the process exits) unless one is already connected; else the address of an
+    existing cluster (``ray start --head`` prints it; every node needs pasidsim installed).
+    """
+    import logging
+
+    import ray
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
+                     logging_level=logging.ERROR, log_to_driver=False)
+    return ray
+
+
+def shutdown_ray() -> None:
+    """Stop this process's connection to Ray (and a local runtime it started): after Ctrl-C,
+    so that no worker is left running."""
+    import sys
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 def explore_parallel(model_factory: Callable[[], Any], workers: int = 2, *, strategy: str = "bfs",
                      max_depth: int | None = None, max_states: int | None = None,
                      max_seconds: float | None = None, symmetry: bool = False, por: bool = False,
                      stop_at_first: bool = True, on_state: Callable[[Any], None] | None = None,
-                     min_level: int = 256, context: str = "spawn") -> Result:
-    """BFS over ``model_factory()`` with ``workers`` processes; same result as serial BFS.
+                     min_level: int = 256, address: str | None = None) -> Result:
+    """BFS over ``model_factory()`` with ``workers`` Ray actors; same result as serial BFS.
 
     Args:
-        model_factory: picklable zero-argument callable returning the model (a top-level
-            function or a :func:`functools.partial` of one), called once per process.
-        workers: number of worker processes; ``<= 1`` runs the serial :func:`explore`.
+        model_factory: zero-argument callable returning the model (a function or a
+            :func:`functools.partial` of one; serialised with cloudpickle), called once per
+            actor.
+        workers: number of worker actors; ``<= 1`` runs the serial :func:`explore`.
         strategy: must be ``"bfs"``.
         min_level: the coordinator runs the levels itself until one has at least this many
-            states; from then on the workers own the states.
-        context: multiprocessing start method (``"spawn"``, ``"forkserver"``, ``"fork"``).
+            states; from then on the workers own the states (and the Ray runtime is started).
+        address: a Ray cluster to join (:func:`ray_runtime`); None: a local runtime.
+        max_seconds: also honoured inside a level (each worker checks the clock every 64
+            states): the search stops, "bounded", within a fraction of a second of it.
         on_state: as in :func:`explore`; the workers then send every state back to the
             coordinator (slower).
         Other arguments: as :func:`~pasidsim.check.search.explore`.
@@ -322,6 +380,10 @@ def explore_parallel(model_factory: Callable[[], Any], workers: int = 2, *, stra
     Returns:
         The :class:`~pasidsim.check.search.Result` of serial BFS (``elapsed`` apart; with
         ``max_seconds`` the cut-off point differs).
+
+    Raises:
+        The model's own exceptions, raised in a worker, are re-raised here; Ctrl-C
+        (KeyboardInterrupt) kills the workers and stops a local runtime before it propagates.
     """
     if strategy != "bfs":
         raise ValueError("explore_parallel only supports strategy='bfs'")
@@ -343,23 +405,25 @@ def explore_parallel(model_factory: Callable[[], Any], workers: int = 2, *, stra
             pending.append((s, fp, (None, i), 0))
     with no_cyclic_gc():
         return _coordinate(model_factory, workers, view, rec, pending, deadline, start,
-                           min_level, symmetry, por, context)
+                           min_level, symmetry, por, address)
 
 
 def _coordinate(model_factory: Callable[[], Any], workers: int, view: ModelView, rec: Recorder,
                 pending: list[Pending], deadline: float | None, start: float, min_level: int,
-                symmetry: bool, por: bool, context: str) -> Result:
+                symmetry: bool, por: bool, address: str | None) -> Result:
     """The coordinator's level loop (see the module docstring)."""
     pool: _Pool | None = None
     alone = False           # the workers' fingerprints disagree: the coordinator goes on alone
     depth, timed_out = 0, False
+    wall = None if deadline is None else time.time() + (deadline - time.perf_counter())
     try:
         while pending and not rec.stopped:
             if deadline is not None and time.perf_counter() > deadline:
                 timed_out = True
                 break
             if pool is None and not alone and len(pending) >= min_level:
-                pool = _Pool(model_factory, workers, symmetry, por, context)
+                ray_runtime(address, workers)
+                pool = _Pool(model_factory, workers, symmetry, por, wall)
                 mine = [view.fingerprint(s) for s in view.initial_states()]
                 if all(fps == mine for fps in pool.init_fps):
                     pool.adopt(pending)
@@ -370,10 +434,22 @@ def _coordinate(model_factory: Callable[[], Any], workers: int, view: ModelView,
             if pool is None:
                 pending = _local_level(view, rec, pending, depth)
             else:
-                pending = _pool_level(view, rec, pending, depth, pool)
+                got = _pool_level(view, rec, pending, depth, pool)
+                if got is None:
+                    timed_out = True
+                    break
+                pending = got
             depth += 1
+    except KeyboardInterrupt:
+        if pool is not None:
+            pool.close()
+            pool = None
+        if address is None:
+            shutdown_ray()
+        raise
     finally:
         if pool is not None:
+            rec.worker_peak_rss = pool.peak_rss()
             pool.close()
     return rec.result(start, timed_out)
 
@@ -437,10 +513,12 @@ def _local_level(view: ModelView, rec: Recorder, pending: list[Pending], depth: 
 
 
 def _pool_level(view: ModelView, rec: Recorder, pending: list[Pending], depth: int,
-                pool: _Pool) -> list[Pending]:
+                pool: _Pool) -> list[Pending] | None:
     """One BFS level computed by the workers, which own the states."""
     expand = rec.max_depth is None or depth < rec.max_depth
     results = pool.level(depth, pending, expand, rec.on_state is not None)
+    if results is None:  # the deadline passed inside the level
+        return None
     if _record(rec, pending, depth, results) or not expand:
         return []
     if view.por:

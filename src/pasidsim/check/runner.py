@@ -22,12 +22,6 @@ from .pasid_model import TRANSITION_CHECKS, ScenarioModel, sys_state, violation_
 from .search import explore
 
 
-# Compiled scenarios hold pydantic step models that do not pickle: workers are forked (they
-# inherit the model) where the platform can fork.
-import multiprocessing as _mp  # noqa: E402
-
-_MP_CONTEXT = "fork" if "fork" in _mp.get_all_start_methods() else "spawn"
-
 
 @dataclass
 class Cell:
@@ -74,7 +68,9 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                    workers: int = 1, expected: Expected | str | None = None,
                    symmetry: bool = False, por: bool = False,
                    inject_faults: bool | None = None, documented: bool = False,
-                   granularity: str | None = None, on_progress=None) -> Cell:
+                   granularity: str | None = None, on_progress=None,
+                   ray_address: str | None = None, swarm: int = 0,
+                   checkpoint: str | None = None, resume: str | None = None) -> Cell:
     """Explore a compiled scenario and summarise the outcome as a :class:`Cell`.
 
     ``expected``: what the cell must give (:class:`~pasidsim.check.expected.Expected`; a
@@ -93,7 +89,20 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
     (not with ``hardware: true``: then it is silently off, see ``ScenarioModel.por_reason``).
 
     ``on_progress``: called with a :class:`~pasidsim.check.search.Progress` now and then by
-    a serial search (``workers == 1``)."""
+    a serial search (``workers == 1``).
+
+    ``workers`` > 1: level-parallel BFS on that many Ray actors (:mod:`.parallel`; results
+    identical to the serial search), on a local Ray runtime or the cluster at
+    ``ray_address``.
+
+    ``swarm`` > 0: instead of one exhaustive search, that many randomized depth-first searches
+    each within ``max_states``/``max_depth``/``max_seconds`` (:mod:`.swarm`; as Ray tasks when
+    ``workers`` > 1): a violation found is real but its counterexample not necessarily
+    shortest; finding none is "Bounded" unless one search covered every state.
+
+    ``checkpoint`` / ``resume``: a serial search saved to / resumed from that file
+    (:class:`~pasidsim.check.search.Checkpoint`; ValueError for a file that is not a
+    checkpoint of this cell)."""
     if isinstance(expected, str):
         expected = Expected(breaks=expected)
     if granularity is not None:
@@ -103,7 +112,16 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
     model = ScenarioModel(compiled, sometimes=sometimes, symmetry=symmetry, por=por)
     por = por and model.por_reason is None
     t0 = time.perf_counter()
-    if workers > 1:
+    if swarm > 0:
+        from functools import partial
+
+        from .swarm import swarm as run_swarm
+        result = run_swarm(partial(ScenarioModel, compiled, sometimes=tuple(sometimes),
+                                   symmetry=symmetry, por=por), swarm,
+                           max_states=max_states, max_depth=max_depth,
+                           max_seconds=max_seconds, symmetry=symmetry, por=por,
+                           workers=workers, address=ray_address)
+    elif workers > 1:
         from functools import partial
 
         from .parallel import explore_parallel
@@ -111,11 +129,11 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                                           symmetry=symmetry, por=por),
                                   workers=workers, strategy=strategy, max_states=max_states,
                                   max_depth=max_depth, max_seconds=max_seconds,
-                                  symmetry=symmetry, por=por, context=_MP_CONTEXT)
+                                  symmetry=symmetry, por=por, address=ray_address)
     else:
         result = explore(model, strategy=strategy, max_states=max_states, max_depth=max_depth,
                          max_seconds=max_seconds, symmetry=symmetry, por=por,
-                         on_progress=on_progress)
+                         on_progress=on_progress, checkpoint=checkpoint, resume=resume)
     elapsed = time.perf_counter() - t0
     cell = Cell(scenario_name, design_name, "Always", result.states, result.transitions,
                 elapsed, expected=expected, unreached=list(result.sometimes_unreached),

@@ -178,6 +178,21 @@ class CompiledScenario:
         from ..ops import enabled_events
         self._hw_events = enabled_events
 
+    def __reduce__(self):
+        """Pickle as the scenario's text, its location, its policy and the settings that may
+        be changed after compiling: the step models are pydantic classes made at run time,
+        which pickle cannot name, so another process (a Ray worker) compiles the text again
+        (the same text and policy compile to the same initial state and steps).  TypeError
+        for a scenario built in code rather than loaded from text."""
+        loc = getattr(self.model, "_locator", None)
+        text = getattr(self.model, "_text", None)
+        if text is None or loc is None:
+            raise TypeError("a compiled scenario pickles only when it was loaded from text "
+                            "(load_text / load_scenario)")
+        return _recompile, (text, loc.source, loc.path, self.policy,
+                            {"granularity": self.granularity, "hardware": self.hardware,
+                             "inject_faults": self.inject_faults})
+
     @property
     def hw_actor(self) -> int:
         return len(self.actors)
@@ -428,6 +443,15 @@ class CompiledScenario:
             return f"{self.actors[ref.actor].name}: {self.action(rs, ref.actor, cs)!r}"
         except ModelUsageError as e:
             return f"{self.actors[ref.actor].name}: {OPS[cs.op].name} ({e})"
+
+
+def _recompile(text: str, source: str, path, policy: Policy, attrs: dict) -> "CompiledScenario":
+    """Unpickle a :class:`CompiledScenario` (see its ``__reduce__``)."""
+    from .loader import load_text
+    c = compile_scenario(load_text(text, source, path), policy=policy)
+    for k, v in attrs.items():
+        setattr(c, k, v)
+    return c
 
 
 def compile_scenario(scenario: Scenario | LoadedScenario, *, policy: Policy | None = None,

@@ -219,6 +219,11 @@ class LoadedScenario:
         self.model = model
         self.locator = locator
 
+    def __reduce__(self):
+        """Pickle as the text it was loaded from (the step models do not pickle by name)."""
+        return load_text, (self.model._text, self.locator.source,  # type: ignore[attr-defined]
+                           self.locator.path)
+
     @property
     def source(self) -> str:
         return self.locator.source
@@ -244,7 +249,9 @@ def load_text(text: str, source: str = "<string>", path: Path | None = None) -> 
     """Parse and validate scenario text.  Raises :class:`ScenarioError`."""
     data, lines = parse_yaml(text, source)
     locator = Locator(source, lines, path)
-    return LoadedScenario(validate(data, locator), locator)
+    model = validate(data, locator)
+    model._text = text  # type: ignore[attr-defined]  # to pickle it (LoadedScenario.__reduce__)
+    return LoadedScenario(model, locator)
 
 
 def load_scenario(path: str | Path) -> LoadedScenario:

@@ -509,6 +509,7 @@ class Scenario(_Strict):
         "`pasidsim check` at every quiescent terminal state (not for `scripted` scenarios; "
         "`violations` is a count of one run, judged by `run` only)")
     _locator: Any = PrivateAttr(None)  # set by the loader: where each field is in the file
+    _text: Any = PrivateAttr(None)  # set by the loader: the text it was loaded from
 
     @field_validator("design")
     @classmethod
