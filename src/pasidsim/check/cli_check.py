@@ -23,7 +23,7 @@ from rich.text import Text
 
 from .expected import PASS, expected_for
 from .history import HISTORY
-from .runner import _MP_CONTEXT, Cell, check_scenario
+from .runner import Cell, check_scenario
 
 DEFAULT_OUT = "pasidsim-counterexamples"
 
@@ -228,8 +228,25 @@ def _bad_input(message: str) -> None:
 @click.option("--max-seconds", type=float, default=120.0, show_default=True,
               help="time bound per cell")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="processes: several cells are checked side by side, a single cell by "
-                   "level-parallel BFS (results identical to serial)")
+              help="Ray workers: several cells are checked side by side as Ray tasks, a single "
+                   "cell by level-parallel BFS on Ray actors (results identical to serial); "
+                   "more than 1 starts a local Ray runtime unless --ray names a cluster")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              metavar="[ADDRESS]",
+              help="check on Ray: alone, a local runtime with a worker per CPU; with the "
+                   "ADDRESS of a running cluster (`ray start --head`), that cluster with a "
+                   "worker per CPU of it (every node needs pasidsim installed)")
+@click.option("--swarm", type=int, default=0, metavar="N",
+              help="instead of one exhaustive search per cell, N randomized depth-first "
+                   "searches within the bounds (SPIN's swarm verification), as Ray tasks with "
+                   "--workers/--ray: for configurations beyond exhaustive reach; finding "
+                   "nothing is 'not exhaustive' (exit 3)")
+@click.option("--checkpoint", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="save each cell's search in DIR/<scenario>--<design>.ckpt every minute, "
+                   "on Ctrl-C and when a bound stops it (serial searches)")
+@click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="go on from the checkpoints in DIR (same options; raise a bound to take a "
+                   "bounded search further); a cell without one starts afresh")
 @click.option("--symmetry/--no-symmetry", default=False, show_default=True,
               help="identify states equal up to object ids and interchangeable actors "
                    "(same verdicts and counterexample lengths, fewer states)")
@@ -253,7 +270,8 @@ def _bad_input(message: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="directory for counterexample scenario files")
 def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, workers,
-              symmetry, por, granularity, hardware, inject_faults, as_json, junit, html, out):
+              ray_address, swarm, checkpoint, resume, symmetry, por, granularity, hardware, inject_faults, as_json, junit,
+              html, out):
     """Explore every interleaving of SCENARIO (a file or a built-in name) and report the
     shortest violation of any invariant.  With no SCENARIO: every built-in scenario against
     today's design and every historical design, as a matrix.
@@ -300,10 +318,24 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
                     max_seconds=max_seconds, symmetry=symmetry, por=por,
                     inject_faults=True if inject_faults else None, granularity=granularity)
     exps = [(expected.get(s, {}).get(d), (s, d) in documented) for s, d in jobs]
-    across = workers > 1 and len(jobs) > 1 and _MP_CONTEXT == "fork"
-    # no auto-refresh: rich's refresh thread must not be running when workers are forked
-    # (a forked child inherits its locks in whatever state they are); the bar is redrawn at
-    # each update instead
+    address = None if ray_address in (None, "local") else ray_address
+    if ray_address is not None and workers <= 1:
+        workers = _ray_cpus(address)
+    if swarm < 0:
+        _bad_input(f"--swarm {swarm}: a number of searches, at least 1")
+    if workers > 1 and strategy != "bfs" and not swarm:
+        _bad_input(f"--workers {workers}: parallel search is breadth-first (--strategy bfs)")
+    settings.update(ray_address=address, swarm=swarm)
+    if (checkpoint or resume) and (workers > 1 or swarm):
+        _bad_input("--checkpoint/--resume: serial searches only (not with --workers, --ray "
+                   "or --swarm)")
+    if resume and not Path(resume).is_dir():
+        _bad_input(f"--resume {resume}: no such checkpoint directory")
+    if checkpoint:
+        Path(checkpoint).mkdir(parents=True, exist_ok=True)
+    settings.update(checkpoint=checkpoint, resume=resume)
+    across = workers > 1 and len(jobs) > 1 and not swarm
+    # the bar is redrawn at each update (no refresh thread next to the Ray client's)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True, disable=as_json,
                   auto_refresh=False) as progress:
@@ -325,6 +357,11 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
                     progress.update(task, advance=1, refresh=True)
         except ScenarioError as e:
             _bad_input(str(e))
+        except KeyboardInterrupt:
+            from .parallel import shutdown_ray
+            if address is None:
+                shutdown_ray()  # no worker left running
+            raise
     for c in cells:
         if c.verdict in ("Sometimes", "Never"):
             compiled_by[(c.scenario, c.design)] = _compile(loaded, c.scenario, c.design, hardware,
@@ -414,9 +451,22 @@ def _check_cell(loaded: dict, s: str, d: str, exp, hardware, settings: dict,
     ``on_progress`` as :func:`~pasidsim.check.runner.check_scenario`.  Raises ScenarioError
     for a scenario that does not compile against design ``d``."""
     expected, documented = exp
-    return check_scenario(_compile(loaded, s, d, hardware), scenario_name=s, design_name=d,
-                          expected=expected, documented=documented, workers=workers,
-                          on_progress=on_progress, **settings)
+    settings = dict(settings)
+    ckdir, rdir = settings.pop("checkpoint", None), settings.pop("resume", None)
+    name = f"{s}--{d}.ckpt"
+    resume = None
+    if rdir and (Path(rdir) / name).exists():
+        resume = str(Path(rdir) / name)
+    try:
+        return check_scenario(_compile(loaded, s, d, hardware), scenario_name=s, design_name=d,
+                              expected=expected, documented=documented, workers=workers,
+                              on_progress=on_progress,
+                              checkpoint=str(Path(ckdir) / name) if ckdir else None,
+                              resume=resume, **settings)
+    except ValueError as e:
+        if resume is None:
+            raise
+        _bad_input(f"--resume: {e}")
 
 
 def progress_text(cell: str, p) -> str:
@@ -427,13 +477,22 @@ def progress_text(cell: str, p) -> str:
             f"{p.depth}, queue {p.queue:,}, {rate:,.0f} states/s, {p.elapsed:.1f} s")
 
 
-_ACROSS: tuple = ()  # what forked matrix workers inherit: (loaded, hardware, settings)
+def _ray_cpus(address: str | None) -> int:
+    """The CPUs of the Ray runtime (started locally when ``address`` is None): the workers
+    of ``--ray`` without ``--workers``."""
+    from .parallel import ray_runtime
+    ray = ray_runtime(address)
+    return max(2, int(ray.cluster_resources().get("CPU", 2)))
 
 
-def _across_job(job):
+def _ray_cell(blob: bytes, s: str, d: str, exp):
+    """A Ray task: one cell of the matrix, checked serially (``blob``: the cloudpickled
+    ``(loaded, hardware, settings)``; compiled scenarios do not pickle with the standard
+    pickle, so each task compiles its own).  A ScenarioError is returned, not raised."""
+    import ray.cloudpickle as cloudpickle
+
     from ..scenario.loader import ScenarioError
-    loaded, hardware, settings = _ACROSS
-    s, d, exp = job
+    loaded, hardware, settings = cloudpickle.loads(blob)
     try:
         return _check_cell(loaded, s, d, exp, hardware, settings)
     except ScenarioError as e:
@@ -442,22 +501,34 @@ def _across_job(job):
 
 def _check_across(loaded: dict, jobs: list, exps: list, hardware, settings: dict,
                   workers: int, done) -> list[Cell]:
-    """The matrix's cells checked by ``workers`` forked processes, one cell each at a time
-    (compiled scenarios do not pickle; the workers inherit them).  Results in job order, so
-    the output is the serial one; ``done(cell)`` is called as each cell comes in."""
-    import multiprocessing as mp
-    global _ACROSS
-    _ACROSS = (loaded, hardware, settings)
+    """The matrix's cells checked as Ray tasks, at most ``workers`` at a time (a CPU each),
+    each cell searched serially.  Results in job order, so the output is the serial one;
+    ``done(cell)`` is called as each cell comes in.  Ctrl-C cancels the tasks not done."""
+    import ray.cloudpickle as cloudpickle
+
+    from .parallel import ray_runtime
+    ray = ray_runtime(settings.get("ray_address"), workers)
+    serial = dict(settings, ray_address=None)
+    blobs = {s: ray.put(cloudpickle.dumps(({s: loaded[s]}, hardware, serial)))
+             for s in dict.fromkeys(s for s, _ in jobs)}  # a task loads its own scenario only
+    task = ray.remote(num_cpus=1)(_ray_cell)
+    todo = [(s, d, e) for (s, d), e in zip(jobs, exps)]
+    refs: list = []
     cells = []
     try:
-        with mp.get_context("fork").Pool(workers) as pool:
-            for res in pool.imap(_across_job, [(s, d, e) for (s, d), e in zip(jobs, exps)]):
-                if isinstance(res, Exception):
-                    raise res
-                cells.append(res)
-                done(res)
-    finally:
-        _ACROSS = ()
+        for i in range(len(todo)):
+            while len(refs) - len(cells) < workers and len(refs) < len(todo):
+                s, d, e = todo[len(refs)]
+                refs.append(task.remote(blobs[s], s, d, e))
+            res = ray.get(refs[i])
+            if isinstance(res, Exception):
+                raise res
+            cells.append(res)
+            done(res)
+    except BaseException:
+        for r in refs[len(cells):]:
+            ray.cancel(r, force=True)
+        raise
     return cells
 
 

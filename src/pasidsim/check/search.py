@@ -19,6 +19,11 @@ then, level by level, successors ordered by (parent's discovery order, action in
 from __future__ import annotations
 
 import gc
+import os
+import pickle
+import random
+import signal
+import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -80,6 +85,8 @@ class Result:
     invariant_counts: dict[str, int] = field(default_factory=dict)
     bound: str | None = None
     message: str = ""
+    #: peak resident set size of each worker process of a parallel search, in bytes
+    worker_peak_rss: list[int] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -132,6 +139,7 @@ class Recorder:
         self.depth_reached = 0
         self.bound: str | None = None
         self.stopped = False
+        self.worker_peak_rss: list[int] = []
 
     def add(self, fp: int, link: Link, depth: int, state: Any, check: StateCheck) -> bool:
         """Record a state whose fingerprint is not yet visited.
@@ -208,7 +216,8 @@ class Recorder:
                       violation=violations[0] if violations else None, violations=violations,
                       sometimes_unreached=unreached, sometimes_counts=goal_counts,
                       invariant_counts={k: n - c for k, c in self.fail_counts.items()},
-                      bound=self.bound, message=message)
+                      bound=self.bound, message=message,
+                      worker_peak_rss=list(self.worker_peak_rss))
 
 
 def replay(view: ModelView, visited: dict[int, Link], fp: int) -> tuple[list[Any], list[Any]]:
@@ -297,7 +306,10 @@ def explore(model: Any, *, strategy: str = "bfs", max_depth: int | None = None,
             max_states: int | None = None, max_seconds: float | None = None,
             symmetry: bool = False, por: bool = False, stop_at_first: bool = True,
             on_state: Callable[[Any], None] | None = None,
-            on_progress: Callable[[Progress], None] | None = None) -> Result:
+            on_progress: Callable[[Progress], None] | None = None,
+            seed: int | None = None, checkpoint: str | os.PathLike | None = None,
+            checkpoint_every: float = 60.0,
+            resume: str | os.PathLike | None = None) -> Result:
     """Explore the reachable states of ``model``.
 
     Args:
@@ -313,6 +325,17 @@ def explore(model: Any, *, strategy: str = "bfs", max_depth: int | None = None,
         on_state: called with every newly discovered state, in discovery order.
         on_progress: called with a :class:`Progress` every :data:`PROGRESS_EVERY` expanded
             states and once at the end (a live display: TLC's "states found, distinct, queue").
+        seed: ``"dfs"`` only: take each state's successors in an order shuffled by a
+            :class:`random.Random` of this seed (one member of a swarm,
+            :mod:`pasidsim.check.swarm`); None: in action order.
+        checkpoint: a file to save the search in (:class:`Checkpoint`): every
+            ``checkpoint_every`` seconds, when a bound stops it, and on Ctrl-C (SIGINT is
+            then taken between two expansions, the search saved, and KeyboardInterrupt
+            raised); written to a temporary file and renamed, so the file is always a whole
+            checkpoint.
+        resume: a checkpoint file to go on from (the same model and options; ValueError
+            otherwise): the result is the one the uninterrupted search gives (``elapsed``
+            counts both runs).
 
     Returns:
         A :class:`Result`; ``verdict == "bounded"`` whenever a bound cut the search.  BFS
@@ -321,9 +344,14 @@ def explore(model: Any, *, strategy: str = "bfs", max_depth: int | None = None,
     """
     if strategy not in ("bfs", "dfs"):
         raise ValueError(f"unknown strategy {strategy!r}")
-    with no_cyclic_gc():
+    if seed is not None and strategy != "dfs":
+        raise ValueError("seed: a randomized search is depth-first (strategy='dfs')")
+    ck = None if checkpoint is None and resume is None else Checkpoint(
+        checkpoint, checkpoint_every, resume,
+        (strategy, max_depth, symmetry, por, stop_at_first, seed))
+    with no_cyclic_gc(), _deferred_sigint(ck is not None and ck.path is not None) as sigint:
         return _explore(model, strategy, max_depth, max_states, max_seconds, symmetry, por,
-                        stop_at_first, on_state, on_progress)
+                        stop_at_first, on_state, on_progress, seed, ck, sigint)
 
 
 #: expanded states between two :class:`Progress` reports (a fraction of a second here)
@@ -344,29 +372,58 @@ class Progress(NamedTuple):
 def _explore(model: Any, strategy: str, max_depth: int | None, max_states: int | None,
              max_seconds: float | None, symmetry: bool, por: bool, stop_at_first: bool,
              on_state: Callable[[Any], None] | None,
-             on_progress: Callable[[Progress], None] | None = None) -> Result:
+             on_progress: Callable[[Progress], None] | None = None,
+             seed: int | None = None, ck: "Checkpoint | None" = None,
+             sigint: list | None = None) -> Result:
     start = time.perf_counter()
+    rng = None if seed is None else random.Random(seed)
+    shuffle = None if rng is None else rng.shuffle
     deadline = None if max_seconds is None else start + max_seconds
     view = ModelView(model, symmetry=symmetry, por=por)
     rec = Recorder(view, max_states=max_states, max_depth=max_depth,
                    stop_at_first=stop_at_first, on_state=on_state)
     bfs = strategy == "bfs"
     frontier: deque[tuple[Any, int, int, Sequence[Any]]] = deque()
-    for i, s in enumerate(view.initial_states()):
-        got = rec.add_initial(i, s)
-        if got is not None and (max_depth is None or max_depth > 0):
-            frontier.append((s, got[0], 0, got[1]))
-    pop = frontier.popleft if bfs else frontier.pop
-    push = frontier.append
-    visited, actions, evaluate, add = rec.visited, view.actions, view.evaluate, rec.add
     fresh: set[int] = set()  # fps first seen in the current epoch (BFS level / DFS expansion)
     epoch, expansions, timed_out = -1, 0, False
     depth = 0
+    if ck is not None and ck.resume is not None:
+        epoch, expansions, depth, fresh, before = ck.load(view, rec, frontier, rng)
+        start -= before  # elapsed time counts the earlier run
+    else:
+        for i, s in enumerate(view.initial_states()):
+            got = rec.add_initial(i, s)
+            if got is not None and (max_depth is None or max_depth > 0):
+                frontier.append((s, got[0], 0, got[1]))
+    pop = frontier.popleft if bfs else frontier.pop
+    push = frontier.append
+    visited, actions, evaluate, add = rec.visited, view.actions, view.evaluate, rec.add
+    saving = ck is not None and ck.path is not None
+    last_save = time.perf_counter()
+    before = rec.transitions
+
+    def save(again=None, transitions=None) -> None:
+        """Save; ``again``: a popped frontier entry to expand again on resume (put back where
+        it was popped from), with ``transitions`` the count before its expansion began."""
+        front = frontier
+        if again is not None:
+            front = deque(frontier)
+            front.appendleft(again) if bfs else front.append(again)
+        ck.save(view, rec, front, rng, (epoch, expansions - (again is not None), depth, fresh),
+                time.perf_counter() - start, transitions)
+
     while frontier and not rec.stopped:
+        if saving and (sigint or time.perf_counter() - last_save >= ck.every):
+            save()
+            last_save = time.perf_counter()
+            if sigint:
+                raise KeyboardInterrupt
         state, sfp, depth, acts = pop()
         expansions += 1
         if deadline is not None and not expansions & 127 and time.perf_counter() > deadline:
             timed_out = True
+            if saving:  # not expanded: a resumed search takes it again
+                save((state, sfp, depth, acts))
             break
         if on_progress is not None and not expansions % PROGRESS_EVERY:
             on_progress(Progress(len(visited), rec.transitions, depth, len(frontier),
@@ -374,8 +431,11 @@ def _explore(model: Any, strategy: str, max_depth: int | None, max_states: int |
         if depth != epoch or not bfs:
             epoch, fresh = depth, set()
         succs = _expand(view, state, acts, visited, fresh)
+        if shuffle is not None:
+            shuffle(succs)
         nd = depth + 1
         expand_next = max_depth is None or nd < max_depth
+        before = rec.transitions
         for ai, nxt, nfp in succs:
             rec.transitions += 1
             if nfp in visited:
@@ -386,10 +446,97 @@ def _explore(model: Any, strategy: str, max_depth: int | None, max_states: int |
             fresh.add(nfp)
             if expand_next:
                 push((nxt, nfp, nd, nacts))
+    if saving and not timed_out and rec.bound:  # resumable with a larger bound
+        if rec.bound.startswith("max_states"):  # stopped inside an expansion: redo it
+            save((state, sfp, depth, acts), before)
+        else:
+            save()
     if on_progress is not None:
         on_progress(Progress(len(visited), rec.transitions, depth, len(frontier),
                              time.perf_counter() - start))
     return rec.result(start, timed_out)
+
+
+@contextmanager
+def _deferred_sigint(on: bool):
+    """While ``on`` (and in the main thread): Ctrl-C only sets a flag (the yielded list
+    becomes non-empty), which the search loop checks between two expansions, so that the
+    checkpoint it then saves is a consistent one."""
+    flag: list = []
+    if not on or threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    old = signal.signal(signal.SIGINT, lambda *_: flag.append(1))
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+class Checkpoint:
+    """A search saved to a file, and resumed from one.
+
+    The file is a pickle of a dict tagged :data:`CHECKPOINT_FORMAT`: the options that shape
+    the search (strategy, ``max_depth``, symmetry, POR, ``stop_at_first``, seed) and the
+    fingerprints of the model's initial states (a resume must match both: ValueError), the
+    visited map with its parent links, the frontier (whole states), the recorder's counts and
+    first violations, the random generator's state, the epoch bookkeeping of the POR cycle
+    proviso, and the seconds spent so far.  Bounds (``max_states``, ``max_seconds``) may
+    differ on resume: that is how a bounded search is taken further."""
+
+    def __init__(self, path, every: float, resume, options: tuple) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.every = every
+        self.resume = None if resume is None else os.fspath(resume)
+        self.options = options
+
+    def save(self, view: ModelView, rec: Recorder, frontier, rng, loop: tuple,
+             elapsed: float, transitions: int | None = None) -> None:
+        """Write the checkpoint (temporary file, then rename); ``transitions``: the count to
+        save instead of the recorder's (see ``_explore``)."""
+        epoch, expansions, depth, fresh = loop
+        data = {"format": CHECKPOINT_FORMAT, "options": self.options,
+                "initial": [view.fingerprint(s) for s in view.initial_states()],
+                "visited": rec.visited, "frontier": list(frontier),
+                "rec": (rec.fail_counts, rec.goal_counts, rec.first,
+                        rec.transitions if transitions is None else transitions,
+                        rec.depth_reached, rec.bound),
+                "rng": None if rng is None else rng.getstate(),
+                "loop": (epoch, expansions, depth, fresh), "elapsed": elapsed}
+        tmp = f"{self.path}.tmp.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self.path)
+
+    def load(self, view: ModelView, rec: Recorder, frontier, rng) -> tuple:
+        """Restore a saved search into ``rec``, ``frontier`` and ``rng``; returns ``(epoch,
+        expansions, depth, fresh, elapsed)``.  ValueError when the file is not a checkpoint of
+        this model with these options."""
+        try:
+            with open(self.resume, "rb") as f:
+                data = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError) as e:
+            raise ValueError(f"{self.resume}: not a readable checkpoint ({e})") from None
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.resume}: not a {CHECKPOINT_FORMAT} checkpoint")
+        if data["options"] != self.options:
+            raise ValueError(f"{self.resume}: saved with other search options "
+                             f"{data['options']} (now {self.options})")
+        if data["initial"] != [view.fingerprint(s) for s in view.initial_states()]:
+            raise ValueError(f"{self.resume}: saved from another model (initial states differ)")
+        rec.visited.update(data["visited"])
+        (rec.fail_counts, rec.goal_counts, rec.first, rec.transitions, rec.depth_reached,
+         rec.bound) = data["rec"]
+        if not (rec.bound or "").startswith("max_depth"):
+            rec.bound = None  # max_states and max_seconds: this run's bounds decide anew
+        frontier.extend(data["frontier"])
+        if rng is not None and data["rng"] is not None:
+            rng.setstate(data["rng"])
+        return (*data["loop"], data["elapsed"])
+
+
+#: the tag of the checkpoint file format
+CHECKPOINT_FORMAT = "pasidsim.checkpoint/1"
 
 
 def _expand(view: ModelView, state: Any, acts: Sequence[Any], visited: dict[int, Link],

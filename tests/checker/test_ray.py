@@ -1,0 +1,80 @@
+"""Checking on Ray (issue #12): swarm verification, the level-parallel BFS's deadline, and
+``pasidsim check --ray/--swarm``.  Serial == parallel equality is in test_search.py and
+test_pasid_check.py (their parallel searches run on a local Ray runtime)."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from click.testing import CliRunner
+
+from pasidsim.check.parallel import explore_parallel
+from pasidsim.check.pasid_model import ScenarioModel
+from pasidsim.check.search import explore, run_trace
+from pasidsim.check.swarm import swarm
+from pasidsim.cli import main
+from pasidsim.scenario import builtin_scenarios
+from pasidsim.scenario.compile import compile_scenario
+from pasidsim.scenario.loader import load_scenario
+
+from . import toys
+
+
+def _factory(name, design):
+    c = compile_scenario(load_scenario(builtin_scenarios()[name]), design=design)
+    return functools.partial(ScenarioModel, c)
+
+
+def test_swarm_finds_a_real_violation_serially_and_on_ray():
+    factory = _factory("h1-fork-exit", "E6-mmput-free")
+    shortest = explore(factory())
+    for workers in (1, 2):
+        res = swarm(factory, 4, max_states=5_000, workers=workers)
+        assert res.verdict == "violation"
+        v = res.violation
+        assert v.name == shortest.violation.name
+        assert v.depth >= shortest.violation.depth  # depth first: not always the shortest
+        assert run_trace(factory(), v.trace) == v.states  # it replays
+
+
+def test_swarm_members_differ_and_a_complete_member_proves_the_pass():
+    factory = functools.partial(toys.counters_model, 4, 5)
+    full = explore(factory())
+    orders = []
+    for seed in (1, 2):
+        seen: list = []
+        explore(factory(), strategy="dfs", seed=seed, max_states=50, on_state=seen.append)
+        orders.append(seen)
+    assert orders[0] != orders[1]  # each member dives elsewhere
+    small = swarm(factory, 3, max_states=50)
+    assert small.verdict == "bounded" and "NOT exhaustive" in small.message
+    big = swarm(factory, 2, max_states=None)
+    assert big.verdict == full.verdict == "pass" and big.states == full.states
+
+
+def test_parallel_search_honours_the_deadline_inside_a_level():
+    factory = functools.partial(toys.counters_model, 7, 9)  # 10 million states
+    res = explore_parallel(factory, workers=2, min_level=1, max_seconds=3.0)
+    assert res.verdict == "bounded" and res.bound == "max_seconds"
+    assert 0 < res.states < 10 ** 7
+
+
+def test_cli_ray_and_swarm(tmp_path):
+    base = ["check", "--json", "--design", "current", "--design", "E6-mmput-free"]
+    serial = CliRunner().invoke(main, base + ["--out", str(tmp_path / "a")])
+    on_ray = CliRunner().invoke(main, base + ["--ray", "--out", str(tmp_path / "b")])
+    assert serial.exit_code == on_ray.exit_code == 0, on_ray.output
+    a, b = (json.loads(r.stdout)["cells"] for r in (serial, on_ray))
+    for c in a + b:
+        c.pop("elapsed")
+    assert a == b
+    r = CliRunner().invoke(main, ["check", "h1-fork-exit", "--design", "E6-mmput-free",
+                                  "--swarm", "3", "--max-states", "3000", "--json",
+                                  "--out", str(tmp_path / "c")])
+    assert r.exit_code == 1 and json.loads(r.stdout)["cells"][0]["invariant"] == "A3"
+    r = CliRunner().invoke(main, ["check", "dsa-shared-wq-threads", "--swarm", "2",
+                                  "--max-states", "20", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 3, r.output  # nothing found, nothing proven
+    r = CliRunner().invoke(main, ["check", "h1-fork-exit", "--swarm", "-1"])
+    assert r.exit_code == 2
