@@ -38,6 +38,7 @@ report.
 from __future__ import annotations
 
 import inspect
+import zlib
 from enum import IntEnum, unique
 from typing import Any, Callable, NamedTuple
 
@@ -292,8 +293,9 @@ def sleep_what(ins: Instr, s: SystemState, loc: tuple) -> int:
     return w(s, loc) if callable(w) else w
 
 
-#: Every KFunc, in creation order (their index is the ``fn`` of a frame).
-KFUNCS: list["KFunc"] = []
+#: Every KFunc by its :attr:`KFunc.index` (the ``fn`` of a frame).
+KFUNCS: dict[int, "KFunc"] = {}
+_KFUNC_NAMES: dict[str, int] = {}  # name -> KFuncs of that name made so far
 
 
 class KFunc:
@@ -318,8 +320,17 @@ class KFunc:
             ps.append(inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d,
                                         annotation=int))
         self.__signature__ = inspect.Signature(ps)
-        self.index = len(KFUNCS)
-        KFUNCS.append(self)
+        # the index lives in states (KFrame.fn), so it must be the same in every process
+        # whatever order modules were imported in (a Ray worker imports them in another
+        # order than the coordinator): a CRC of the name, and of the ordinal among KFuncs of
+        # that name (made in the same order everywhere: by one module, or one test)
+        n = _KFUNC_NAMES.get(name, 0)
+        _KFUNC_NAMES[name] = n + 1
+        self.index = zlib.crc32(f"{name}#{n}".encode()) & 0x7FFFFFFF
+        other = KFUNCS.get(self.index)
+        if other is not None:
+            raise ModelInternalError(f"KFunc {name!r}: its index collides with {other.name!r}'s")
+        KFUNCS[self.index] = self
 
     def _args(self, args: tuple, kwargs: dict) -> tuple:
         """Positional and keyword arguments as one tuple in parameter order (defaults

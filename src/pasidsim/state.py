@@ -354,8 +354,8 @@ class Static:
 
 
 class KFrame(NamedTuple):
-    """One activation of a :class:`~pasidsim.locking.KFunc`: its index in
-    ``locking.KFUNCS``, the next instruction, its locals ``(ret, *args, ...)``."""
+    """One activation of a :class:`~pasidsim.locking.KFunc`: its ``index`` (its key in
+    ``locking.KFUNCS``, the same in every process), the next instruction, its locals ``(ret, *args, ...)``."""
 
     fn: int
     pc: int

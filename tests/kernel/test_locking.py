@@ -262,3 +262,20 @@ def test_lockdep_usage_is_not_state_a_failed_call_must_restore():
     assert ret == -ENOSPC
     assert l3_consistent_irq_lock_usage(s1) is not None
     assert s1.fingerprint_nowarn() == s0.fingerprint_nowarn()
+
+
+def test_kfunc_indices_do_not_depend_on_import_order():
+    """A KFrame holds its function's index, and states cross processes (Ray workers import
+    pasidsim's modules in another order than the coordinator): the index of every kernel
+    function is the same whatever the import order."""
+    import subprocess
+    import sys
+    code = ("import importlib, sys\n"
+            "for m in sys.argv[1:]: importlib.import_module(m)\n"
+            "from pasidsim.locking import KFUNCS\n"
+            "print(sorted((f.name, i) for i, f in KFUNCS.items()))\n")
+    mods = ["pasidsim.drivers.idxd", "pasidsim.iommufd", "pasidsim.system", "pasidsim.sva",
+            "pasidsim.check.runner"]
+    runs = [subprocess.run([sys.executable, "-c", code, *order], capture_output=True,
+                           text=True, check=True).stdout for order in (mods, mods[::-1])]
+    assert runs[0] == runs[1] and runs[0].count("(") > 50
