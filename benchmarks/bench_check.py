@@ -7,8 +7,9 @@ device of a two-device group whose sibling has a DMA-API driver), today's design
 invariant checked in every state.  Prints distinct states, states per second and wall time,
 without and with symmetry reduction (object ids and interchangeable processes,
 :mod:`pasidsim.check.symmetry`), then the time to the first counterexample of every
-historical design on its scenario; with ``--parallel N``, serial against N worker processes
-on a larger (four-process) configuration.
+historical design on its scenario; with ``--parallel N``, serial against N Ray worker actors
+on a larger (four-process) configuration (``bench_scale.py`` has the scaling figures of issue
+#12: the scaling table, bytes per state, Ray against serial with memory).
 
 Then, unless ``--baseline none``, the same configuration checked by the working tree and by a
 baseline revision (default :data:`BASELINE_REV`) side by side: absolute times on this shared
@@ -100,8 +101,10 @@ _QUICK = STANDARD.split("  - name: P3")[0]  # --quick; also the comparison's unt
 
 
 def _parallel(workers: int) -> None:
-    """Serial vs ``--workers`` on the standard machine with four processes (56,023 states)."""
-    from pasidsim.check.runner import _MP_CONTEXT
+    """Serial vs ``--workers`` Ray actors on the standard machine with four processes (56,023
+    states); the local Ray runtime is started before the timing."""
+    from pasidsim.check.parallel import ray_runtime
+    ray_runtime(None, workers)
     four = STANDARD + """  - name: P4
     program:
       - open: {dev: acc0, expect: ok}
@@ -117,8 +120,7 @@ def _parallel(workers: int) -> None:
     pwall = time.perf_counter() - t0
     assert (par.verdict, par.states, par.transitions) == (serial.verdict, serial.states,
                                                          serial.transitions)
-    print(f"parallel BFS, 4 processes x 2 devices ({serial.states:,} states, "
-          f"{_MP_CONTEXT} workers):")
+    print(f"parallel BFS, 4 processes x 2 devices ({serial.states:,} states, Ray actors):")
     print(f"  serial {swall:.2f} s ({serial.states / swall:,.0f} states/s); {workers} workers "
           f"{pwall:.2f} s ({par.states / pwall:,.0f} states/s, {swall / pwall:.2f}x); same "
           f"verdict, states and transitions")
