@@ -102,3 +102,21 @@ def test_cli_checkpoint_then_resume(tmp_path):
         assert a[k] == b[k], k
     r3 = CliRunner().invoke(main, args + ["--resume", str(tmp_path / "nowhere")])
     assert r3.exit_code == 2 and "checkpoint" in r3.output
+
+
+def test_reports_are_written_whole_through_a_rename(tmp_path, monkeypatch):
+    """An output file is replaced by a rename of a complete temporary file: a write that
+    fails half-way (here: Ctrl-C) leaves the previous file as it was and no temporary."""
+    from pasidsim.report import output
+    target = tmp_path / "report.xml"
+    target.write_text("previous")
+    output.write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(output.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        output.write_text_atomic(target, "half")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.xml"]

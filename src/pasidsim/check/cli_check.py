@@ -23,6 +23,7 @@ from rich.text import Text
 
 from .expected import PASS, expected_for
 from .history import HISTORY
+from ..report.output import write_text_atomic
 from .runner import Cell, check_scenario
 
 DEFAULT_OUT = "pasidsim-counterexamples"
@@ -376,7 +377,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             text = counterexample_yaml(c, compiled_by[(c.scenario, c.design)],
                                        paths[c.scenario].read_text())
             p = Path(out) / f"{c.scenario}--{c.design}.yaml"
-            p.write_text(text)
+            write_text_atomic(p, text)
             saved.append(str(p))
     if as_json:
         click.echo(json.dumps({"schema": 1, "cells": [c.to_json() for c in cells],
@@ -411,9 +412,9 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
                           "by --max-states, --max-depth or --max-seconds; raise the bound): "
                           + ", ".join(f"{c.scenario} × {c.design}" for c in bounded))
     if junit:
-        Path(junit).write_text(junit_xml(cells))
+        write_text_atomic(junit, junit_xml(cells))
     if html:
-        Path(html).write_text(html_report(cells, saved))
+        write_text_atomic(html, html_report(cells, saved))
     sys.exit(exit_status(cells))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from .output import write_text_atomic
+
 _COL = 170      # px between lifelines
 _ROW = 22       # px per arrow
 _TOP = 70       # px above the first arrow
@@ -148,12 +150,12 @@ tr.bad td {{ color: #c00; }}
 
 def write_mermaid(result, path: str | Path) -> None:
     """Write :func:`mermaid_text` to ``path``."""
-    Path(path).write_text(mermaid_text(result), encoding="utf-8")
+    write_text_atomic(path, mermaid_text(result))
 
 
 def write_html(result, path: str | Path) -> None:
     """Write :func:`html_page` to ``path``."""
-    Path(path).write_text(html_page(result), encoding="utf-8")
+    write_text_atomic(path, html_page(result))
 
 
 __all__ = ["mermaid_text", "svg_text", "html_page", "write_mermaid", "write_html"]

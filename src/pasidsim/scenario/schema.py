@@ -643,7 +643,8 @@ def write_json_schema(path=None) -> str:
     from pathlib import Path
     target = Path(path) if path is not None else schema_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(schema_text(), encoding="utf-8")
+    from ..report.output import write_text_atomic
+    write_text_atomic(target, schema_text())
     return str(target)
 
 
