@@ -4,8 +4,10 @@
   :class:`Goal`;
 * :mod:`.search` — :func:`explore` (BFS/DFS, bounds, symmetry, partial-order reduction,
   counterexample replay) and its :class:`Result`;
-* :mod:`.parallel` — :func:`explore_parallel`, a multi-process BFS whose result is identical
-  to the serial BFS.
+* :mod:`.parallel` — :func:`explore_parallel`, a level-parallel BFS on Ray actors whose
+  result is identical to the serial BFS;
+* :mod:`.swarm` — :func:`~pasidsim.check.swarm.swarm`, randomized bounded depth-first
+  searches for configurations beyond exhaustive reach.
 """
 
 from .model import FP_MASK, FunctionModel, Goal, Invariant, Model, ModelView
