@@ -112,7 +112,7 @@ def bytes_per_state() -> None:
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {src!r})
 from pasidsim.check.runner import check_scenario
 from pasidsim.scenario.compile import compile_scenario
@@ -131,7 +131,8 @@ import functools
 f = functools.partial(ScenarioModel, c)
 r = explore_parallel(f, workers) if workers > 1 else explore(f())
 wall = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from pasidsim.check.parallel import _peak_rss
+rss = _peak_rss()
 print(json.dumps(dict(verdict=r.verdict, states=r.states, transitions=r.transitions,
                       wall=wall, ray=t_ray, rss=rss, workers_rss=r.worker_peak_rss)))
 """

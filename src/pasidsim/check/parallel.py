@@ -206,6 +206,16 @@ class _RayOwner(_Owner):
 
 
 def _peak_rss() -> int:
+    """This process's peak resident set size in bytes: ``VmHWM`` of /proc/self/status (the
+    high-water mark of this address space; ``ru_maxrss`` would count the image of the
+    process that forked this one, which Linux keeps across ``execve``), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

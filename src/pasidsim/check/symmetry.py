@@ -345,9 +345,11 @@ class Symmetry:
                 while j < len(ranked) and key[ranked[j]] == key[ranked[i]]:
                     j += 1
                 tie = ranked[i:j]
-                if len(tie) > 1:
+                if len(tie) > 1 and not self._inert(key[tie[0]]):
                     total *= factorial(len(tie))
-                options.append(tie)
+                    options.append(tie)
+                else:  # one member, or members that own nothing yet or any more
+                    options.extend([r] for r in tie)
                 i = j
             placements.append((cl, options))
         tie_perms = total <= _MAX_TIE_PERMS
@@ -368,6 +370,15 @@ class Symmetry:
                         sorder[k] = k2
             out.append((tuple(aorder), tuple(sorder)))
         return out
+
+    @staticmethod
+    def _inert(key: tuple) -> bool:
+        """Does a tree summary say that the tree has not run: its root at program counter 0
+        (it owns only what setup made for it) and no other actor with a task?  Tied members
+        of that kind are alike but for ids: every order of them renames to the same state,
+        so they are not permuted (index order).  Exited ones are permuted: what a design
+        leaks behind an exited process (an mm, a PASID) tells them apart."""
+        return key[0][0] == 0 and all(not k[2] for k in key[1:])
 
     def _tree_key(self, rs, r) -> tuple:
         s, out = rs.sys, []
