@@ -53,6 +53,26 @@ def test_swarm_members_differ_and_a_complete_member_proves_the_pass():
     assert big.verdict == full.verdict == "pass" and big.states == full.states
 
 
+def test_a_worker_stops_inside_its_level_when_the_deadline_has_passed():
+    """The deadline is checked between a worker's states, not only between levels: a worker
+    whose deadline has passed expands nothing, ships nothing and says so (None)."""
+    import time
+
+    from pasidsim.check.model import ModelView
+    from pasidsim.check.parallel import _Owner
+    view = ModelView(toys.counters_model(3, 3))
+    owner = _Owner(view, 0, 2, False)
+    (s,) = view.initial_states()
+    fp = view.fingerprint(s)
+    owner.adopt([(fp, (None, 0), s)])
+    assert owner.level(0, [(fp, (None, 0))], [fp], True, False,
+                       deadline=time.time() - 1) is None
+    assert owner.outgoing == [None, None]
+    owner.adopt([(fp, (None, 0), s)])
+    done = owner.level(0, [(fp, (None, 0))], [fp], True, False, deadline=time.time() + 60)
+    assert done is not None and len(done[0][2]) == 3  # three successors, when in time
+
+
 def test_parallel_search_honours_the_deadline_inside_a_level():
     factory = functools.partial(toys.counters_model, 7, 9)  # 10 million states
     res = explore_parallel(factory, workers=2, min_level=1, max_seconds=3.0)

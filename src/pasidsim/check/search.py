@@ -503,10 +503,8 @@ class Checkpoint:
                         rec.depth_reached, rec.bound),
                 "rng": None if rng is None else rng.getstate(),
                 "loop": (epoch, expansions, depth, fresh), "elapsed": elapsed}
-        tmp = f"{self.path}.tmp.{os.getpid()}"
-        with open(tmp, "wb") as f:
-            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.path)
+        from ..report.output import write_bytes_atomic
+        write_bytes_atomic(self.path, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
 
     def load(self, view: ModelView, rec: Recorder, frontier, rng) -> tuple:
         """Restore a saved search into ``rec``, ``frontier`` and ``rng``; returns ``(epoch,

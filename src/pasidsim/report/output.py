@@ -12,12 +12,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     renamed over ``path`` once complete (``os.replace``): a reader, or a run interrupted by
     Ctrl-C, sees the previous file or the new one, never half of one.  The temporary file is
     removed if writing fails.  Raises OSError as ``open`` does."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """:func:`write_text_atomic` for bytes (a checkpoint's pickle)."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                dir=target.parent if str(target.parent) else ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -27,4 +32,4 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-__all__ = ["write_text_atomic"]
+__all__ = ["write_text_atomic", "write_bytes_atomic"]
