@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -126,3 +127,24 @@ def test_ray_bfs_gives_the_serial_verdict_on_every_builtin_scenario_and_design()
         want = (serial.verdict, serial.states, serial.transitions,
                 serial.violation and (serial.violation.name, serial.violation.depth))
         assert got == want, (name, design)
+
+
+def test_a_compiled_scenario_with_a_relative_machine_file_unpickles_in_another_directory(
+        tmp_path, monkeypatch):
+    """Workers compile a scenario again from its text; a machine file named relative to the
+    scenario is found whatever the worker's working directory."""
+    import pickle
+    import shutil
+
+    src = tmp_path / "proj"
+    src.mkdir()
+    shutil.copy(Path(__import__("pasidsim").__file__).parent / "data" / "default_machine.yaml",
+                src / "m.yaml")
+    (src / "s.yaml").write_text("name: rel\nmachine: m.yaml\nactors:\n  - name: P\n    "
+                                "program:\n      - open: {dev: nic0}\n")
+    monkeypatch.chdir(src)
+    c = compile_scenario(load_scenario("s.yaml"))
+    blob = pickle.dumps(c)
+    monkeypatch.chdir(tmp_path)  # elsewhere: s.yaml and m.yaml are not here
+    c2 = pickle.loads(blob)
+    assert hash(c2.initial()) == hash(c.initial()) and c2.source == "s.yaml"

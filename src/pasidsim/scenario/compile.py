@@ -32,6 +32,7 @@ many points a step's call passes, and ``StepRef(actor, fail=k)`` takes the step 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 from .. import fault
@@ -189,7 +190,10 @@ class CompiledScenario:
         if text is None or loc is None:
             raise TypeError("a compiled scenario pickles only when it was loaded from text "
                             "(load_text / load_scenario)")
-        return _recompile, (text, loc.source, loc.path, self.policy,
+        # absolute: a worker may run in another directory (machine files are found beside
+        # the scenario)
+        path = None if loc.path is None else Path(loc.path).resolve()
+        return _recompile, (text, loc.source, path, self.policy,
                             {"granularity": self.granularity, "hardware": self.hardware,
                              "inject_faults": self.inject_faults})
 

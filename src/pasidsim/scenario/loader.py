@@ -221,8 +221,9 @@ class LoadedScenario:
 
     def __reduce__(self):
         """Pickle as the text it was loaded from (the step models do not pickle by name)."""
+        path = self.locator.path  # absolute: a worker may run in another directory
         return load_text, (self.model._text, self.locator.source,  # type: ignore[attr-defined]
-                           self.locator.path)
+                           None if path is None else Path(path).resolve())
 
     @property
     def source(self) -> str:
