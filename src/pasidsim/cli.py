@@ -206,5 +206,13 @@ def _register_check() -> None:
 
 _register_check()
 
+
+def _register_simulate() -> None:
+    from .sim.cli_sim import simulate_cmd
+    main.add_command(simulate_cmd)
+
+
+_register_simulate()
+
 if __name__ == "__main__":  # pragma: no cover  (after every command is registered)
     main(prog_name="pasidsim")
