@@ -180,23 +180,35 @@ def topology(files: tuple[str, ...], as_json: bool, strict: bool, groups: tuple[
 
 
 @main.command()
-@click.option("--write", is_flag=True, help="regenerate the shipped scenario.schema.json")
+@click.option("--write", is_flag=True,
+              help="regenerate the shipped schemas (scenario.schema.json and the outputs')")
 @click.option("--check", "check_only", is_flag=True,
-              help="exit 1 when the shipped file is out of date")
-def schema(write: bool, check_only: bool) -> None:
-    """Print the JSON Schema of scenario files (generated from the pydantic model)."""
+              help="exit 1 when a shipped schema file is out of date")
+@click.option("--output", "output", type=click.Choice(["run", "check"]), default=None,
+              help="the schema of `pasidsim run --json` or `pasidsim check --json` output "
+                   "instead of the scenario files'")
+def schema(write: bool, check_only: bool, output: str | None) -> None:
+    """Print the JSON Schema of scenario files, or with --output of a command's JSON output
+    (both generated from the pydantic models)."""
+    from .report.schemas import (OUTPUTS, output_schema_path, output_schema_text,
+                                 write_output_schemas)
     from .scenario.schema import schema_path, schema_text, write_json_schema
     if write:
-        click.echo(write_json_schema())
+        for path in [write_json_schema(), *write_output_schemas()]:
+            click.echo(path)
         return
     if check_only:
-        shipped = schema_path().read_text(encoding="utf-8") if schema_path().is_file() else ""
-        if shipped != schema_text():
-            click.echo(f"{schema_path()} is out of date: run `pasidsim schema --write`", err=True)
+        files = [(schema_path(), schema_text())] + [
+            (output_schema_path(k), output_schema_text(k)) for k in OUTPUTS]
+        stale = [p for p, text in files
+                 if not p.is_file() or p.read_text(encoding="utf-8") != text]
+        for p in stale:
+            click.echo(f"{p} is out of date: run `pasidsim schema --write`", err=True)
+        if stale:
             sys.exit(EXIT_FAILED)
         click.echo("up to date")
         return
-    click.echo(schema_text(), nl=False)
+    click.echo(output_schema_text(output) if output else schema_text(), nl=False)
 
 
 def _register_check() -> None:

@@ -64,7 +64,41 @@ def test_run_json_is_stable():
     a, b = invoke("run", "h1-fork-exit", "--json"), invoke("run", "h1-fork-exit", "--json")
     assert a.exit_code == 0 and a.stdout == b.stdout
     d = json.loads(a.stdout)
-    assert d["schema"] == "pasidsim.trace/1" and d["ok"] is True
+    assert d["schema"] == "pasidsim.run/2" and d["ok"] is True
+    # kernel return values are JSON integers beside their text
+    opens = [e for e in d["events"] if e["op"] == "dev_open"]
+    assert opens and all(type(e["ret"]) is int and e["ret"] > 0 for e in opens)
+    assert all(e["ret_text"] == str(e["ret"]) for e in opens)
+    assert [e["ret_text"] for e in d["events"] if e["ret"] == 0][:1] == ["0"]
+
+
+def test_json_outputs_follow_their_published_schemas(tmp_path):
+    """`pasidsim schema --output run|check` prints the shipped schema of each JSON output;
+    both outputs carry the same version number in their tag and parse as their pydantic
+    models (extra or missing fields would fail)."""
+    from pasidsim.report.schemas import (OUTPUT_VERSION, CheckOutput, RunOutput,
+                                         output_schema_path)
+    for kind in ("run", "check"):
+        res = invoke("schema", "--output", kind)
+        assert res.exit_code == 0
+        assert res.output == output_schema_path(kind).read_text(encoding="utf-8")
+        assert json.loads(res.output)["additionalProperties"] is False
+    run = json.loads(invoke("run", "h8-unbind-after-exit", "--design", "H8-unbind-uaf",
+                            "--json").stdout)
+    RunOutput.model_validate(run)
+    assert run["ok"] is False and run["violations"][0]["invariant"] == "M9"
+    res = invoke("check", "h8-unbind-after-exit", "--design", "H8-unbind-uaf", "--json",
+                 "--out", str(tmp_path))
+    check = json.loads(res.stdout)
+    CheckOutput.model_validate(check)
+    assert {run["schema"], check["schema"]} == {f"pasidsim.run/{OUTPUT_VERSION}",
+                                                f"pasidsim.check/{OUTPUT_VERSION}"}
+    (cell,) = check["cells"]
+    # a scenario checked by name must pass: the violation is a failure, as the exit status
+    assert cell["verdict"] == "Sometimes" and cell["invariant"] == "M9"
+    assert cell["ok"] is False and check["ok"] is False and res.exit_code == 1
+    assert all(type(s["ret"]) is int for s in cell["trace"] if s["ret"] is not None)
+    assert len(cell["trace"]) == cell["length"] > 0
 
 
 def test_run_writes_diagrams(tmp_path):
@@ -113,8 +147,16 @@ def test_topology_bad_dump_exits_2(tmp_path):
     assert res.exit_code == 2 and "missing.txt" in res.stderr
 
 
-def test_schema_command(tmp_path):
+def test_schema_command(tmp_path, monkeypatch):
     res = invoke("schema")
     assert res.exit_code == 0 and json.loads(res.output)["title"] == "pasidsim scenario"
     res = invoke("schema", "--check")
     assert res.exit_code == 0, res.output
+    # a stale shipped output schema makes --check fail and names it
+    from pasidsim.report import schemas
+    stale, real = tmp_path / "stale.json", schemas.output_schema_path
+    stale.write_text("{}\n")
+    monkeypatch.setattr(schemas, "output_schema_path",
+                        lambda kind: stale if kind == "check" else real(kind))
+    res = invoke("schema", "--check")
+    assert res.exit_code == 1 and "stale.json is out of date" in res.stderr

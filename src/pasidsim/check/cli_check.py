@@ -9,7 +9,6 @@ given on the command line must simply pass (every property holds, every goal rea
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from rich.text import Text
 from .expected import PASS, expected_for
 from .history import HISTORY
 from ..report.output import write_text_atomic
+from ..report.schemas import CellOutput, CheckOutput, dump
 from .runner import Cell, check_scenario
 
 DEFAULT_OUT = "pasidsim-counterexamples"
@@ -193,21 +193,34 @@ def _print_trace(console: Console, cell: Cell) -> None:
 
 
 def junit_xml(cells: list[Cell]) -> str:
-    """A JUnit XML report: one testcase per cell, failed when the verdict is not expected."""
-    from xml.sax.saxutils import escape, quoteattr
-    fails = sum(1 for c in cells if not c.ok)
-    out = [f'<testsuite name="pasidsim-check" tests="{len(cells)}" failures="{fails}">']
+    """A JUnit XML report (junitparser): one testcase per cell (classname the scenario, name
+    the design), failed exactly when the matrix shows ✗ or "not exhaustive" (:attr:`Cell.ok`
+    false); a violation the design is expected to show (a historical design's breakage) is a
+    pass whose counterexample is in its ``system-out``."""
+    from junitparser import Failure, JUnitXml, TestCase, TestSuite
+    suite = TestSuite("pasidsim-check")
     for c in cells:
-        out.append(f'  <testcase classname={quoteattr(c.scenario)} name={quoteattr(c.design)} '
-                   f'time="{c.elapsed:.3f}">')
+        case = TestCase(c.design, classname=c.scenario, time=round(c.elapsed, 3))
+        steps = "\n".join(f"{a}: {x} = {r}" for a, x, r in c.trace)
         if not c.ok:
-            msg = c.message or c.verdict
-            out.append(f'    <failure message={quoteattr(msg)}>'
-                       f'{escape(chr(10).join(f"{a}: {x} = {r}" for a, x, r in c.trace))}'
-                       '</failure>')
-        out.append("  </testcase>")
-    out.append("</testsuite>")
-    return "\n".join(out) + "\n"
+            if c.verdict == "Bounded":
+                msg = f"not exhaustive: {c.message or 'a bound stopped the search'}"
+            elif c.invariant is None:
+                msg = f"never reached: {', '.join(c.unreached)}"
+            else:
+                exp = (c.expected or PASS).text()
+                msg = f"{c.invariant}: {c.message} (expected {exp})"
+            case.result = [Failure(msg, c.verdict)]
+            if steps:
+                case.result[0].text = steps
+        elif c.invariant is not None:
+            case.system_out = (f"expected violation of {c.invariant}: {c.message}\n"
+                               f"{steps}\n")
+        suite.add_testcase(case)
+    xml = JUnitXml("pasidsim")
+    xml.add_testsuite(suite)
+    text = xml.tostring()
+    return (text.decode("utf-8") if isinstance(text, bytes) else text) + "\n"
 
 
 def _bad_input(message: str) -> None:
@@ -380,8 +393,9 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             write_text_atomic(p, text)
             saved.append(str(p))
     if as_json:
-        click.echo(json.dumps({"schema": 1, "cells": [c.to_json() for c in cells],
-                               "counterexamples": saved}, indent=2, sort_keys=True))
+        click.echo(dump(CheckOutput(cells=[CellOutput.model_validate(c.to_json())
+                                           for c in cells],
+                                    counterexamples=saved, ok=not bad)), nl=False)
     else:
         for table in matrix_tables(cells, list(loaded), design_list, console.width):
             console.print(table)

@@ -36,7 +36,8 @@ class Cell:
     invariant: str | None = None
     message: str = ""
     kind: str = ""  # always | quiescence | deadlock
-    trace: list = field(default_factory=list)  # [(actor name, call text, ret)]
+    trace: list = field(default_factory=list)  # [(actor name, call text, ret text)]
+    rets: list = field(default_factory=list)  # the trace's kernel return values (None: running)
     refs: list = field(default_factory=list)  # the StepRefs of the counterexample
     unreached: list = field(default_factory=list)  # sometimes-goals never reached
     expected: Expected | None = None  # what this design must do here (None: pass)
@@ -59,7 +60,8 @@ class Cell:
                 "expected_unreached": list(exp.unreached), "ok": self.ok,
                 "documented": self.documented, "unreached": self.unreached,
                 "length": len(self.refs),
-                "trace": [{"actor": a, "call": c, "ret": r} for a, c, r in self.trace]}
+                "trace": [{"actor": a, "call": c, "ret_text": r, "ret": ret}
+                          for (a, c, r), ret in zip(self.trace, self.rets)]}
 
 
 def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
@@ -145,7 +147,7 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
         cell.message = v.message
         cell.kind = v.kind
         cell.refs = list(v.trace)
-        cell.trace = describe_trace(compiled, v.trace)
+        cell.trace = describe_trace(compiled, v.trace, cell.rets)
         cell.broken = broken_at(compiled, v.trace, cell.invariant, v.states[-1])
     elif result.verdict == "bounded":
         cell.verdict = "Bounded"
@@ -176,10 +178,11 @@ def broken_at(compiled, refs, first: str | None, last=None) -> list:
     return out + [n for n in names if n not in out]
 
 
-def describe_trace(compiled, refs) -> list:
-    """Replay a counterexample and describe each step as (actor, call, ret); an injected
+def describe_trace(compiled, refs, rets: list | None = None) -> list:
+    """Replay a counterexample and describe each step as (actor, call, ret text); an injected
     failure shows in the call: ``iommu_sva_bind_device(dev=dsa0, mm=2) [fail HANDLE_ALLOC
-    -ENOMEM]``."""
+    -ENOMEM]``.  ``rets``, when given, gets each step's kernel return value appended (an
+    int; None for a call that has not returned or a step that is no call)."""
     from ..report.text import action_text, ret_text
     from ..scenario.trace import fault_text, lock_text
     rs = compiled.initial()
@@ -195,5 +198,7 @@ def describe_trace(compiled, refs) -> list:
         if ev.locks:
             call += f" {{locks: {lock_text(ev)}}}"
         out.append((actor, call, ret_text(ev.ret) if isinstance(ev.ret, int) else str(ev.ret)))
+        if rets is not None:
+            rets.append(ev.ret if isinstance(ev.ret, int) and not ev.progress else None)
         rs = rs2
     return out

@@ -3,7 +3,7 @@
 Shape (``schema`` = :data:`TRACE_SCHEMA`; keys sorted; no timestamps or absolute paths, so the
 same run gives the same bytes)::
 
-    {"schema": "pasidsim.trace/1",
+    {"schema": "pasidsim.run/2",
      "scenario": {"name", "file", "design", "demonstrates"},
      "actors": [{"name", "kernel", "status"}],
      "events": [{"index", "actor", "op", "args", "call", "ret", "ret_text", "expect",
@@ -15,17 +15,20 @@ same run gives the same bytes)::
      "ok": bool}
 
 ``args`` are the kernel call's integer arguments by name; ``call`` is the same call with
-device/driver/group names.  Event indices are 1-based, as in the terminal trace.
+device/driver/group names; ``ret`` is an integer (null for a call that has not returned).
+Event indices are 1-based, as in the terminal trace.  The shape is the pydantic model
+:class:`~pasidsim.report.schemas.RunOutput` (``pasidsim schema --output run``); the output is
+validated by it before it is written.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePath
 
 from ..errors import Warn
+from .schemas import RUN_SCHEMA, RunOutput, dump
 
-TRACE_SCHEMA = "pasidsim.trace/1"
+TRACE_SCHEMA = RUN_SCHEMA
 
 
 def result_to_dict(result) -> dict:
@@ -39,7 +42,7 @@ def result_to_dict(result) -> dict:
             "index": row.index, "actor": row.actor,
             "op": ev.action.name if ev.action is not None else None,
             "args": ev.action.kwargs() if ev.action is not None else {},
-            "call": row.call, "ret": ev.ret, "ret_text": row.ret, "expect": row.expect or None,
+            "call": row.call, "ret": None if ev.progress else ev.ret, "ret_text": row.ret, "expect": row.expect or None,
             "ok": ev.ok, "failures": list(ev.failures), "note": row.note or None,
             "line": row.line or None, "error": ev.error or None,
             # lock granularity: where the call stopped (None: it returned; "ret" is then
@@ -73,8 +76,9 @@ def result_to_dict(result) -> dict:
 
 
 def dumps(result) -> str:
-    """The JSON trace as text (sorted keys, 2-space indent, trailing newline)."""
-    return json.dumps(result_to_dict(result), sort_keys=True, indent=2) + "\n"
+    """The JSON trace as text (sorted keys, 2-space indent, trailing newline), validated by
+    :class:`~pasidsim.report.schemas.RunOutput` (pydantic ValidationError: our bug)."""
+    return dump(RunOutput.model_validate(result_to_dict(result)))
 
 
 __all__ = ["TRACE_SCHEMA", "result_to_dict", "dumps"]
