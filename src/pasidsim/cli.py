@@ -96,8 +96,14 @@ def scenarios() -> None:
 @click.option("--granularity", type=click.Choice(["call", "lock"]), default=None,
               help="call: every kernel call is one step; lock: calls stop at their preemption "
                    "points, the trace shows who holds which lock (default: the file's)")
+@click.option("--diff", "show_diff", is_flag=True,
+              help="after the trace, what each step changed in the state (objects named)")
+@click.option("--itf", "itf_file", type=click.Path(dir_okay=False, writable=True),
+              help="write the run with the full state at every step to FILE in the Informal "
+                   "Trace Format (ITF, as Apalache and Quint write it)")
 def run(scenario: str, design: str | None, as_json: bool, mermaid_file: str | None,
-        html_file: str | None, no_state: bool, granularity: str | None) -> None:
+        html_file: str | None, no_state: bool, granularity: str | None, show_diff: bool,
+        itf_file: str | None) -> None:
     """Run SCENARIO (a file, or the name of a built-in scenario) once and print its trace.
 
     Exit status: 0 when every expectation held, 1 when one failed, 2 on bad input.
@@ -107,7 +113,14 @@ def run(scenario: str, design: str | None, as_json: bool, mermaid_file: str | No
     c = load_compiled(scenario, design)
     if granularity is not None:
         c.granularity = Granularity[granularity.upper()]
-    result = _run_with_progress(c, run_scenario, total_steps(c), quiet=as_json)
+    from functools import partial
+    keep = bool(show_diff or itf_file or html_file)
+    result = _run_with_progress(c, partial(run_scenario, keep_states=keep), total_steps(c),
+                                quiet=as_json)
+    if itf_file:
+        from .report.itf import itf_text, run_itf
+        from .report.output import write_text_atomic
+        write_text_atomic(itf_file, itf_text(run_itf(result)))
     if mermaid_file:
         from .report.mermaid import write_mermaid
         write_mermaid(result, mermaid_file)
@@ -122,6 +135,17 @@ def run(scenario: str, design: str | None, as_json: bool, mermaid_file: str | No
         console = Console()
         for part in render_result(result, state=not no_state):
             console.print(part)
+        if show_diff:
+            from rich.markup import escape
+
+            from .report.itf import run_diffs
+            from .scenario.trace import event_rows
+            console.print("[bold]what each step changed[/bold]")
+            for row, lines in zip(event_rows(result), run_diffs(result)):
+                console.print(f"{row.index:4}. {escape(row.actor)}: {escape(row.call)} = "
+                              f"{escape(row.ret)}", soft_wrap=True, highlight=False)
+                for line in lines or ["(nothing)"]:
+                    console.print(f"        {escape(line)}", soft_wrap=True, highlight=False)
     sys.exit(result.exit_code)
 
 

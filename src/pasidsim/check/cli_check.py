@@ -177,6 +177,17 @@ def _step_args(data: dict, path: tuple) -> dict:
     return node[key]
 
 
+def _write_itf(path: Path) -> None:
+    """Beside a saved counterexample ``X.yaml``, ``X.itf.json``: its replay with the full
+    state at every step in the Informal Trace Format (:mod:`pasidsim.report.itf`)."""
+    from ..report.itf import itf_text, run_itf
+    from ..scenario.compile import compile_scenario
+    from ..scenario.loader import load_scenario
+    from ..scenario.runner import run_scenario
+    res = run_scenario(compile_scenario(load_scenario(path)), keep_states=True)
+    write_text_atomic(path.with_suffix(".itf.json"), itf_text(run_itf(res)))
+
+
 def _print_trace(console: Console, cell: Cell) -> None:
     """The counterexample of a cell: what broke, what was expected when that is not it, and
     the steps (setup steps only when a failure was injected into one)."""
@@ -186,8 +197,15 @@ def _print_trace(console: Console, cell: Cell) -> None:
                   f"({cell.kind}) — {escape(cell.message)}{status}")
     if cell.broken[1:]:
         console.print(f"  also broken in that state: {', '.join(cell.broken[1:])}")
+    hidden = [i for i, (actor, call, _r) in enumerate(cell.trace, 1)
+              if actor == "setup" and "[fail " not in call]
+    if hidden:
+        span = f"{hidden[0]}–{hidden[-1]}" if len(hidden) > 1 else f"{hidden[0]}"
+        console.print(f"  (step{'s' if len(hidden) > 1 else ''} {span}: the scenario's setup "
+                      "— boot-time driver probes, process creation, its setup: steps — not "
+                      "shown; `pasidsim run` on the saved file shows every step)")
     for i, (actor, call, ret) in enumerate(cell.trace, 1):
-        if actor == "setup" and "[fail " not in call:
+        if i in hidden:
             continue
         console.print(f"  {i:3}. {actor:>8}: {escape(call)} = {ret}")
 
@@ -392,6 +410,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
             p = Path(out) / f"{c.scenario}--{c.design}.yaml"
             write_text_atomic(p, text)
             saved.append(str(p))
+            _write_itf(p)
     if as_json:
         click.echo(dump(CheckOutput(cells=[CellOutput.model_validate(c.to_json())
                                            for c in cells],

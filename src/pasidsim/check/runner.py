@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..report.itf import named, object_names
 from ..state import Granularity
 from .expected import PASS, Expected
 from .pasid_model import TRANSITION_CHECKS, ScenarioModel, sys_state, violation_name
@@ -147,7 +148,9 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
         cell.message = v.message
         cell.kind = v.kind
         cell.refs = list(v.trace)
-        cell.trace = describe_trace(compiled, v.trace, cell.rets)
+        names: dict = {}
+        cell.trace = describe_trace(compiled, v.trace, cell.rets, names)
+        cell.message = named(cell.message, names)
         cell.broken = broken_at(compiled, v.trace, cell.invariant, v.states[-1])
     elif result.verdict == "bounded":
         cell.verdict = "Bounded"
@@ -178,11 +181,14 @@ def broken_at(compiled, refs, first: str | None, last=None) -> list:
     return out + [n for n in names if n not in out]
 
 
-def describe_trace(compiled, refs, rets: list | None = None) -> list:
+def describe_trace(compiled, refs, rets: list | None = None,
+                   names: dict | None = None) -> list:
     """Replay a counterexample and describe each step as (actor, call, ret text); an injected
     failure shows in the call: ``iommu_sva_bind_device(dev=dsa0, mm=2) [fail HANDLE_ALLOC
     -ENOMEM]``.  ``rets``, when given, gets each step's kernel return value appended (an
-    int; None for a call that has not returned or a step that is no call)."""
+    int; None for a call that has not returned or a step that is no call); ``names``, when
+    given, gets the names of the objects met (:func:`~pasidsim.report.itf.object_names`,
+    first name kept)."""
     from ..report.text import action_text, ret_text
     from ..scenario.trace import fault_text, lock_text
     rs = compiled.initial()
@@ -201,4 +207,7 @@ def describe_trace(compiled, refs, rets: list | None = None) -> list:
         if rets is not None:
             rets.append(ev.ret if isinstance(ev.ret, int) and not ev.progress else None)
         rs = rs2
+        if names is not None:
+            for k, name in object_names(compiled, rs).items():
+                names.setdefault(k, name)
     return out

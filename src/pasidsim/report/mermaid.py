@@ -31,10 +31,27 @@ def _mm(text: str) -> str:
     return text.replace(";", ",").replace("#", "no.").replace("\n", " ").strip()
 
 
-def mermaid_text(result) -> str:
-    """The run as a Mermaid ``sequenceDiagram``."""
+def marked_rows(result) -> list:
+    """The run's :func:`~pasidsim.scenario.trace.event_rows`, where the step after which an
+    invariant broke also carries ``VIOLATES <invariant>: <message>`` (objects named, see
+    :func:`~pasidsim.report.itf.named`) among its failures: diagrams draw it in red."""
     from ..scenario.trace import event_rows
+    from .itf import named, run_names
     rows = event_rows(result)
+    if not result.violations:
+        return rows
+    names = run_names(result)
+    extra: dict[int, list[str]] = {}
+    for v in result.violations:
+        extra.setdefault(v.event, []).append(f"VIOLATES {v.name}: {named(v.message, names)}")
+    return [r._replace(failures=tuple(r.failures) + tuple(extra.get(i, ())))
+            for i, r in enumerate(rows)]
+
+
+def mermaid_text(result) -> str:
+    """The run as a Mermaid ``sequenceDiagram``; a failed expectation or a broken invariant
+    is a note on its step (``FAILED …``, ``VIOLATES …``)."""
+    rows = marked_rows(result)
     c = result.compiled
     names = _participants(result, rows)
     ids = {n: f"p{i}" for i, n in enumerate(names)}
@@ -47,16 +64,20 @@ def mermaid_text(result) -> str:
         ret = r.ret + (f" (expected {r.expect})" if r.expect else "")
         out.append(f"    K-->>{a}: {_mm(ret)}")
         if r.failures:
-            out.append(f"    Note over {a},K: FAILED {_mm('; '.join(r.failures))}")
+            out.append(f"    Note over {a},K: {_mm(_failed_text(r.failures))}")
         elif r.note and r.actor != "setup":
             out.append(f"    Note over {a},K: {_mm(r.note)}")
     return "\n".join(out) + "\n"
 
 
+def _failed_text(failures) -> str:
+    return "; ".join(f if f.startswith("VIOLATES ") else f"FAILED {f}" for f in failures)
+
+
 def svg_text(result) -> str:
-    """The run as a standalone SVG sequence diagram (drawn here, no Mermaid needed)."""
-    from ..scenario.trace import event_rows
-    rows = event_rows(result)
+    """The run as a standalone SVG sequence diagram (drawn here, no Mermaid needed): a step
+    whose expectation failed or after which an invariant broke is red, with the text."""
+    rows = marked_rows(result)
     cols = _participants(result, rows) + ["kernel"]
     x = {n: 90 + i * _COL for i, n in enumerate(cols)}
     kx = x["kernel"]
@@ -96,7 +117,7 @@ def svg_text(result) -> str:
                    f'fill="{color}">{e(ret)}</text>')
         y += _ROW
         if bad or (r.note and r.actor != "setup"):
-            text = ("FAILED: " + "; ".join(r.failures)) if bad else r.note
+            text = _failed_text(r.failures) if bad else r.note
             out.append(f'<text x="{ax}" y="{y - 4}" fill="{color if bad else "#666"}" '
                        f'font-style="italic">{e(text[:2 * _LABEL])}</text>')
             y += _ROW
@@ -116,11 +137,18 @@ def html_page(result) -> str:
                     for f in result.failures)
     items += "".join(f"<li>invariant {e(v.name)} after event {v.event + 1}: {e(v.message)}</li>"
                      for v in result.violations)
+    diffs = None
+    if len(result.states) == len(result.events) + 1:
+        from .itf import run_diffs
+        diffs = run_diffs(result)
+    changed = "<th>what changed</th>" if diffs is not None else ""
     rows = "".join(
         f"<tr class=\"{'bad' if r.failures else ''}\"><td>{r.index}</td><td>{e(r.actor)}</td>"
         f"<td>{e(r.call)}</td><td>{e(r.ret)}</td><td>{e(r.expect)}</td>"
-        f"<td>{e(r.note)}{' FAILED: ' + e('; '.join(r.failures)) if r.failures else ''}</td></tr>"
-        for r in event_rows(result))
+        f"<td>{e(r.note)} {e(_failed_text(r.failures)) if r.failures else ''}</td>"
+        + (f"<td class=\"diff\">{'<br>'.join(e(x) for x in diffs[r.index - 1])}</td>"
+           if diffs is not None else "") + "</tr>"
+        for r in marked_rows(result))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{e(c.model.name)} — pasidsim</title>
@@ -130,6 +158,7 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 table {{ border-collapse: collapse; font-family: monospace; font-size: 12px; }}
 td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; }}
 tr.bad td {{ color: #c00; }}
+td.diff {{ color: #246; font-size: 11px; }}
 .pass {{ color: #060; }} .fail {{ color: #c00; }}
 </style></head><body>
 <h1>{e(c.model.name)}</h1>
@@ -142,7 +171,7 @@ tr.bad td {{ color: #c00; }}
 <h2>Mermaid source</h2>
 <pre>{e(mermaid_text(result))}</pre>
 <h2>Trace</h2>
-<table><tr><th>#</th><th>actor</th><th>call</th><th>ret</th><th>expect</th><th>note</th></tr>
+<table><tr><th>#</th><th>actor</th><th>call</th><th>ret</th><th>expect</th><th>note</th>{changed}</tr>
 {rows}</table>
 </body></html>
 """
@@ -158,4 +187,4 @@ def write_html(result, path: str | Path) -> None:
     write_text_atomic(path, html_page(result))
 
 
-__all__ = ["mermaid_text", "svg_text", "html_page", "write_mermaid", "write_html"]
+__all__ = ["marked_rows", "mermaid_text", "svg_text", "html_page", "write_mermaid", "write_html"]

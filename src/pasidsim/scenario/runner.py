@@ -71,6 +71,7 @@ class RunResult:
     failures: list[Failure] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     unfinished: list[tuple[str, str]] = field(default_factory=list)
+    states: list[RunState] = field(default_factory=list)  # with keep_states: before event 1, after each
 
     @property
     def ok(self) -> bool:
@@ -97,16 +98,22 @@ def total_steps(c: CompiledScenario) -> int:
 
 
 def run_scenario(c: CompiledScenario, *, on_event: Callable[[int, Event], None] | None = None,
-                 check_invariants: bool = True, max_steps: int = 1_000_000) -> RunResult:
+                 check_invariants: bool = True, max_steps: int = 1_000_000,
+                 keep_states: bool = False) -> RunResult:
     """Run ``c`` once (see the module docstring) and return the :class:`RunResult`.
 
     Args:
         on_event: called as ``on_event(index, event)`` after each step (progress display).
         check_invariants: check the invariants after every step.
         max_steps: safety bound on the number of steps.
+        keep_states: keep the run state before the first event and after each one in
+            ``RunResult.states`` (for ITF traces and diffs; states share structure, so this
+            costs little).
     """
     res = RunResult(c)
     rs = c.initial()
+    if keep_states:
+        res.states.append(rs)
     order = list(c.order or ())
     oi, last = 0, 0
     seen: set[tuple[str, str]] = set()
@@ -135,6 +142,8 @@ def run_scenario(c: CompiledScenario, *, on_event: Callable[[int, Event], None] 
         rs, ev = c.apply(rs, ref)
         idx = len(res.events)
         res.events.append(ev)
+        if keep_states:
+            res.states.append(rs)
         for msg in ev.failures:
             res.failures.append(Failure(idx, _where(c, ev), res.step_line(ev), msg))
         msg = _unexpected_error(c, ev)

@@ -118,9 +118,12 @@ def summary_text(result: RunResult) -> Text:
         ref = f" (event {f.event + 1})" if f.event is not None else ""
         out.append(f"  {c.source}:{f.line}: {f.where}{ref}: {f.message}\n", style="red")
     if result.violations:
+        from ..report.itf import named, run_names
+        names = run_names(result)
         out.append(f"{len(result.violations)} invariant violation(s):\n", style="yellow")
         for v in result.violations:
-            out.append(f"  after event {v.event + 1}: {v.name}: {v.message}\n", style="yellow")
+            out.append(f"  after event {v.event + 1}: {v.name}: {named(v.message, names)}\n",
+                       style="yellow")
     for name, status in result.unfinished:
         out.append(f"  actor {name}: {status}\n", style="dim")
     return out
