@@ -567,26 +567,12 @@ def _check_across(loaded: dict, jobs: list, exps: list, hardware, settings: dict
 
 
 def html_report(cells: list[Cell], saved: list[str]) -> str:
-    """A self-contained HTML report: the matrix and, per counterexample, its sequence diagram
-    (replayed through ``pasidsim run``'s runner so the picture is the saved file's)."""
-    import html as h
-
-    from ..report.mermaid import svg_text
-    from ..scenario.compile import compile_scenario
-    from ..scenario.loader import load_scenario
-    from ..scenario.runner import run_scenario
-    rows = "".join(
-        f"<tr><td>{h.escape(c.scenario)}</td><td>{h.escape(c.design)}</td>"
-        f"<td>{h.escape(c.verdict)}</td><td>{h.escape(c.invariant or '')}</td>"
-        f"<td>{c.states}</td><td>{'yes' if c.ok else 'NO'}</td></tr>" for c in cells)
-    parts = [f"<h1>pasidsim check</h1><table border=1 cellpadding=3><tr><th>scenario</th>"
-             f"<th>design</th><th>verdict</th><th>invariant</th><th>states</th>"
-             f"<th>as expected</th></tr>{rows}</table>"]
-    for path in saved:
-        try:
-            res = run_scenario(compile_scenario(load_scenario(path)))
-            parts.append(f"<h2>{h.escape(Path(path).stem)}</h2>{svg_text(res)}")
-        except Exception as e:  # a report must not fail because one diagram does
-            parts.append(f"<h2>{h.escape(Path(path).stem)}</h2><p>diagram failed: {h.escape(str(e))}</p>")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>pasidsim check</title>"
-            "</head><body>" + "".join(parts) + "</body></html>\n")
+    """The self-contained HTML report (:mod:`pasidsim.report.check_html`): the coloured
+    scenario × design grid linked to each counterexample (diagram, invariant, message, what
+    each step changed), and the design legend."""
+    from ..designs import DESCRIPTIONS
+    from ..report.check_html import check_html
+    designs = list(dict.fromkeys(c.design for c in cells))
+    return check_html([c.to_json() for c in cells], saved,
+                      [{"name": d, "label": _label(d), "description": DESCRIPTIONS.get(d, "")}
+                       for d in designs])
