@@ -160,19 +160,29 @@ def _run_with_progress(c, run_scenario, total: int, quiet: bool):
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="print counts as JSON")
+@click.option("--json", "as_json", is_flag=True,
+              help="print JSON: the counts, and under \"topology\" every unit, group and "
+                   "device with its fields (unknown: null)")
+@click.option("--tree", "as_tree", is_flag=True,
+              help="print the machine as a tree: IOMMU unit → group → device")
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, writable=True),
+              metavar="FILE",
+              help="draw unit → group → device with PASID/ATS/PRI to FILE (.svg or .png)")
 @click.option("--strict", is_flag=True, help="treat any unparsable line as an error")
 @click.option("--group", "groups", multiple=True, metavar="NAME",
               help="show only this IOMMU group (repeatable)")
 @click.option("--device", "devices", multiple=True, metavar="NAME",
               help="show only the group of this device, by name or BDF (repeatable)")
-def topology(files: tuple[str, ...], as_json: bool, strict: bool, groups: tuple[str, ...],
-             devices: tuple[str, ...]) -> None:
+def topology(files: tuple[str, ...], as_json: bool, as_tree: bool, svg_file: str | None,
+             strict: bool, groups: tuple[str, ...], devices: tuple[str, ...]) -> None:
     """Show a machine's IOMMU units, groups, PASID-capable devices and which groups can be
     assigned to user space.  FILES are dumps (lspci -vvv, IOMMU-group listings, dmesg) or a
     sysfs root; with none, the built-in default machine is shown.  --group/--device narrow
-    the group, PASID-device and assignment views to those groups."""
+    the views to those groups (the counts of --json stay whole-machine).  --tree prints
+    unit → group → device; --svg FILE draws it (and prints nothing else unless --json or
+    --tree is given)."""
     from .topology import TopologyError, load_topology, render_topology, topology_summary
+    from .topology.export import hierarchy, selection, tree
     if files:
         try:
             topo = load_topology(list(files), strict=strict)
@@ -188,19 +198,27 @@ def topology(files: tuple[str, ...], as_json: bool, strict: bool, groups: tuple[
                 "multi_device_groups": sum(1 for g in cfg.groups if len(g.devices) > 1),
                 "pasid_capable": sum(1 for d in cfg.devices if d.pasid_bits),
                 "pasid_widths": {d.name: d.pasid_bits for d in cfg.devices if d.pasid_bits}}
+    try:
+        only = selection(view, groups, devices)
+    except ValueError as e:
+        bad_input(str(e))
+    if svg_file:
+        from .topology.draw import draw
+        try:
+            rows = draw(view, svg_file, only)
+        except (ValueError, OSError) as e:
+            bad_input(str(e))
+        click.echo(f"wrote {svg_file} ({rows} device rows)", err=True)
     if as_json:
         import json
+        data["topology"] = hierarchy(view, only)
         click.echo(json.dumps(data, sort_keys=True, indent=2))
         return
-    only = None
-    if groups or devices:
-        from .topology.convert import to_config
-        from .topology.render import select_groups
-        try:
-            only = select_groups(view if not files else to_config(view), groups, devices)
-        except ValueError as e:
-            bad_input(str(e))
-    Console().print(render_topology(view, only))
+    if as_tree:
+        Console().print(tree(view, only))
+        return
+    if not svg_file:
+        Console().print(render_topology(view, only))
 
 
 @main.command()
