@@ -35,6 +35,7 @@ def _same(a, b):
         (b.verdict, b.states, b.transitions, b.max_depth_reached, b.bound)
     assert a.invariant_counts == b.invariant_counts
     assert a.sometimes_counts == b.sometimes_counts
+    assert a.states_per_level == b.states_per_level
     assert [(v.name, v.trace) for v in a.violations] == [(v.name, v.trace) for v in b.violations]
 
 

@@ -322,3 +322,29 @@ def test_injected_failures_at_lock_granularity_are_refused_not_ignored(tmp_path)
                  "actors:\n  - name: A\n    program:\n      - exit: {}\n")
     r = CliRunner().invoke(main, ["check", str(f), "--out", str(tmp_path)])
     assert r.exit_code == 2 and f"{f}:4: inject_faults:" in r.output
+
+
+def test_states_per_level_add_up_and_serial_equals_parallel():
+    """Each distinct state is counted once, at the BFS level where it was first reached; the
+    Ray search counts the same levels."""
+    c = compile_scenario(load_scenario(BUILTIN["uacce-fork-inherit"]))
+    serial = check_scenario(c)
+    assert sum(serial.levels) == serial.states and serial.levels[0] == 1
+    assert len(serial.levels) == max(i for i, n in enumerate(serial.levels) if n) + 1
+    parallel = check_scenario(c, workers=2)
+    assert parallel.levels == serial.levels
+    reduced = check_scenario(c, symmetry=True)
+    assert sum(reduced.levels) == reduced.states < serial.states
+
+
+def test_cli_check_plot(tmp_path):
+    pic = tmp_path / "levels.png"
+    r = CliRunner().invoke(main, ["check", "uacce-fork-inherit", "--symmetry", "--plot",
+                                  str(pic), "--out", str(tmp_path / "cex")])
+    assert r.exit_code == 0, r.output
+    assert pic.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = tmp_path / "levels.svg"
+    r = CliRunner().invoke(main, ["check", "uacce-fork-inherit", "--plot", str(svg)])
+    assert r.exit_code == 0 and "<svg" in svg.read_text()
+    r = CliRunner().invoke(main, ["check", "uacce-fork-inherit", "--plot", str(tmp_path / "x.gif")])
+    assert r.exit_code == 2 and "must be .png, .svg or .pdf" in r.output

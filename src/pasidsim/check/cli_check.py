@@ -301,9 +301,13 @@ def _bad_input(message: str) -> None:
               help="write an HTML report with each counterexample as a sequence diagram")
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_OUT, show_default=True,
               help="directory for counterexample scenario files")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="draw the distinct states of each BFS level (PNG, SVG or PDF by the "
+                   "suffix) of the largest searches; with --symmetry/--por the same cells "
+                   "are also searched without reductions and drawn dashed")
 def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, workers,
               ray_address, swarm, checkpoint, resume, symmetry, por, granularity, hardware, inject_faults, as_json, junit,
-              html, out):
+              html, out, plot):
     """Explore every interleaving of SCENARIO (a file or a built-in name) and report the
     shortest violation of any invariant.  With no SCENARIO: every built-in scenario against
     today's design and every historical design, as a matrix.
@@ -346,6 +350,8 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     jobs = [(s, d) for s in loaded for d in design_list]
     cells: list[Cell] = []
     compiled_by = {}
+    if plot and Path(plot).suffix.lower() not in (".png", ".svg", ".pdf"):
+        _bad_input(f"--plot {plot}: the picture must be .png, .svg or .pdf")
     settings = dict(strategy=strategy, max_states=max_states, max_depth=max_depth,
                     max_seconds=max_seconds, symmetry=symmetry, por=por,
                     inject_faults=True if inject_faults else None, granularity=granularity)
@@ -448,7 +454,38 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
         write_text_atomic(junit, junit_xml(cells))
     if html:
         write_text_atomic(html, html_report(cells, saved))
+    if plot:
+        _plot_levels(plot, cells, loaded, hardware, settings, exps_by={
+            job: exp for job, exp in zip(jobs, exps)})
     sys.exit(exit_status(cells))
+
+
+#: Searches drawn by ``--plot``: the largest ones (more lines are unreadable).
+PLOT_CELLS = 6
+
+
+def _plot_levels(path: str, cells: list[Cell], loaded: dict, hardware, settings: dict,
+                 exps_by: dict) -> None:
+    """``--plot``: states per BFS level of the :data:`PLOT_CELLS` largest searches; with
+    reductions on, the same cells searched again without them, for comparison."""
+    from ..report.plots import levels_plot
+    drawn = sorted((c for c in cells if c.levels), key=lambda c: -c.states)[:PLOT_CELLS]
+    reduced = settings.get("symmetry") or settings.get("por")
+    series = []
+    for c in drawn:
+        what = " (" + "+".join(n for n, on in (("symmetry", settings.get("symmetry")),
+                                                ("POR", settings.get("por"))) if on) + ")" \
+            if reduced else ""
+        series.append((f"{c.scenario} × {c.design}{what}", c.levels, True))
+        if reduced:
+            plain = dict(settings, symmetry=False, por=False, checkpoint=None, resume=None)
+            ref = _check_cell(loaded, c.scenario, c.design, exps_by[(c.scenario, c.design)],
+                              hardware, plain)
+            series.append((f"{c.scenario} × {c.design} (no reduction)", ref.levels, False))
+    if not series:  # a swarm search has no levels
+        Console(stderr=True).print("[yellow]--plot: no breadth-first search to draw[/yellow]")
+        return
+    levels_plot(series, path)
 
 
 #: ``pasidsim check`` exit status: every cell as expected / some cell not as expected /

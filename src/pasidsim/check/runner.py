@@ -44,6 +44,7 @@ class Cell:
     expected: Expected | None = None  # what this design must do here (None: pass)
     broken: list = field(default_factory=list)  # every property the violating state breaks
     documented: bool = False  # a row of HISTORY: the design's documented breakage
+    levels: list = field(default_factory=list)  # distinct states per BFS level (depth)
 
     @property
     def ok(self) -> bool:
@@ -60,7 +61,7 @@ class Cell:
                 "kind": self.kind, "message": self.message, "expected": exp.breaks,
                 "expected_unreached": list(exp.unreached), "ok": self.ok,
                 "documented": self.documented, "unreached": self.unreached,
-                "length": len(self.refs),
+                "length": len(self.refs), "levels": list(self.levels),
                 "trace": [{"actor": a, "call": c, "ret_text": r, "ret": ret}
                           for (a, c, r), ret in zip(self.trace, self.rets)]}
 
@@ -138,9 +139,10 @@ def check_scenario(compiled, *, scenario_name: str = "", design_name: str = "",
                          max_seconds=max_seconds, symmetry=symmetry, por=por,
                          on_progress=on_progress, checkpoint=checkpoint, resume=resume)
     elapsed = time.perf_counter() - t0
+    levels = list(getattr(result, "states_per_level", []))
     cell = Cell(scenario_name, design_name, "Always", result.states, result.transitions,
                 elapsed, expected=expected, unreached=list(result.sometimes_unreached),
-                documented=documented)
+                documented=documented, levels=levels)
     v = result.violation
     if v is not None:
         cell.verdict = "Never" if not v.trace else "Sometimes"

@@ -87,6 +87,8 @@ class Result:
     message: str = ""
     #: peak resident set size of each worker process of a parallel search, in bytes
     worker_peak_rss: list[int] = field(default_factory=list)
+    #: distinct states first reached at each depth (BFS: the states of each level)
+    states_per_level: list[int] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -140,6 +142,7 @@ class Recorder:
         self.bound: str | None = None
         self.stopped = False
         self.worker_peak_rss: list[int] = []
+        self.levels: list[int] = []  # distinct states recorded at each depth
 
     def add(self, fp: int, link: Link, depth: int, state: Any, check: StateCheck) -> bool:
         """Record a state whose fingerprint is not yet visited.
@@ -157,6 +160,10 @@ class Recorder:
             self.stopped = True
             return True
         self.visited[fp] = link
+        levels = self.levels
+        if depth >= len(levels):
+            levels.extend([0] * (depth + 1 - len(levels)))
+        levels[depth] += 1
         if depth > self.depth_reached:
             self.depth_reached = depth
         if self.on_state is not None:
@@ -217,7 +224,8 @@ class Recorder:
                       sometimes_unreached=unreached, sometimes_counts=goal_counts,
                       invariant_counts={k: n - c for k, c in self.fail_counts.items()},
                       bound=self.bound, message=message,
-                      worker_peak_rss=list(self.worker_peak_rss))
+                      worker_peak_rss=list(self.worker_peak_rss),
+                      states_per_level=list(self.levels))
 
 
 def replay(view: ModelView, visited: dict[int, Link], fp: int) -> tuple[list[Any], list[Any]]:
@@ -501,6 +509,7 @@ class Checkpoint:
                 "rec": (rec.fail_counts, rec.goal_counts, rec.first,
                         rec.transitions if transitions is None else transitions,
                         rec.depth_reached, rec.bound),
+                "levels": rec.levels,
                 "rng": None if rng is None else rng.getstate(),
                 "loop": (epoch, expansions, depth, fresh), "elapsed": elapsed}
         from ..report.output import write_bytes_atomic
@@ -525,6 +534,7 @@ class Checkpoint:
         rec.visited.update(data["visited"])
         (rec.fail_counts, rec.goal_counts, rec.first, rec.transitions, rec.depth_reached,
          rec.bound) = data["rec"]
+        rec.levels = list(data.get("levels", []))
         if not (rec.bound or "").startswith("max_depth"):
             rec.bound = None  # max_states and max_seconds: this run's bounds decide anew
         frontier.extend(data["frontier"])

@@ -139,6 +139,8 @@ class CellOutput(_Out):
     documented: bool = Field(description="the design's documented breakage (a HISTORY row)")
     unreached: list[str]
     length: int = Field(ge=0, description="steps of the counterexample")
+    levels: list[int] = Field(description="distinct states first reached at each depth (BFS: "
+                              "per level; empty for a swarm search)")
     trace: list[TraceStep]
 
 
