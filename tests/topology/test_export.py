@@ -55,13 +55,21 @@ def test_json_lists_every_device_of_the_dump_once_with_its_fields():
 
 
 def test_json_unknown_capabilities_are_null_not_false():
-    # the ISA bridge 00:1f.0 shows no "Capabilities:" lines (its Status says Cap-); the lspci
-    # importer only trusts decoded capability lines, so PASID/ATS/PRI stay unknown: null
+    # an IOMMU-group listing with `lspci -nn` lines shows no capabilities at all
+    h = hierarchy(load_topology(SPR))
+    dsa = next(d for d in _devices(h) if d["name"] == "0000:6a:01.0")
+    assert dsa["caps_visible"] is None and dsa["device_id"] == "0b25"
+    for key in ("pasid_present", "pasid_width", "ats_present", "pri_present", "acs_present"):
+        assert dsa[key] is None
+
+
+def test_status_cap_minus_means_no_capabilities():
+    # lspci -vv: the ISA bridge's "Status: Cap- ..." says it has no capability list, so no
+    # PASID/ATS/PRI either (before, the importer left them unknown)
     h = hierarchy(load_topology(CFL))
     isa = next(d for d in _devices(h) if d["name"] == "0000:00:1f.0")
-    assert not isa["caps_visible"]
-    for key in ("pasid_present", "pasid_width", "ats_present", "pri_present"):
-        assert isa[key] is None
+    assert isa["caps_visible"] is True
+    assert (isa["pasid_present"], isa["ats_present"], isa["pri_present"]) == (False,) * 3
 
 
 def test_json_synthetic_unit_and_made_group_are_flagged():
@@ -118,8 +126,7 @@ def test_tree_of_a_laptop_dump():
             in lines[i + 2])
     assert any("00:02.0 [i915] VGA compatible controller · PASID 20 bits (off) · ATS · PRI"
                in ln for ln in lines)
-    assert any("00:1f.0 [" not in ln and "00:1f.0 ISA bridge · PASID/ATS/PRI ?" in ln
-               for ln in lines)
+    assert any("00:1f.0 ISA bridge · no PASID · no ATS · no PRI" in ln for ln in lines)
 
 
 def test_cli_tree_with_a_group_and_a_device():
@@ -147,7 +154,7 @@ def test_svg_of_a_dump_draws_every_device_with_its_badges(tmp_path):
     root = ET.parse(out).getroot()
     texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert texts.count("PASID 20b") == 1                     # the iGPU only
-    assert texts.count("PASID ?") == 3                       # caps not readable in the dump
+    assert texts.count("no PASID") == 33 and texts.count("PASID ?") == 0
     assert sum(t.startswith("group ") for t in texts) == 27
     assert any(t.startswith("01:00.0 [nvidia]") for t in texts)
     first = out.read_bytes()
@@ -167,3 +174,14 @@ def test_cli_svg_and_png_with_a_selection(tmp_path):
 def test_cli_svg_bad_suffix_is_bad_input(tmp_path):
     res = CliRunner().invoke(main, ["topology", "--svg", str(tmp_path / "x.txt")])
     assert res.exit_code == 2 and "must end in .svg or .png" in res.stderr
+
+
+def test_readme_tree_excerpt_is_the_real_output():
+    """The README's `pasidsim topology --tree` block shows lines of the real output, in
+    order (`…` stands for the lines left out)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("$ pasidsim topology --tree\n", 1)[1].split("```", 1)[0]
+    shown = [ln for ln in block.splitlines() if ln.strip() and ln.strip() != "…"]
+    real = invoke("topology", "--tree").output.splitlines()
+    pos = [real.index(ln) for ln in shown]
+    assert pos == sorted(pos) and len(shown) >= 10

@@ -155,6 +155,10 @@ def parse_lspci(text: str, source: str = "<lspci>") -> Topology:
     return topo
 
 
+#: ``Status: Cap- ...``: PCI_STATUS_CAP_LIST clear (lspci -vv).
+_NO_CAP_LIST_RE = re.compile(r"^Status:\s+Cap-(?:\s|$)")
+
+
 def _field(topo: Topology, pf: PciFunction, line: str, source: str, no: int) -> None:
     s = line.strip()
     m = _GROUP_RE.match(line)
@@ -175,6 +179,12 @@ def _field(topo: Topology, pf: PciFunction, line: str, source: str, no: int) -> 
     m = _MODULES_RE.match(line)
     if m:
         pf.modules = [x.strip() for x in m[1].split(",") if x.strip()]
+        return
+    if s.startswith("Status:") and _NO_CAP_LIST_RE.search(s):
+        # the status register (readable without root) says the function has no capability
+        # list: no PASID, ATS, PRI or ACS capability, as known as a decoded list
+        if pf.caps_visible is None:
+            pf.caps_visible = True
         return
     if s.startswith("Capabilities:"):
         pf.caps_visible = pf.caps_visible if "access denied" not in s else False
