@@ -273,7 +273,7 @@ def params_rows(op: Op) -> list[tuple[str, str, str, str, str]]:
         typ, meaning = PARAMS[p]
         default = "required" if d is inspect.Parameter.empty else repr(d)
         if p == "tid" and d is inspect.Parameter.empty:
-            default = "the actor's task in scenarios"
+            default = "required (in scenarios: the actor's task)"
         rows.append((p, typ, default, meaning, scenario_values(op, p)))
     return rows
 

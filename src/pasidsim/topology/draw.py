@@ -79,9 +79,9 @@ def draw(view: Topology | Config, path: str | Path, only: set[int] | None = None
     ax.axis("off")
     ax.text(0.15, 0.35, title or f"IOMMU topology: {', '.join(h['sources'])}",
             fontsize=11, fontweight="bold", va="center")
-    ax.text(_WIDTH - 0.15, 0.35, "unit → group → device;  badges: green yes, light grey "
-            "no, dark grey ? (not in the dump)", fontsize=7.5, va="center", ha="right",
-            color="#444444")
+    ax.text(_WIDTH - 0.15, 0.35, "unit → group → device.  Groups: green VFIO-assignable "
+            "now, red not, grey unknown.  Badges: green yes, light grey no, dark grey ? "
+            "(not in the dump)", fontsize=7, va="center", ha="right", color="#444444")
     xu, wu, xg, wg, xd, wd = 0.15, 2.75, 3.15, 2.55, 6.0, 3.55
     xb = xd + wd + 0.1
     y = 0.75
