@@ -18,7 +18,9 @@ name), so a project's other YAML files are left alone.  Each file gives:
   headed by the ``file:line`` of its last step.  A search stopped by a bound (``pasidsim check``
   exit 3, inconclusive) fails too, saying so.  Off with ``pasidsim_check = false``; bounds
   ``pasidsim_check_max_states`` (default 200000) and ``pasidsim_check_max_seconds`` (default
-  120), the command's defaults.
+  120), the command's defaults.  A file whose ``expect_final`` counts violations (``violations:
+  N`` with N > 0: it documents a breakage, typically a historical design) passes ``check`` when
+  the checker finds a violation, and fails when every reachable state satisfies every invariant.
 
 A file that cannot be used (bad YAML, an unknown field or device, a machine that does not
 load) is a collection error whose text is the located message ``file:line: field: what``, as
@@ -153,6 +155,14 @@ class ScenarioCheckItem(_ScenarioItem):
         cell = check_scenario(c, scenario_name=self.path.stem, design_name=c.policy.name,
                               max_states=int(cfg.getini("pasidsim_check_max_states")),
                               max_seconds=float(cfg.getini("pasidsim_check_max_seconds")))
+        if c.final_violations:  # the file documents a breakage: the checker must find one
+            if cell.verdict not in ("Sometimes", "Never"):
+                raise ScenarioFailure(
+                    f"{c.source}: expect_final counts {c.final_violations} violation(s), but "
+                    + ("the search was not exhaustive: " + cell.message
+                       if cell.verdict == "Bounded" else
+                       f"every invariant holds in all {cell.states:,} reachable states"))
+            return
         if not cell.ok:
             raise ScenarioFailure(check_failure_text(cell, self.parent.compiled()))
 

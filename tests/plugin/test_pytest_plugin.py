@@ -83,9 +83,16 @@ def test_a_violation_the_file_counts_is_not_a_failure_of_run(pytester):
     _write(pytester, "scenario_counted.yaml", design="E6-mmput-free",
            extra="expect_final: {violations: 3}\n")
     res = _run(pytester, "-v")
-    res.assert_outcomes(passed=1, failed=1)  # run passes; the checker still finds A3
+    # the file documents a breakage: run passes, and check passes as it finds one too
+    _write(pytester, "scenario_nobreak.yaml", extra="expect_final: {violations: 1}\n")
+    res = _run(pytester, "-v")
+    res.assert_outcomes(passed=2, failed=2)
     res.stdout.fnmatch_lines(["*scenario_counted.yaml::run PASSED*",
-                              "*scenario_counted.yaml::check FAILED*"])
+                              "*scenario_counted.yaml::check PASSED*",
+                              "*scenario_nobreak.yaml::run FAILED*",
+                              "*scenario_nobreak.yaml::check FAILED*"])
+    res.stdout.fnmatch_lines(["scenario_nobreak.yaml: expect_final counts 1 violation(s), but "
+                              "every invariant holds in all * reachable states"])
 
 
 def test_failed_expect_is_located(pytester):
