@@ -228,6 +228,41 @@ def enabled_events(s: SystemState) -> list[Action]:
     return out
 
 
+
+_INDEXED = {"dev": "devices", "drv": "drivers", "group": "groups"}
+
+
+def check_action(config, action: Action) -> None:
+    """Raise :class:`~pasidsim.errors.ModelUsageError` naming the argument when ``action`` is
+    not a well-formed call on machine ``config``: an :class:`Action` of a known opcode with
+    one int per parameter (no bool, within a 64-bit kernel argument), ``fail`` an int >= 0,
+    and device, driver and group indexes of this machine (no negative alias).  The library
+    checks this at its boundary (:meth:`System.apply`) and :func:`~pasidsim.step.step` when
+    a call it was given fails inside the model, as the kernel trusts its ``struct device``
+    pointers and the model trusts its ids."""
+    if not isinstance(action, Action) or not isinstance(action.op, int) \
+            or not 0 <= action.op < len(OPS):
+        what = tuple.__repr__(action) if isinstance(action, tuple) else repr(action)
+        raise ModelUsageError(f"not an action of a known operation: {what}")
+    op = OPS[action.op]
+    if not isinstance(action.args, tuple) or len(action.args) != len(op.params):
+        raise ModelUsageError(f"{op.name}: expected {len(op.params)} arguments "
+                              f"({', '.join(op.params)}), got {action.args!r}")
+    if not isinstance(action.fail, int) or isinstance(action.fail, bool) or action.fail < 0:
+        raise ModelUsageError(f"{op.name}: fail must be an int >= 0, got {action.fail!r}")
+    for p, v in zip(op.params, action.args):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ModelUsageError(f"{op.name}: {p} must be an int, got {v!r}")
+        if not -(1 << 63) <= v < (1 << 64):
+            raise ModelUsageError(f"{op.name}: {p}={v} does not fit a 64-bit kernel argument")
+        table = _INDEXED.get(p)
+        if table is not None and not 0 <= v < len(getattr(config, table)):
+            raise ModelUsageError(f"{op.name}: {p}={v} is not a {table[:-1]} of this machine "
+                                  f"(0..{len(getattr(config, table)) - 1})")
+
+
 build()
 
-__all__ = ["Op", "OPS", "OP_BY_NAME", "TABLE", "Action", "build", "enabled_events"]
+__all__ = ["Op", "OPS", "OP_BY_NAME", "TABLE", "Action", "build", "enabled_events",
+           "check_action"]
+

@@ -33,7 +33,7 @@ from . import fault, locking
 from .errors import ModelInternalError
 from .locking import (CALL, DO, KFUNCS, LOCK, SLEEP, UNLOCK, Blocked, CtxKind, Do, Hung, KFunc,
                       LockKind, key_kind, resolve, sleep_what)
-from .ops import OP_BY_NAME, OPS, Action, Op, enabled_events
+from .ops import OP_BY_NAME, OPS, Action, Op, check_action, enabled_events
 from .state import Granularity, KFrame, KThread, SystemState, Work
 from .work import IRQ_WORK, WORK_FN, run_work
 
@@ -46,13 +46,23 @@ def step(s: SystemState, a: Action, ctx: int = 0) -> tuple[SystemState, int]:
     At ``CALL`` granularity the deferred work the action queued runs before it returns, and
     the ``a.fail``-th fault point passed (0: none) fails with its errno.  At ``LOCK``
     granularity the call runs to its next preemption point (module docstring); a context with
-    a call in progress must be continued with :func:`kernel_continue` instead."""
+    a call in progress must be continued with :func:`kernel_continue` instead.
+
+    Raises :class:`~pasidsim.errors.ModelUsageError` (naming the argument) for a malformed
+    action -- an unknown opcode, a wrong argument count or type, a device, driver or group
+    index not of this machine (:func:`~pasidsim.ops.check_action`) -- and
+    :class:`~pasidsim.errors.ModelInternalError` for a well-formed call the model fails on
+    (our bug)."""
+    check_action(s.static.config, a)  # about 1 µs: no negative index alias, ever
     if ctx in s.kthreads:
         raise ModelInternalError(f"context {ctx} already has a call in progress")
-    th = KThread(int(_KIND[a.op]), a.op, a.args, (), ret=IN_PROGRESS, fail=a.fail)
-    if s.static.granularity == Granularity.LOCK:
-        return _run(s, ctx, th)
-    return _whole_call(s, ctx, th, OPS[a.op].fn, a.args)
+    try:
+        th = KThread(int(_KIND[a.op]), a.op, a.args, (), ret=IN_PROGRESS, fail=a.fail)
+        if s.static.granularity == Granularity.LOCK:
+            return _run(s, ctx, th)
+        return _whole_call(s, ctx, th, OPS[a.op].fn, a.args)
+    except (IndexError, KeyError, TypeError, AttributeError, OverflowError) as e:
+        raise ModelInternalError(f"{OPS[a.op].name}{a.args}: {type(e).__name__}: {e}") from e
 
 
 def _whole_call(s: SystemState, ctx: int, th: KThread, fn, args: tuple
@@ -310,6 +320,6 @@ WORK_KFUNC: dict[int, KFunc] = {}
 _build()
 
 
-__all__ = ["step", "kernel_continue", "start_call", "runnable", "call_stack", "IN_PROGRESS", "Action", "Op",
+__all__ = ["check_action", "step", "kernel_continue", "start_call", "runnable", "call_stack", "IN_PROGRESS", "Action", "Op",
            "OPS", "OP_BY_NAME", "enabled_events", "WORK_KFUNC"]
 

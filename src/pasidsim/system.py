@@ -22,7 +22,7 @@ from .errors import KernelDeadlock, KernelError, ModelUsageError, Warn, errname
 from .invariants import l1_no_deadlock
 from .policy import CURRENT, Policy
 from .state import SystemState, initial_state
-from .step import IN_PROGRESS, OP_BY_NAME, OPS, Action, Op, step
+from .step import IN_PROGRESS, OP_BY_NAME, OPS, Action, Op, check_action, step
 
 _RESOLVERS = {"dev": "device_index", "drv": "driver_index", "group": "group_index"}
 
@@ -58,7 +58,7 @@ class System:
         ``struct device`` pointers.  Raises :class:`~pasidsim.errors.KernelDeadlock` for a
         call that never returns (its context sleeps on a lock it holds: invariant L1), with
         the hung state in ``.state``; ``self.state`` stays the state before the call."""
-        _check_action(self.config, action)
+        check_action(self.config, action)
         s, ret = step(self.state, action)
         if ret == IN_PROGRESS:  # hung on a lock: the call never returns (state unchanged here)
             raise KernelDeadlock(OPS[action.op].name, l1_no_deadlock(s) or
@@ -114,28 +114,6 @@ class System:
     def pasid_allocated(self, pasid: int) -> bool:
         """True while ``pasid`` is allocated (or pending free) in the global space."""
         return pasid in self.state.ida
-
-
-_INDEXED = {"dev": "devices", "drv": "drivers", "group": "groups"}
-
-
-def _check_action(config: Config, action: Action) -> None:
-    if not isinstance(action, Action) or not isinstance(action.op, int) \
-            or not 0 <= action.op < len(OPS):
-        raise ModelUsageError(f"not an action of a known operation: {tuple(action)!r}")
-    op = OPS[action.op]
-    if not isinstance(action.args, tuple) or len(action.args) != len(op.params):
-        raise ModelUsageError(f"{op.name}: expected {len(op.params)} arguments "
-                              f"({', '.join(op.params)}), got {action.args!r}")
-    if not isinstance(action.fail, int) or isinstance(action.fail, bool) or action.fail < 0:
-        raise ModelUsageError(f"{op.name}: fail must be an int >= 0, got {action.fail!r}")
-    for p, v in zip(op.params, action.args):
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise ModelUsageError(f"{op.name}: {p} must be an int, got {v!r}")
-        table = _INDEXED.get(p)
-        if table is not None and not 0 <= v < len(getattr(config, table)):
-            raise ModelUsageError(f"{op.name}: {p}={v} is not a {table[:-1]} of this machine "
-                                  f"(0..{len(getattr(config, table)) - 1})")
 
 
 def _signature(op: Op) -> inspect.Signature:
