@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
+from immutables import Map
 
 from ..designs import DESIGNS
 from ..drivers.amdgpu import vm_pasid
@@ -104,6 +105,17 @@ def column_doc() -> dict[str, str]:
         "ih_depth": "IH-ring entries waiting", "inflight": "descriptors queued",
         "fences_pending": "GPU fences not yet signalled",
         "violations": "invariant violations counted so far"}
+
+
+def _scope(s, tids, mids):
+    """``s`` with only tasks ``tids`` and mms ``mids`` (for scoped transition checks)."""
+    tasks, mms = s.tasks, s.mms
+    return s._replace(
+        tasks=Map({t: tasks[t] for t in tids if t in tasks}),
+        mms=Map({m: mms[m] for m in mids if m in mms}))
+
+
+_O5 = INVARIANTS_BY_NAME["O5"].check
 
 
 class _Stop(Exception):
@@ -222,14 +234,37 @@ class Simulation:
         if s1.warnings is not s0.warnings:
             self._new_warnings(s1, n)
         if self.transitions:
-            for name, msg in check_transition(s0, a, ret, s1):
-                self._violate(name, msg, n)
+            self._transition(s0, a, ret, s1, ctx, code, n)
         if self.full_every and (n + 1) % self.full_every == 0:
             self._full_check(n)
         if self.max_events is not None and self.n >= self.max_events:
             self.stopped = "max_events"
             raise _Stop
         return ret
+
+    def _transition(self, s0, a, ret, s1, ctx: int, code: int, n: int) -> None:
+        """The transition invariants, scoped to the objects the step can touch: the task that
+        made it (and the one ``process_create`` made) and their mms.  A hardware event that
+        changed ``tasks`` or ``mms`` (it should not) is checked over the whole state."""
+        if s1.tasks is s0.tasks and s1.mms is s0.mms:
+            if s1.groups is not s0.groups:
+                msg = _O5(s0, a, ret, s1)
+                if msg:
+                    self._violate("O5", msg, n)
+            return
+        if code == C_CREATE or ctx != 0:
+            tids = (ctx, ret) if code == C_CREATE else (ctx,)
+            mids = set()
+            for s in (s0, s1):
+                for tid in tids:
+                    task = s.tasks.get(tid)
+                    if task is not None:
+                        mids.add(task.mm)
+            found = check_transition(_scope(s0, tids, mids), a, ret, _scope(s1, tids, mids))
+        else:
+            found = check_transition(s0, a, ret, s1)
+        for name, msg in found:
+            self._violate(name, msg, n)
 
     def _new_breaches(self, s0, s1, n: int) -> None:
         for kind, *_ in s1.breaches[len(s0.breaches):]:

@@ -90,9 +90,6 @@ def apply_param(data: dict, name: str, value: Any) -> dict:
         return data
     if name == "pasid_bits":
         machine = data.get("machine", "default")
-        if not isinstance(machine, dict):
-            raise SweepError("--sweep pasid_bits: the workload's machine must be written out "
-                             f"(inline), not {machine!r}")
         used: set[str] = set()
         for c in data.get("contexts") or []:
             if c.get("kind") == "gpu_vm":
@@ -102,6 +99,9 @@ def apply_param(data: dict, name: str, value: Any) -> dict:
                                  "contexts")
             dev = c.get("dev")
             used.update([dev] if isinstance(dev, str) else list(dev or []))
+        if not isinstance(machine, dict):
+            raise SweepError("--sweep pasid_bits: the workload's machine must be written out "
+                             f"(inline), not {machine!r}")
         for d in machine.get("devices") or []:
             if d.get("name") in used:
                 d["pasid_bits"] = value
