@@ -1,9 +1,18 @@
 """The ``pasidsim`` command.
 
-Commands: ``demo``, ``designs``, ``scenarios``, ``run``, ``topology``, ``schema``.  Exit codes: 0 success,
-1 a scenario expectation failed, 2 bad input (a scenario or dump that cannot be used; the
-message says ``file:line: field: what``).  New commands load scenarios with
-:func:`load_compiled` and report bad input with :func:`bad_input`.
+Commands: ``demo``, ``designs``, ``scenarios``, ``run``, ``topology``, ``schema`` (and
+``check``, ``simulate`` from their packages).  Exit codes, the same for every command:
+
+- 0 success (every expectation held; every cell as expected);
+- 1 a violation or failed expectation (a cell not as expected);
+- 2 bad input (a scenario, workload or dump that cannot be used; the message on stderr says
+  ``file:line: field: what``);
+- 3 inconclusive: a bound stopped a search before it was exhaustive, nothing else wrong;
+- 130 interrupted (Ctrl-C): every output file is whole, the new one or the one before
+  (each is written to a temporary file and renamed).
+
+New commands load scenarios with :func:`load_compiled` and report bad input with
+:func:`bad_input`.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from rich.console import Console
 
 from . import __version__
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_BOUNDED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def bad_input(message: str) -> NoReturn:
@@ -40,10 +49,27 @@ def load_compiled(spec: str, design: str | None = None):
         bad_input(str(e))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group: Ctrl-C ends any command with one line and status 130 (click's own
+    handling says "Aborted!" and exits 1, the status of a violation)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, click.Abort):
+            Console(stderr=True, highlight=False).print(
+                "interrupted: files already written are whole (each replaced at once)",
+                soft_wrap=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pasidsim")
 def main() -> None:
-    """pasidsim: the Linux IOMMU PASID subsystem as a library, simulator and model checker."""
+    """pasidsim: the Linux IOMMU PASID subsystem as a library, simulator and model checker.
+
+    Exit status: 0 success, 1 a violation or failed expectation, 2 bad input, 3 a search not
+    exhaustive (a bound stopped it), 130 interrupted."""
 
 
 @main.command()

@@ -160,3 +160,26 @@ def test_schema_command(tmp_path, monkeypatch):
                         lambda kind: stale if kind == "check" else real(kind))
     res = invoke("schema", "--check")
     assert res.exit_code == 1 and "stale.json is out of date" in res.stderr
+
+
+def test_ctrl_c_exits_130_with_whole_outputs(tmp_path):
+    """Ctrl-C in the middle of the matrix: one line, status 130 (not click's "Aborted!" and
+    1, a violation's status), no traceback, and no half-written output file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    junit = tmp_path / "j.xml"
+    junit.write_text("previous\n")
+    proc = subprocess.Popen([sys.executable, "-m", "pasidsim", "check", "--out",
+                             str(tmp_path / "cex"), "--junit", str(junit)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, COLUMNS="200"))
+    time.sleep(6)  # well into the matrix (it takes minutes)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err and "Aborted" not in err
+    assert junit.read_text() == "previous\n"  # the old report, whole
+    assert not list(tmp_path.glob("**/*.tmp*")) and not list(tmp_path.glob("**/.*"))

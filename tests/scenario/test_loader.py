@@ -107,7 +107,7 @@ def _billion_laughs() -> str:
 @pytest.mark.parametrize("text,line,words", [
     ("name: &a [*a]\n", 1, "recursive YAML alias"),
     ("name: t\nactors:\n  - name: A\n    program:\n      - mmap_anon: {npages: " + "9" * 5000
-     + "}\n", 5, "4300 digits"),
+     + "}\n", 5, "a kernel argument fits 64 bits"),
     ("name: t\n\x01\n", 2, "U+0001"),
     ("x: " + "[" * 5000 + "]" * 5000 + "\n", 1, "nested too deeply"),
     (_billion_laughs(), 1, "YAML nodes"),
@@ -120,6 +120,30 @@ def test_hostile_yaml_is_a_located_error_not_a_crash(tmp_path, text, line, words
         load_scenario(p)
     assert ei.value.line == line, str(ei.value)
     assert words in str(ei.value)
+
+
+def test_huge_files_and_actor_counts_are_refused_with_their_place(tmp_path):
+    """A file over the size bound is refused unread; more actors than the runner can check
+    in reasonable time is refused at the first one too many, pointing at the simulator."""
+    from pasidsim.scenario import loader
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * loader.MAX_FILE_BYTES + b"\n")
+    with pytest.raises(ScenarioError, match="a scenario is at most") as ei:
+        load_scenario(big)
+    assert ei.value.line == 0
+    n = loader.MAX_ACTORS + 1
+    many = tmp_path / "many.yaml"
+    many.write_text("name: many\nactors:\n" + "".join(
+        f"  - name: P{i}\n    program: [{{process_create: {{}}}}]\n" for i in range(n)))
+    with pytest.raises(ScenarioError, match="pasidsim simulate") as ei:
+        load_scenario(many)
+    assert ei.value.line == 3 + 2 * loader.MAX_ACTORS  # the first actor too many
+    ok = tmp_path / "ok.yaml"  # at the bound: loads and compiles in linear time
+    ok.write_text("name: ok\nactors:\n" + "".join(
+        f"  - name: P{i}\n    program: [{{process_create: {{}}}}]\n"
+        for i in range(loader.MAX_ACTORS)))
+    from pasidsim.scenario.compile import compile_scenario
+    assert len(compile_scenario(load_scenario(ok)).actors) > loader.MAX_ACTORS
 
 
 def test_nul_in_a_machine_path_is_a_located_error(tmp_path):

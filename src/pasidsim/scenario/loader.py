@@ -113,6 +113,15 @@ _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 MAX_NODES = 200_000
 #: Nesting depth of mappings and sequences (a real scenario: under 10).
 MAX_DEPTH = 100
+#: An integer literal longer than this is refused before it is converted (a 64-bit value in
+#: binary with underscores is under 90 characters; Python refuses 4,300 digits anyway).
+MAX_INT_CHARS = 100
+#: A scenario file larger than this is refused unread (the largest built-in is about 10 KB).
+MAX_FILE_BYTES = 4 << 20
+#: Actors (processes and kernel threads) in one scenario: the runner and the checker evaluate
+#: every invariant over the whole machine at every step, so a run costs about actors² (1,000
+#: actors: about 6 s); large populations are the simulator's (`pasidsim simulate`).
+MAX_ACTORS = 1000
 
 
 def _build(loader: yaml.SafeLoader, node, path: tuple, lines: dict, source: str,
@@ -137,9 +146,12 @@ def _build(loader: yaml.SafeLoader, node, path: tuple, lines: dict, source: str,
             return _build_collection(loader, node, path, lines, source, count, active)
         finally:
             active.discard(id(node))
+    if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_INT_CHARS:
+        raise ScenarioError(source, at, _ftext(path), f"integer of {len(node.value):,} "
+                            "characters: a kernel argument fits 64 bits")
     try:
         return loader.construct_object(node, deep=True)
-    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+    except ValueError as e:
         raise ScenarioError(source, at, _ftext(path), f"bad value: {e}") from None
 
 
@@ -232,6 +244,11 @@ class LoadedScenario:
 
 def validate(data: Any, locator: Locator) -> Scenario:
     """Validate parsed data; the first error becomes a located :class:`ScenarioError`."""
+    actors = data.get("actors") if isinstance(data, dict) else None
+    if isinstance(actors, list) and len(actors) > MAX_ACTORS:
+        raise locator.error(("actors", MAX_ACTORS), f"{len(actors):,} actors: at most "
+                            f"{MAX_ACTORS:,} (every step checks every invariant over the "
+                            "whole machine; use `pasidsim simulate` for large populations)")
     try:
         model = Scenario.model_validate(data)
     except ValidationError as e:
@@ -248,6 +265,9 @@ def validate(data: Any, locator: Locator) -> Scenario:
 
 def load_text(text: str, source: str = "<string>", path: Path | None = None) -> LoadedScenario:
     """Parse and validate scenario text.  Raises :class:`ScenarioError`."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError(source, 0, "", f"{len(text):,} characters: a scenario is at most "
+                            f"{MAX_FILE_BYTES:,} bytes")
     data, lines = parse_yaml(text, source)
     locator = Locator(source, lines, path)
     model = validate(data, locator)
@@ -263,6 +283,10 @@ def load_scenario(path: str | Path) -> LoadedScenario:
     """
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ScenarioError(str(path), 0, "", f"{size:,} bytes: a scenario is at most "
+                                f"{MAX_FILE_BYTES:,} bytes")
         raw = p.read_bytes()
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         why = getattr(e, "strerror", None) or e
