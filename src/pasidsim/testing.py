@@ -54,6 +54,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, initia
 from .errors import KernelError, ModelUsageError, errname
 from .invariants import check_state, check_transition, quiescence_leaks, unexpected_warning
 from .ops import enabled_events
+from .scenario import StepRef, compile_scenario, load_text
 from .state import IOMMU_PASID_INVALID
 from .step import OPS, Action
 from .system import System
@@ -97,6 +98,10 @@ class KernelMachine(RuleBasedStateMachine):
     out_dir: str | None = None
     #: DMA-ownership cookies the claim rule uses (non-zero: a NULL owner is a caller bug)
     owners: tuple[int, ...] = (0xA, 0xB)
+    #: at most this many DMA-ownership claims per example
+    max_claims: int = 2
+    #: driver kinds whose mapped portals are shared work queues (the ENQCMD rule's targets)
+    swq_driver_kinds: tuple[str, ...] = ("idxd",)
 
     tasks = Bundle("tasks")
     mms = Bundle("mms")
@@ -111,6 +116,7 @@ class KernelMachine(RuleBasedStateMachine):
         self.system = System(self.config, policy)
         self.system.state = booted
         self.steps: list[dict] = []
+        self._claims = 0
 
     def _skeleton(self) -> dict:
         data: dict = {"name": type(self).__name__, "design": self.design,
@@ -152,16 +158,24 @@ class KernelMachine(RuleBasedStateMachine):
 
     @rule(target=files, tid=tasks, data=st.data())
     def dev_open(self, tid, data):
+        """Open a device node and, as an application of the device does, maybe map its
+        portal at once (``mmap``)."""
         dev = data.draw(st.sampled_from(self._device_names()), label="dev")
-        return self._ret("dev_open", tid=tid, dev=dev)
+        fd = self._call("dev_open", tid=tid, dev=dev)
+        if fd is None:
+            return multiple()
+        if data.draw(st.booleans(), label="mmap"):
+            self._call("mmap", tid=tid, fd=fd)
+        return fd
 
-    @rule(tid=tasks, fd=files)
-    def close(self, tid, fd):
-        self._call("close", tid=tid, fd=fd)
+    @rule(fd=files, data=st.data())
+    def close(self, fd, data):
+        self._call("close", tid=self._holder(fd, data), fd=fd)
 
-    @rule(tid=tasks, fd=files)
-    def mmap(self, tid, fd):
-        self._call("mmap", tid=tid, fd=fd)
+    @rule(fd=files, data=st.data())
+    def mmap(self, fd, data):
+        """Map the file's portal (a work-queue portal, a uacce queue region)."""
+        self._call("mmap", tid=self._holder(fd, data), fd=fd)
 
     @rule(target=handles, mm=mms, data=st.data())
     def iommu_sva_bind_device(self, mm, data):
@@ -174,17 +188,36 @@ class KernelMachine(RuleBasedStateMachine):
 
     @rule(tid=tasks, data=st.data())
     def enqcmd(self, tid, data):
-        dev = data.draw(st.sampled_from(self._device_names()), label="dev")
-        self._call("enqcmd", tid=tid, dev=dev)
+        """ENQCMD to a shared work queue whose portal the task's mm maps: a device driven by
+        a driver of kind ``swq_driver_kinds`` (a task with no such portal does not try: its
+        store would only fault and kill the process; ENQCMD to another device's mapping is
+        not something user space can do)."""
+        s = self.system.state
+        t = s.tasks.get(tid)
+        mm = s.mms.get(t.mm) if t is not None else None
+        mapped = sorted({self.config.devices[s.files[v.file].dev].name for v in mm.vmas
+                         if v.file and v.file in s.files
+                         and self._swq(s.files[v.file].dev)}) if mm is not None else []
+        if mapped:
+            self._call("enqcmd", tid=tid, dev=data.draw(st.sampled_from(mapped), label="dev"))
 
     @rule(tid=tasks)
     def exc_general_protection(self, tid):
-        """The #GP an ENQCMD without IA32_PASID takes: the fixup loads the mm's PASID, or the
-        task is killed."""
-        self._call("exc_general_protection", tid=tid)
+        """The #GP an ENQCMD without IA32_PASID takes, in a task whose mm has a PASID: the
+        fixup loads it into the MSR (without one the #GP is genuine and kills the process,
+        which ``task_exit`` already explores)."""
+        s = self.system.state
+        t = s.tasks.get(tid)
+        mm = s.mms.get(t.mm) if t is not None else None
+        if mm is not None and mm.pasid != IOMMU_PASID_INVALID:
+            self._call("exc_general_protection", tid=tid)
 
+    @precondition(lambda self: self._claims < self.max_claims)
     @rule(target=owned, data=st.data())
     def iommu_group_claim_dma_owner(self, data):
+        """Claim a group's DMA ownership for user space (VFIO's claim); at most
+        ``max_claims`` tries per example, as most fail (a DMA-API driver is bound)."""
+        self._claims += 1
         group = data.draw(st.sampled_from(range(len(self.config.groups))), label="group")
         owner = data.draw(st.sampled_from(self.owners), label="owner")
         ret = self._call("iommu_group_claim_dma_owner", group=group, owner=owner)
@@ -203,6 +236,19 @@ class KernelMachine(RuleBasedStateMachine):
             self._apply(a)
 
     # -- calls and checks -------------------------------------------------------------------
+    def _swq(self, dev: int) -> bool:
+        """Is device ``dev`` bound to a driver with shared work queues (ENQCMD portals)?"""
+        drv = self.system.state.devs[dev].driver
+        return drv >= 0 and self.config.drivers[drv].kind in self.swq_driver_kinds
+
+    def _holder(self, fd: int, data) -> int:
+        """A live task whose process has ``fd`` open (any live task when none has; the
+        first process's id when no task is left, which the library refuses)."""
+        s = self.system.state
+        holders = sorted(t for t, rec in s.tasks.items() if fd in s.procs[rec.pid].files)
+        pool = holders or sorted(s.tasks.keys())
+        return data.draw(st.sampled_from(pool), label="tid") if pool else 1
+
     def _device_names(self) -> list[str]:
         return [d.name for d in self.config.devices]
 
@@ -320,7 +366,6 @@ def _boot(head: str) -> tuple:
     Raises ScenarioError for a machine or design that cannot be used."""
     got = _BOOTED.get(head)
     if got is None:
-        from .scenario import StepRef, compile_scenario, load_text
         c = compile_scenario(load_text(head, "<KernelMachine>"))
         rs = c.initial()
         while c.runnable(rs, 0):
@@ -339,7 +384,6 @@ def scenario_text(machine: KernelMachine, name: str, message: str) -> str:
     header naming the violation), headed as found by Hypothesis."""
     from .check.cli_check import counterexample_yaml
     from .check.runner import Cell
-    from .scenario import StepRef, compile_scenario, load_text
     data = dict(machine._head)
     data["description"] = (f"Steps of the Hypothesis state machine {type(machine).__name__} "
                            f"(pasidsim.testing) that break {name}.")
