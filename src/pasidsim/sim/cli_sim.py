@@ -175,8 +175,8 @@ def _print_table(console: Console, results) -> None:
     t = Table(title="pasidsim simulate", box=None)
     rows = ("events", "processes", "sim_time_ms", "allocations", "alloc_failures",
             "open_failures", "faults", "misattributed", "misattribution_rate", "stale_dropped",
-            "foreign_dma", "max_amdgpu_pasids", "max_pasids", "reuse_time_min_ms",
-            "events_per_s", "stopped")
+            "foreign_dma", "max_amdgpu_pasids", "max_pasids", "reuses", "reuse_time_min_ms",
+            "reuse_allocs_min", "events_per_s", "stopped")
     t.add_column("")
     for r in results:
         t.add_column(r.label, justify="right", overflow="fold")

@@ -312,7 +312,10 @@ class Simulation:
             dt = self.env.now - t
             self.i_reuses += 1
             self.i_reuse_t += dt
-            self.i_reuse_n += self.allocs[space] - 1 - k
+            between = self.allocs[space] - 1 - k
+            self.i_reuse_n += between
+            if between < self.reuse_allocs_min:
+                self.reuse_allocs_min = between
             if dt < self.i_reuse_min:
                 self.i_reuse_min = dt
             if dt < self.reuse_min_all:
@@ -514,7 +517,7 @@ class Simulation:
         self.allocs = [0, 0]
         self.last_free: list[dict] = [{}, {}]
         self.i_reuses, self.i_reuse_t, self.i_reuse_n, self.i_reuse_min = 0, 0.0, 0, math.inf
-        self.reuses_all, self.reuse_min_all = 0, math.inf
+        self.reuses_all, self.reuse_min_all, self.reuse_allocs_min = 0, math.inf, math.inf
         self.fence_end: dict = {}
         self.wait_fence: dict = {}
         self.sva_wait: set = set()
@@ -557,6 +560,7 @@ class Simulation:
             "foreign_dma": self.foreign_dma, "stale_dma": self.stale_dma,
             "reuses": self.reuses_all,
             "reuse_time_min_ms": self.reuse_min_all if self.reuses_all else None,
+            "reuse_allocs_min": self.reuse_allocs_min if self.reuses_all else None,
             "max_amdgpu_pasids": max((r[4] for r in self.rows), default=0),
             "max_pasids": max((r[6] for r in self.rows), default=0),
             "violations": dict(self.counts)}
