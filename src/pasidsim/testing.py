@@ -84,7 +84,8 @@ class KernelMachine(RuleBasedStateMachine):
     the unittest test case that runs it (set ``TestCase.settings`` for ``max_examples`` and
     ``stateful_step_count``)."""
 
-    #: the machine: any value of a scenario's ``machine:`` field
+    #: the machine: any value of a scenario's ``machine:`` field (``"default"``, a machine
+    #: YAML file, ``{"topology": [dump files]}``, an inline mapping)
     machine: Any = "default"
     #: the design: a name of :data:`pasidsim.designs.DESIGNS`
     design: str = "current"
@@ -119,8 +120,12 @@ class KernelMachine(RuleBasedStateMachine):
         self._claims = 0
 
     def _skeleton(self) -> dict:
-        data: dict = {"name": type(self).__name__, "design": self.design,
-                      "machine": self.machine}
+        """The scenario head: name, design, machine (a machine file by its absolute path, so
+        that the written scenario finds it from its own directory), overrides."""
+        machine = self.machine
+        if isinstance(machine, str) and machine != "default" and Path(machine).is_file():
+            machine = str(Path(machine).resolve())
+        data: dict = {"name": type(self).__name__, "design": self.design, "machine": machine}
         if self.policy_overrides:
             data["policy_overrides"] = dict(self.policy_overrides)
         return data

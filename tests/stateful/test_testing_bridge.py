@@ -141,3 +141,24 @@ class Replayed(KernelMachine):
 
 def test_written_scenarios_replay_call_for_call():
     _run(Replayed, max_examples=25, stateful_step_count=25)
+
+
+def test_a_machine_file_is_found_by_the_replay(tmp_path, monkeypatch):
+    from importlib import resources
+    monkeypatch.chdir(tmp_path)
+    text = resources.files("pasidsim").joinpath("data/default_machine.yaml").read_text()
+    (tmp_path / "m.yaml").write_text(text.replace("name: default", "name: mine"))
+
+    class OnMyMachine(KernelMachine):
+        machine = "m.yaml"  # relative to the working directory, not to out_dir
+        design = "E6-mmput-free"
+        out_dir = str(tmp_path / "out")
+
+    m = OnMyMachine()
+    tid = m.first_process()
+    m.dev_open(tid, data=_Fixed(dev="dsa0", mmap=False))
+    m.fork(tid)
+    with pytest.raises(InvariantViolation) as info:
+        m.task_exit(tid)
+    assert yaml.safe_load(open(info.value.path))["machine"] == str(tmp_path / "m.yaml")
+    assert run_file(info.value.path).violations[0].name == "A3"
