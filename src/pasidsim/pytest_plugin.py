@@ -55,6 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="time bound of FILE::check in seconds (pasidsim check --max-seconds)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Reject bad check bounds before anything runs (pytest.UsageError)."""
+    _ini_number(config, "pasidsim_check_max_states", int)
+    _ini_number(config, "pasidsim_check_max_seconds", float)
+
+
 def is_scenario_file(file_path: Path, config: pytest.Config) -> bool:
     """Does ``file_path`` match the ``pasidsim_scenarios`` patterns?  Only ``.yaml``/``.yml``
     files are considered."""
@@ -153,8 +159,9 @@ class ScenarioCheckItem(_ScenarioItem):
         c = self.parent.compiled()
         cfg = self.config
         cell = check_scenario(c, scenario_name=self.path.stem, design_name=c.policy.name,
-                              max_states=int(cfg.getini("pasidsim_check_max_states")),
-                              max_seconds=float(cfg.getini("pasidsim_check_max_seconds")))
+                              max_states=_ini_number(cfg, "pasidsim_check_max_states", int),
+                              max_seconds=_ini_number(cfg, "pasidsim_check_max_seconds",
+                                                      float))
         if c.final_violations:  # the file documents a breakage: the checker must find one
             if cell.verdict not in ("Sometimes", "Never"):
                 raise ScenarioFailure(
@@ -168,6 +175,19 @@ class ScenarioCheckItem(_ScenarioItem):
 
     def reportinfo(self):
         return self.path, 0, f"pasidsim check {self.path.name}"
+
+
+def _ini_number(config: pytest.Config, name: str, kind: type):
+    """The ini option ``name`` as a positive ``kind`` (int or float); pytest.UsageError
+    naming the option otherwise."""
+    raw = config.getini(name)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value <= 0:
+        raise pytest.UsageError(f"ini option {name} = {raw!r}: expected a positive number")
+    return value
 
 
 def _console():

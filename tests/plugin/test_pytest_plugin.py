@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.metadata
 
+import pytest
+
 # imported here, before pytester snapshots sys.modules, so that each in-process run does not
 # import (and build the scenario schema) again
 import pasidsim.check.cli_check  # noqa: F401
@@ -139,3 +141,11 @@ def test_bounded_check_fails_as_inconclusive(pytester):
     res = _run(pytester, "-o", "pasidsim_check_max_states=3")
     res.assert_outcomes(passed=1, failed=1)
     res.stdout.fnmatch_lines(["scenario_bound.yaml: not exhaustive*"])
+
+
+def test_bad_bound_is_a_usage_error(pytester):
+    _write(pytester, "scenario_bound.yaml")
+    res = _run(pytester, "-o", "pasidsim_check_max_states=many")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini option pasidsim_check_max_states = 'many': expected a positive number" in \
+        res.stdout.str() + res.stderr.str()
