@@ -119,7 +119,10 @@ def test_cli_json_keeps_the_counts_and_adds_the_topology():
 
 def test_tree_of_a_laptop_dump():
     out = _text(tree(load_topology(CFL)))
-    assert "iommu0 (intel-iommu; synthetic: the dump names no unit)" in out
+    # the dump names no unit: the model's unit is flagged as assumed, and what it assumes
+    # (the PASID limit, SVA) is shown as such, not as read from the dump
+    assert ("iommu0 (intel-iommu; not in the dump: assumed for the model; max_pasids ?; SVA ?) "
+            "[assumed 2**20, SVA yes]") in out
     lines = out.splitlines()
     i = next(k for k, ln in enumerate(lines) if "group 2 (3 devices; VFIO no)" in ln)
     assert ("01:00.0 [nvidia] VGA compatible controller · no PASID · no ATS · no PRI"
@@ -134,7 +137,7 @@ def test_cli_tree_with_a_group_and_a_device():
     assert res.exit_code == 0
     out = res.output.splitlines()
     assert out[0] == f"machine: {SPR.name}"
-    assert "dmar15 (intel-iommu; max_pasids ?)" in out[1]
+    assert "dmar15 (intel-iommu; max_pasids ?; SVA ?) [assumed 2**20, SVA yes]" in out[1]
     assert "6a:01.0 System peripheral 8086:0b25 · PASID/ATS/PRI ?" in out[3]
     assert "group 57 (2 devices; VFIO yes?)" in res.output
     assert sum("group " in ln for ln in out) == 2

@@ -21,6 +21,7 @@ from pathlib import Path
 from .convert import driver_config, to_config
 from .dmesg import decode_amd_efr, decode_smmu_features, decode_vtd_ecap, parse_dmesg
 from .groups import parse_group_listing, parse_group_listings
+from .iomem import IOMEM_UNIT_RE, parse_iomem
 from .lspci import parse_lspci
 from .model import (IommuGroupListing, IommuUnitInfo, OtherDevice, PciFunction, Topology,
                     TopologyError, decimal, merge_topologies, normalize_bdf)
@@ -32,7 +33,7 @@ __all__ = [
     "TopologyError", "assignability", "decode_amd_efr", "decode_smmu_features",
     "decode_vtd_ecap", "detect_formats", "driver_config", "load_topology", "merge_topologies",
     "normalize_bdf", "parse_dmesg", "parse_group_listing", "parse_group_listings",
-    "parse_lspci", "parse_text", "read_sysfs", "render_topology", "to_config",
+    "parse_iomem", "parse_lspci", "parse_text", "read_sysfs", "render_topology", "to_config",
     "topology_summary",
 ]
 
@@ -48,11 +49,14 @@ _DMESG_RE = re.compile(r"Adding to iommu group|Removing from iommu group|"
 
 
 def detect_formats(text: str) -> list[str]:
-    """Which formats *text* holds, in parse order: ``"lspci"``, ``"listing"``, ``"dmesg"``.
+    """Which formats *text* holds, in parse order: ``"lspci"``, ``"listing"``, ``"iomem"``,
+    ``"dmesg"``.
 
     lspci: indented ``Kernel driver in use:``/``Capabilities:``/``IOMMU group: N`` lines (or a
     file made only of plain ``lspci`` lines); listing: ``IOMMU Group N:``, ``IOMMU group N BDF``
-    or ``IOMMU: dmarN``; dmesg: group messages, IOMMU unit lines or PCI enumeration lines.
+    or ``IOMMU: dmarN``; iomem: ``/proc/iomem`` regions of IOMMU units (``… : dmar0``,
+    ``… : arm-smmu-v3.0.auto``); dmesg: group messages, IOMMU unit lines or PCI enumeration
+    lines.
     """
     found = []
     listing = bool(_LISTING_RE.search(text))
@@ -62,6 +66,8 @@ def detect_formats(text: str) -> list[str]:
         found.append("lspci")
     if listing:
         found.append("listing")
+    if IOMEM_UNIT_RE.search(text):
+        found.append("iomem")
     if _DMESG_RE.search(text):
         found.append("dmesg")
     return found
@@ -91,10 +97,13 @@ def _parse_parts(text: str, source: str, section: int | None) -> list[Topology]:
             parts.append(parse_lspci(text, source))
         elif fmt == "listing":
             parts.append(parse_group_listing(text, source, section=section))
+        elif fmt == "iomem":
+            parts.append(parse_iomem(text, source))
         else:
             parts.append(parse_dmesg(text, source))
     if not any(p.iommu_type_hint for p in parts):
-        parts[0].iommu_type_hint = _guess_type(merge_topologies(parts), text)
+        parts[0].iommu_type_hint, parts[0].type_evidence = _guess_type(
+            merge_topologies(parts), text, source)
     return parts
 
 
@@ -105,7 +114,8 @@ def load_topology(path_or_paths, *, strict: bool = False,
     Args:
         path_or_paths: a path or an iterable of paths.  A directory is read as a sysfs root
             (:func:`read_sysfs`); a file is sniffed (:func:`detect_formats`) and parsed.
-        strict: raise :class:`TopologyError` on the first warning instead of collecting it.
+        strict: raise :class:`TopologyError` on the first warning instead of collecting it
+            (notes, valid content the importer made a choice about, are not warnings).
         section: which group listing to use when a file holds several (see
             :func:`parse_group_listing`).
 
@@ -138,18 +148,27 @@ def load_topology(path_or_paths, *, strict: bool = False,
     return topo
 
 
-def _guess_type(topo: Topology, text: str) -> str | None:
-    """IOMMU family when no unit line says it: AMD IOMMU function, host bridge, keywords."""
+def _guess_type(topo: Topology, text: str, source: str) -> tuple[str | None, str | None]:
+    """IOMMU family when no unit line says it, and the evidence: the host bridge's vendor,
+    else the IOMMU driver's name in the text (``arm-smmu``, ``DMAR``/``intel_iommu``,
+    ``AMD-Vi``/``amd_iommu``).  ``(None, None)`` when the dump does not show it."""
     host = topo.functions.get("0000:00:00.0")
-    if host is not None:
+    if host is not None and (host.class_name in (None, "Host bridge")
+                             or host.class_code == "0600"):
         if host.vendor_id == "8086" or (host.name or "").startswith("Intel"):
-            return "vtd"
+            return "vtd", "Intel host bridge 00:00.0"
         if host.vendor_id == "1022" or (host.name or "").startswith("Advanced Micro"):
-            return "amd-vi"
-    if re.search(r"arm-smmu|\bSMMU", text):
-        return "smmuv3"
-    if re.search(r"\bDMAR\b|intel_iommu", text):
-        return "vtd"
-    if re.search(r"AMD-Vi|amd_iommu", text):
-        return "amd-vi"
-    return None
+            return "amd-vi", "AMD host bridge 00:00.0"
+    for pf in sorted(topo.functions.values(), key=lambda f: f.bdf):
+        if pf.rciep and (pf.vendor_id == "8086" or (pf.name or "").startswith("Intel")):
+            # integrated in the root complex: the platform is Intel's
+            return "vtd", f"Intel root-complex integrated endpoint {pf.short}"
+        if pf.driver == "idxd":         # DSA/IAA exist only integrated in Intel Xeons
+            return "vtd", f"{pf.short} bound to idxd (Intel DSA/IAA, part of an Intel Xeon)"
+    for kind, rx in (("smmuv3", r"arm-smmu|\bSMMUv?3?\b"), ("vtd", r"\bDMAR\b|intel_iommu"),
+                     ("amd-vi", r"AMD-Vi|amd_iommu")):
+        m = re.search(rx, text)
+        if m:
+            line = text.count("\n", 0, m.start()) + 1
+            return kind, f"{source}:{line}: {m[0]!r} in the text"
+    return None, None

@@ -2,14 +2,20 @@
 
 Rules:
 
-* one :class:`IommuUnit` per unit the dump names; ``max_pasids`` from the decoded ECAP/EFR
-  when known, else ``2**20``.  When some device has no known unit it goes behind the
-  *catch-all*: the unit flagged INCLUDE_PCI_ALL, else the only unit, else a synthetic
-  ``iommu0`` (also used when the dump names no unit at all);
+* one :class:`IommuUnit` per unit the dump names, its ``ops`` from its type (VT-d, AMD-Vi,
+  SMMUv3); ``max_pasids``/``sva`` from the decoded ECAP/EFR/feature word when known, else the
+  model **assumes** ``2**20`` and SVA (see :func:`assumptions`).  When some device has no
+  known unit it goes behind the *catch-all*: the unit flagged INCLUDE_PCI_ALL, else the only
+  unit, else an **assumed** ``iommu0`` (also used when the dump names no unit at all), whose
+  ``ops`` come from the platform the dump shows, ``"unknown"`` when it shows none -- never a
+  default vendor;
 * one :class:`DeviceConfig` per PCI function (and per non-PCI device a listing or dmesg names):
   ``pasid_bits`` = the PASID capability width (0 without the capability), ``ats``/``pri`` =
-  capability present, ``group`` = the group number as a string (no known group: a singleton
-  group named after the device), ``driver`` = the driver in use;
+  capability present, ``group`` = the group number as a string, ``driver`` = the driver in
+  use.  A device the dump shows to have no group (lspci printing groups, but none for it) and
+  an IOMMU's own PCI function (AMD ``00:00.2``, which is the unit) get ``iommu=None``; a
+  device whose group the dump does not show gets an **assumed** singleton group named after
+  it (``ungrouped="singleton"``) or ``iommu=None`` (``"no-iommu"``);
 * one :class:`DriverConfig` per distinct driver (see :func:`driver_config`);
 * all members of a group sit behind one unit: a member without a known unit follows the
   group's other members; a conflict moves the member to the unit of the group's first member
@@ -19,7 +25,7 @@ Rules:
 from __future__ import annotations
 
 from ..config import PCI_PASID_MAX_BITS, Config, DeviceConfig, DriverConfig, IommuUnit
-from .model import Topology
+from .model import Topology, decimal
 
 #: IOMMU driver family per unit type, as :class:`IommuUnit.ops`.
 OPS_BY_TYPE = {"vtd": "intel-iommu", "amd-vi": "amd-iommu", "smmuv3": "arm-smmu-v3"}
@@ -28,6 +34,8 @@ DRIVER_MANAGED_DMA = frozenset({"vfio-pci", "pci-stub", "pcieport"})
 _KINDS = {"vfio-pci": "vfio-pci", "idxd": "idxd", "hisi_zip": "uacce", "hisi_sec2": "uacce",
           "hisi_hpre": "uacce", "amdgpu": "amdgpu"}
 SYNTHETIC_UNIT = "iommu0"
+#: ``IommuUnit.ops`` of a unit whose IOMMU family the dump does not show.
+UNKNOWN_OPS = "unknown"
 
 
 def driver_config(name: str) -> DriverConfig:
@@ -48,9 +56,9 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
         topology: the parsed (possibly merged) topology.
         default_iommu_ops: ``ops`` of a synthetic unit; by default derived from the unit
             types / ``iommu_type_hint`` (``intel-iommu`` when nothing says otherwise).
-        ungrouped: what to do with a device whose group is unknown: ``"singleton"`` (its
-            own group behind the catch-all unit) or ``"no-iommu"`` (``iommu=None``, as the
-            AMD IOMMU function itself, which has no group).
+        ungrouped: what to do with a device whose group is unknown: ``"singleton"`` (an
+            assumed group of its own behind the catch-all unit) or ``"no-iommu"``
+            (``iommu=None``).  Devices known to have no group never get one.
         warnings: if given, receives a message per group whose members had to be moved.
 
     Returns:
@@ -67,6 +75,7 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
     units = {name: _unit(u) for name, u in topology.units.items()}
     unit_of = {d: u for d, u in topology.unit_of.items() if u in units}
     group = {d: topology.groups.group_of(d) for d in devs}
+    status = {d: topology.group_status(d) for d in devs}
     members: dict[int, list[str]] = {}
     for d in devs:
         if group[d] is not None:
@@ -83,7 +92,7 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
                             f"than {known[0]}; moved to {known[0]}")
     catch_all = None
     needs = [d for d in devs if (group[d] is not None and group[d] not in group_unit)
-             or (group[d] is None and d not in unit_of and ungrouped == "singleton")]
+             or (status[d] == "unknown" and d not in unit_of and ungrouped == "singleton")]
     if needs:
         flagged = [n for n, u in topology.units.items() if u.catch_all]
         if flagged:
@@ -105,6 +114,8 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
         g = group[d]
         if g is not None:
             unit, gname = group_unit.get(g, catch_all), str(g)
+        elif status[d] in ("none", "iommu"):
+            unit, gname = None, None
         elif d in unit_of:
             unit, gname = unit_of[d], None
         else:
@@ -123,7 +134,7 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
 
 
 def _unit(u) -> IommuUnit:
-    ops = OPS_BY_TYPE.get(u.type or "", "intel-iommu")
+    ops = OPS_BY_TYPE.get(u.type or "", UNKNOWN_OPS)
     maxp = u.max_pasids if u.max_pasids is not None else 1 << PCI_PASID_MAX_BITS
     # a VT-d unit of today's kernel (v6.16+) enables IOPF when an SVA domain is attached,
     # which needs ATS and PRI on the device (intel_iommu_enable_iopf)
@@ -137,4 +148,47 @@ def _default_ops(topology: Topology, explicit: str | None) -> str:
         return explicit
     types = [u.type for u in topology.units.values() if u.type]
     hint = types[0] if types else topology.iommu_type_hint
-    return OPS_BY_TYPE.get(hint or "", "intel-iommu")
+    return OPS_BY_TYPE.get(hint or "", UNKNOWN_OPS)
+
+
+def assumptions(topology: Topology, cfg: Config) -> dict:
+    """What the machine *cfg* built from *topology* assumes beyond the dump.
+
+    Returns ``{"units": {unit: [text, ...]}, "assumed_units": [names], "assumed_groups":
+    {group name: device}, "unknown_group_devices": [devices]}``: per unit, each value the
+    model uses that the dump does not give (a unit the dump does not name, its driver family,
+    PASID limit, SVA support); the groups pasidsim made (one per device whose group the dump
+    does not show) and those devices.
+    """
+    units: dict[str, list[str]] = {}
+    for ui, u in enumerate(cfg.iommus):
+        info = topology.units.get(u.name)
+        notes = []
+        if info is None:
+            n = sum(len(g.devices) for g in cfg.groups if g.iommu == ui)
+            notes.append(f"unit not in the dump: assumed for the {n} device(s) whose unit the "
+                         "dump does not show" + (
+                             f" (one of its {len(topology.units)} units, which one is not "
+                             "shown)" if topology.units else ""))
+            if u.ops == UNKNOWN_OPS:
+                notes.append("IOMMU driver unknown: the dump shows no IOMMU vendor")
+            elif topology.type_evidence:
+                notes.append(f"driver {u.ops} from the dump: {topology.type_evidence}")
+        elif u.ops == UNKNOWN_OPS:
+            notes.append("IOMMU driver unknown: the dump does not say which this unit is")
+        if info is None or info.max_pasids is None:
+            notes.append(f"PASID limit not in the dump: the model assumes {u.max_pasids}")
+        if info is None or info.sva is None:
+            notes.append("SVA support not in the dump: the model assumes "
+                         + ("yes" if u.sva else "no"))
+        units[u.name] = notes
+    made = {}
+    for g in cfg.groups:
+        number = decimal(g.name)
+        if number is None or number not in topology.groups.groups:
+            made[g.name] = cfg.devices[g.devices[0]].name
+    return {"units": units,
+            "assumed_units": [u.name for u in cfg.iommus if u.name not in topology.units],
+            "assumed_groups": made,
+            "unknown_group_devices": [d for d in topology.device_ids()
+                                      if topology.group_status(d) == "unknown"]}

@@ -10,7 +10,13 @@ Recognised messages (after an optional ``<N>`` syslog level, journal prefix and 
   cap … ecap …``, ``DMAR: ACPI device "…" under DMAR at <base> as BB:DD.F``;
 * AMD-Vi: ``pci 0000:00:00.2: AMD-Vi: Found IOMMU cap 0x40``, ``AMD-Vi: Extended features
   (0xEFR, 0xEFR2): PPR GT …``, ``AMD-Vi: Using global IVHD EFR:0x…, EFR2:0x…``;
-* SMMUv3: ``arm-smmu-v3 arm-smmu-v3.0.auto: ias 44-bit, oas 44-bit (features 0x00181fef)``.
+* SMMUv3: ``arm-smmu-v3 arm-smmu-v3.0.auto: ias 44-bit, oas 44-bit (features 0x00181fef)``
+  (the driver's feature word, decoded: SVA, PRI, ATS, STALLS, ...), firmware overrides
+  ``IDR0.COHACC overridden by FW configuration (true)`` and ``IDR0.HTTU features(0x…)
+  overridden by FW configuration (0x…)``, ``option mask 0x2``; any other ``arm-smmu-v3 <dev>:``
+  message only shows that the unit exists.
+
+A second boot in one log is a *note*, not a warning (``--strict`` accepts it).
 
 A driver name in front of a BDF (``mlx5_core 000a:11:00.0: …``) is taken as the driver bound
 at that point (``dev_driver_string()`` prints the bus name, e.g. ``pci``, when unbound); the
@@ -23,8 +29,8 @@ import re
 
 from .model import IommuUnitInfo, OtherDevice, Topology, decimal, looks_like_bdf, normalize_bdf
 
-_PREFIX_RE = re.compile(r"^\s*(?:<\d+>)?\s*(?:[A-Z][a-z]{2}\s+\d+\s+[\d:]+\s+\S+\s+kernel:\s*)?"
-                        r"(?:\[\s*(\d+\.\d+)\]\s?)?")
+_PREFIX_RE = re.compile(r"^\s*(?:<[0-9]+>)?\s*(?:[A-Z][a-z]{2}\s+[0-9]+\s+[0-9:]+\s+\S+\s+"
+                        r"kernel:\s*)?(?:\[\s*([0-9]{1,12}\.[0-9]{1,9})\]\s?)?")
 _ADD_RE = re.compile(r"^(?:(\S+) )?(\S+): Adding to iommu group (\S+)\s*$")
 _OLD_ADD_RE = re.compile(r"^iommu: Adding device (\S+) to group ([0-9]{1,9})\s*$")
 _REMOVE_RE = re.compile(r"^(?:(\S+) )?(\S+): Removing from iommu group ([0-9]{1,9})\s*$")
@@ -32,20 +38,28 @@ _ENUM_RE = re.compile(r"^pci ([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0
                       r"\[([0-9a-fA-F]{4}):([0-9a-fA-F]{4})\] type ([0-9a-fA-F]{2}) "
                       r"class 0x([0-9a-fA-F]{6})(.*)$")
 _DEVMSG_RE = re.compile(r"^(\S+) ([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]): ")
-_DRHD_RE = re.compile(r"^DMAR: DRHD base: 0x([0-9a-fA-F]+) flags: 0x([0-9a-fA-F]+)\s*$")
-_DMAR_RE = re.compile(r"^DMAR: (dmar\d+): reg_base_addr ([0-9a-fA-F]+) ver (\S+) "
-                      r"cap ([0-9a-fA-F]+) ecap ([0-9a-fA-F]+)\s*$")
+_DRHD_RE = re.compile(r"^DMAR: DRHD base: 0x([0-9a-fA-F]{1,16}) flags: 0x([0-9a-fA-F]{1,8})\s*$")
+_DMAR_RE = re.compile(r"^DMAR: (dmar[0-9]{1,9}): reg_base_addr ([0-9a-fA-F]{1,16}) ver (\S+) "
+                      r"cap ([0-9a-fA-F]{1,16}) ecap ([0-9a-fA-F]{1,16})\s*$")
 _ANDD_RE = re.compile(r'^DMAR: ACPI device "[^"]*" under DMAR at ([0-9a-fA-F]+) as '
                       r"([0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s*$")
 _AMD_FOUND_RE = re.compile(r"^(?:\S+ )?(\S+): AMD-Vi: Found IOMMU cap 0x([0-9a-fA-F]+)"
                            r"|^AMD-Vi: Found IOMMU at (\S+) cap 0x([0-9a-fA-F]+)")
-_AMD_EFR_RE = re.compile(r"AMD-Vi: Extended features(?: \(0x([0-9a-fA-F]+)"
-                         r"(?:, 0x([0-9a-fA-F]+))?\))?:\s*(.*?)\s*$")
-_AMD_GLOBAL_RE = re.compile(r"AMD-Vi: Using global IVHD EFR:\s*0x([0-9a-fA-F]+)"
-                            r"(?:,\s*EFR2:\s*0x([0-9a-fA-F]+))?")
+_AMD_EFR_RE = re.compile(r"AMD-Vi: Extended features(?: \(0x([0-9a-fA-F]{1,16})"
+                         r"(?:, 0x([0-9a-fA-F]{1,16}))?\))?:\s*(.*?)\s*$")
+_AMD_GLOBAL_RE = re.compile(r"AMD-Vi: Using global IVHD EFR:\s*0x([0-9a-fA-F]{1,16})"
+                            r"(?:,\s*EFR2:\s*0x([0-9a-fA-F]{1,16}))?")
 _GROUPISH_RE = re.compile(r"\S: (?:Adding to|Removing from) iommu group")
-_SMMU_RE = re.compile(r"^arm-smmu-v3 (\S+): ias (\d+)-bit, oas (\d+)-bit "
-                      r"\(features 0x([0-9a-fA-F]+)\)\s*$")
+_SMMU_RE = re.compile(r"^arm-smmu-v3 (\S+): ias ([0-9]{1,3})-bit, oas ([0-9]{1,3})-bit "
+                      r"\(features 0x([0-9a-fA-F]{1,16})\)\s*$")
+#: Other arm-smmu-v3 probe messages (``drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c``): the
+#: firmware (IORT / DT) overriding an ID register field, the option mask (ACPI model
+#: quirks); the rest (queue sizes, irqs) only show that the unit exists.  Never warned.
+_SMMU_MSG_RE = re.compile(r"^arm-smmu-v3 (\S+): (.*?)\s*$")
+_SMMU_COHACC_RE = re.compile(r"^IDR0\.COHACC overridden by FW configuration \((true|false)\)$")
+_SMMU_HTTU_RE = re.compile(r"^IDR0\.HTTU features\(0x([0-9a-fA-F]{1,8})\) overridden by FW "
+                           r"configuration \(0x([0-9a-fA-F]{1,8})\)$")
+_SMMU_OPTS_RE = re.compile(r"^option mask 0x([0-9a-fA-F]{1,8})$")
 
 #: ``dev_driver_string()`` prints these bus names for a device without a driver.
 BUS_NAMES = frozenset({"pci", "platform", "acpi", "pnp", "amba", "usb", "i2c", "spi", "serio",
@@ -62,7 +76,10 @@ _SMMU_FEAT_BITS = {0: "2_LVL_STRTAB", 1: "2_LVL_CDTAB", 2: "TT_LE", 3: "TT_BE", 
                    5: "ATS", 6: "SEV", 7: "MSI", 8: "COHERENCY", 9: "TRANS_S1",
                    10: "TRANS_S2", 11: "STALLS", 12: "HYP", 13: "STALL_FORCE", 14: "VAX",
                    15: "RANGE_INV", 16: "BTM", 17: "SVA", 18: "E2H", 19: "NESTING",
-                   20: "ATTR_TYPES_OVR"}
+                   20: "ATTR_TYPES_OVR", 21: "HA", 22: "HD", 23: "S2FWB", 24: "BBML2"}
+#: ARM_SMMU_OPT_* bits of the option mask.
+_SMMU_OPT_BITS = {0: "SKIP_PREFETCH", 1: "PAGE0_REGS_ONLY", 2: "MSIPOLL", 3: "CMDQ_FORCE_SYNC",
+                  4: "TEGRA241_CMDQV"}
 
 
 def _bits(value: int, table: dict[int, str]) -> list[str]:
@@ -143,13 +160,13 @@ def parse_dmesg(text: str, source: str = "<dmesg>") -> Topology:
         if pm[1] is not None:
             t = float(pm[1])
             if last_time is not None and assigned and last_time - t > 5 and t < last_time / 2:
-                topo.warn(source, no, f"clock restarts ({last_time} → {t}): a second boot; "
+                topo.note(source, no, f"clock restarts ({last_time} → {t}): a second boot; "
                           "group assignments from the earlier boot are discarded")
                 topo.groups.groups.clear()
                 assigned = False
             last_time = t
         if msg.startswith("Linux version ") and assigned:
-            topo.warn(source, no, "a second boot; earlier group assignments are discarded")
+            topo.note(source, no, "a second boot; earlier group assignments are discarded")
             topo.groups.groups.clear()
             assigned = False
         if "Adding device" in msg and msg.startswith("iommu:"):
@@ -163,7 +180,7 @@ def parse_dmesg(text: str, source: str = "<dmesg>") -> Topology:
             elif a and decimal(a[3]) is not None:
                 name = _device(topo, a[1], a[2], source, no)
                 topo.groups.add(decimal(a[3]), name)
-                assigned = True
+                assigned = topo.groups_shown = True
                 if a[1] and name in topo.functions:
                     drivers[name] = None if a[1] in BUS_NAMES else a[1]
             elif r:
@@ -191,21 +208,51 @@ def parse_dmesg(text: str, source: str = "<dmesg>") -> Topology:
             _dmar(topo, msg, drhd_flags, source, no)
         elif "AMD-Vi" in msg:
             global_efr = _amd(topo, msg, amd_units, global_efr, source, no)
-        elif msg.startswith("arm-smmu-v3 ") and "features" in msg:
-            m = _SMMU_RE.match(msg)
-            if not m:
-                topo.warn(source, no, f"unrecognised arm-smmu-v3 line {msg!r}")
-                continue
-            u = topo.units.setdefault(m[1], IommuUnitInfo(m[1], "smmuv3", source=source,
-                                                          line=no))
-            u.features = int(m[4], 16)
-            _apply_decoded(u, decode_smmu_features(u.features))
+        elif msg.startswith("arm-smmu-v3 "):
+            _smmu(topo, msg, source, no)
     for bdf, drv in drivers.items():
         if bdf in topo.functions:
             topo.functions[bdf].driver = drv
     if topo.units:
-        topo.iommu_type_hint = next(iter(topo.units.values())).type
+        first = next(iter(topo.units.values()))
+        topo.iommu_type_hint = first.type
+        topo.type_evidence = f"{source}:{first.line}: {first.name}"
     return topo
+
+
+def _smmu(topo: Topology, msg: str, source: str, no: int) -> None:
+    m = _SMMU_MSG_RE.match(msg)
+    if not m:
+        return
+    name, text = m[1], m[2]             # the driver name says the device is an SMMUv3
+
+    def unit() -> IommuUnitInfo:
+        return topo.units.setdefault(name, IommuUnitInfo(name, "smmuv3", source=source,
+                                                         line=no))
+    if text.startswith("ias "):
+        m = _SMMU_RE.match(msg)
+        if not m:
+            topo.warn(source, no, f"unrecognised arm-smmu-v3 line {msg!r}")
+            return
+        u = unit()
+        u.ias, u.oas, u.features = decimal(m[2]), decimal(m[3]), int(m[4], 16)
+        _apply_decoded(u, decode_smmu_features(u.features))
+        return
+    m = _SMMU_COHACC_RE.match(text)
+    if m:
+        unit().overrides.append(f"IDR0.COHACC={m[1]}")
+        return
+    m = _SMMU_HTTU_RE.match(text)
+    if m:
+        unit().overrides.append(f"IDR0.HTTU=0x{int(m[2], 16):x} (hardware 0x{int(m[1], 16):x})")
+        return
+    m = _SMMU_OPTS_RE.match(text)
+    if m:
+        u = unit()
+        u.options = int(m[1], 16)
+        u.overrides += [f"option {o}" for o in _bits(u.options, _SMMU_OPT_BITS)]
+        return
+    unit()                  # any other probe message (queue sizes, irqs, ...): the unit exists
 
 
 def _device(topo: Topology, drv: str | None, dev: str, source: str, no: int) -> str:
@@ -249,8 +296,9 @@ def _dmar(topo: Topology, msg: str, drhd_flags: dict, source: str, no: int) -> N
 def _amd(topo: Topology, msg: str, units: list, global_efr, source: str, no: int):
     m = _AMD_FOUND_RE.match(msg)
     if m:
-        name = f"ivhd{len(units)}"
-        u = IommuUnitInfo(name, "amd-vi", source=source, line=no)
+        name = f"ivhd{len(units)}"              # the kernel's sysfs name, in probe order
+        u = IommuUnitInfo(name, "amd-vi", source=source, line=no,
+                          pci_function=normalize_bdf(m[1] or m[3] or ""))
         topo.units[name] = u
         units.append(u)
         if global_efr is not None:

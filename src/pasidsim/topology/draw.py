@@ -10,6 +10,7 @@ ids, no date), so a committed picture can be checked for staleness.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..config import Config
@@ -54,7 +55,8 @@ def draw(view: Topology | Config, path: str | Path, only: set[int] | None = None
         path: output file; its parent directory must exist.
         only: group indices to draw (see :func:`pasidsim.topology.render.select_groups`).
         title: the picture's title (default: the sources).
-    Returns: the number of device rows drawn.
+    Returns: the number of device rows drawn (a unit whose label is taller than its devices
+        gets empty rows besides).
     Raises: ValueError for a suffix other than .svg/.png; OSError when the file cannot be
         written.
     """
@@ -68,9 +70,12 @@ def draw(view: Topology | Config, path: str | Path, only: set[int] | None = None
     if fmt not in ("svg", "png"):
         raise ValueError(f"{path}: the picture's file name must end in .svg or .png")
     h = hierarchy(view, only)
-    rows = sum(len(g["devices"]) for u in h["units"] for g in u["groups"]) + sum(
-        1 for u in h["units"] if not u["groups"])
-    rows = max(rows, 1)
+    labels = [unit_label(u).replace(" (", "\n(", 1).replace("; ", ";\n") for u in h["units"]]
+    # a unit box is as tall as its devices, and at least as tall as its label
+    spans = [max(sum(len(g["devices"]) for g in u["groups"]), 1,
+                 math.ceil(((lab.count("\n") + 1) * 0.125 + 0.1) / _ROW))
+             for u, lab in zip(h["units"], labels)]
+    rows = max(sum(spans), 1)
     height = rows * _ROW + 1.0
     fig = Figure(figsize=(_WIDTH, height))
     ax = fig.add_axes((0, 0, 1, 1))
@@ -93,17 +98,17 @@ def draw(view: Topology | Config, path: str | Path, only: set[int] | None = None
         ax.text(x + 0.08, y0 + hgt / 2, text, fontsize=size, va="center", ha="left",
                 fontweight="bold" if bold else "normal", clip_on=True)
 
-    for u in h["units"]:
-        n_u = max(sum(len(g["devices"]) for g in u["groups"]), 1)
+    drawn = 0
+    for u, ulabel, n_u in zip(h["units"], labels, spans):
         u_top = y
-        ulabel = unit_label(u).replace(" (", "\n(", 1).replace("; ", ";\n")
         box(xu, u_top, wu, n_u * _ROW, COLORS["unit"], ulabel, 7.5, bold=True)
         for g in u["groups"]:
             n_g = len(g["devices"])
             a = g["vfio_assignable"]
             color = COLORS["group_unknown" if a == "unknown" else "group_ok" if a else "group_no"]
-            box(xg, y, wg, n_g * _ROW, color, group_label(g).replace(" (", "\n(", 1)
-                if n_g > 1 else group_label(g), 7.0)
+            glabel = group_label(g, short=True)
+            box(xg, y, wg, n_g * _ROW, color, glabel.replace(" (", "\n(", 1)
+                if n_g > 1 else glabel, 7.0)
             ax.plot([xu + wu, xg], [u_top + n_u * _ROW / 2, y + n_g * _ROW / 2],
                     color=COLORS["edge"], linewidth=0.5)
             g_top = y
@@ -121,13 +126,13 @@ def draw(view: Topology | Config, path: str | Path, only: set[int] | None = None
                             ha="center", color="white" if key != "no" else "#333333")
                     x += w + 0.06
                 y += _ROW
-        if not u["groups"]:
-            y += _ROW
+                drawn += 1
+        y = u_top + n_u * _ROW
     with matplotlib.rc_context({"svg.hashsalt": "pasidsim", "svg.fonttype": "none",
                                 "font.family": "DejaVu Sans"}):
         fig.savefig(path, format=fmt, dpi=100,
                     metadata={"Date": None} if fmt == "svg" else {"Software": None})
-    return rows
+    return drawn
 
 
 __all__ = ["COLORS", "draw"]

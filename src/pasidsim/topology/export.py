@@ -5,10 +5,13 @@ hierarchy as a picture (``--svg``).
 The hierarchy is the one pasidsim simulates (:func:`~pasidsim.topology.convert.to_config`):
 a group sits behind its unit.  What the dump does not show stays unknown — ``None`` in the
 dict (``null`` in JSON), ``?`` in text — and what pasidsim had to assume is flagged, never
-passed off as read: a unit the dump does not name is ``"synthetic": true``, a device whose
-group the dump does not give sits in a singleton group with ``"in_dump": false``, a unit's
-PASID limit the dump does not give is ``"max_pasids": null`` with the model's
-``"model_max_pasids"`` (2**20) beside it.
+passed off as read: a unit the dump does not name is ``"synthetic": true`` (and
+``"assumed": true``), a device whose group the dump does not give sits in a singleton group
+with ``"in_dump": false`` / ``"assumed": true`` and ``"group_status": "unknown"`` on the device,
+a unit's PASID limit or SVA support the dump does not give is ``"max_pasids": null`` /
+``"sva": null`` with the model's ``"model_max_pasids"`` / ``"model_sva"`` beside it, and each
+unit lists its ``"assumptions"`` in words.  A device the dump shows to have no group, and an
+AMD IOMMU's own PCI function (which is the unit, ``"pci_function"``), sit behind no unit.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from ..config import Config
-from .convert import to_config
+from .convert import assumptions, to_config
 from .model import _CAP_FIELDS, IommuUnitInfo, Topology, short_bdf
-from .render import _UNKNOWN, assignability, natural_key, select_groups
+from .render import natural_key, select_groups, unknown_groups_reason, vfio_verdicts
 
 #: Version of the ``topology`` object of ``pasidsim topology --json``.
 JSON_VERSION = 1
@@ -65,35 +68,36 @@ def hierarchy(view: Topology | Config, only: set[int] | None = None) -> dict:
     """
     topo = view if isinstance(view, Topology) else None
     cfg = to_config(topo) if topo is not None else view
-    unknown_drivers = topo is not None and not topo.drivers_reported
+    verdicts = vfio_verdicts(cfg, topo)
+    assumed = assumptions(topo, cfg) if topo is not None else None
     units = []
     for ui, u in sorted(enumerate(cfg.iommus), key=lambda iu: natural_key(iu[1].name)):
         info = topo.units.get(u.name) if topo is not None else None
         unit: dict = {"name": u.name}
         if topo is not None:
-            unit["synthetic"] = info is None
+            unit["synthetic"] = unit["assumed"] = info is None
             unit.update(_fields(info, skip=("name",)) if info is not None else
                         {f.name: None for f in dataclasses.fields(IommuUnitInfo)
                          if f.name != "name"})
+            unit["assumptions"] = assumed["units"].get(u.name, [])
         else:
             unit["synthetic"] = False
             unit.update(_fields(u, skip=("name",)))
         unit["ops"] = u.ops
         unit["model_max_pasids"] = u.max_pasids
+        unit["model_sva"] = u.sva
         groups = []
         for gi, g in enumerate(cfg.groups):
             if g.iommu != ui or (only is not None and gi not in only):
                 continue
-            ok, why = assignability(cfg, gi)
-            number = int(g.name) if g.name.isdecimal() and g.name.isascii() else None
-            in_dump = None if topo is None else (number is not None
-                                                 and number in topo.groups.groups)
-            if unknown_drivers and ok:
-                assignable, why = "unknown", _UNKNOWN
-            else:
-                assignable = ok
+            made = assumed is not None and g.name in assumed["assumed_groups"]
+            number = None if made or not (g.name.isdecimal() and g.name.isascii()) \
+                else int(g.name)
+            in_dump = None if topo is None else not made
+            assignable, why = verdicts[gi]
             groups.append({
                 "name": g.name, "number": number, "in_dump": in_dump,
+                "assumed": bool(made),
                 "vfio_assignable": assignable, "vfio_reason": why,
                 "devices": [_device(cfg, topo, di) for di in g.devices]})
         groups.sort(key=lambda gd: natural_key(gd["name"]))
@@ -104,11 +108,13 @@ def hierarchy(view: Topology | Config, only: set[int] | None = None) -> dict:
            "sources": list(topo.sources) if topo is not None else ["built-in default machine"],
            "formats": list(topo.formats) if topo is not None else [],
            "units": units}
+    funcs = topo.unit_functions() if topo is not None else {}
     ungrouped = [_device(cfg, topo, i) for i, d in enumerate(cfg.devices)
-                 if cfg.device_group[i] < 0 and only is None]
+                 if cfg.device_group[i] < 0 and only is None and d.name not in funcs]
     if ungrouped:
         out["no_iommu_devices"] = ungrouped
     out["warnings"] = list(topo.warnings) if topo is not None else []
+    out["notes"] = list(topo.notes) if topo is not None else []
     return out
 
 
@@ -126,6 +132,9 @@ def _device(cfg: Config, topo: Topology | None, i: int) -> dict:
             if not pf.caps_visible:             # capabilities not decoded: unknown, not "no"
                 dev.update({k: None for k in _CAP_FIELDS})
         dev["unit_in_dump"] = topo.unit_of.get(d.name)
+        dev["group_status"] = topo.group_status(d.name)
+        if dev["group_status"] == "unknown":
+            dev["group_unknown_reason"] = unknown_groups_reason(topo)
     else:
         dev.update(_fields(d, skip=("name",)))
     dev["model_max_pasids"] = cfg.max_pasids[i]
@@ -182,23 +191,45 @@ def _caps(pasid: bool, width, enabled, ats: bool, pri: bool) -> list[str]:
 
 
 def unit_label(unit: dict) -> str:
-    """One line for a unit: name, driver, PASID limit (``?`` when the dump does not say),
-    ``synthetic`` when the dump names no unit."""
-    if unit.get("synthetic"):
-        return f"{unit['name']} ({unit['ops']}; synthetic: the dump names no unit)"
-    if "pasid_bits" in unit:                        # from a dump
-        maxp = unit.get("max_pasids")
-        lim = "max_pasids ?" if maxp is None else f"max_pasids {maxp}"
-        return f"{unit['name']} ({unit['ops']}; {lim})"
-    return f"{unit['name']} ({unit['ops']}; max_pasids {unit['max_pasids']})"
+    """One line for a unit: name, driver, PASID limit and SVA (``?`` when the dump does not
+    say, with what the model assumes), ``not in the dump`` for a unit pasidsim assumed."""
+    if "pasid_bits" not in unit:                    # a Config unit
+        return f"{unit['name']} ({unit['ops']}; max_pasids {unit['max_pasids']})"
+    parts = [unit["ops"]]
+    if unit.get("assumed"):
+        parts.append("not in the dump: assumed for the model")
+    if unit.get("pci_function"):
+        parts.append(f"PCI function {short_bdf(unit['pci_function'])}")
+    model = []
+    if unit.get("max_pasids") is None:
+        parts.append("max_pasids ?")
+        m = unit["model_max_pasids"]
+        model.append("2**20" if m == 1 << 20 else str(m))
+    else:
+        parts.append(f"max_pasids {unit['max_pasids']}")
+    if unit.get("sva") is None:
+        parts.append("SVA ?")
+        model.append(f"SVA {'yes' if unit['model_sva'] else 'no'}")
+    else:
+        parts.append(f"SVA {'yes' if unit['sva'] else 'no'}")
+    label = f"{unit['name']} ({'; '.join(parts)})"
+    return label + (f" [assumed {', '.join(model)}]" if model else "")
 
 
-def group_label(group: dict) -> str:
-    """One line for a group: name, size, VFIO assignability (yes / no / yes?)."""
+def group_label(group: dict, short: bool = False) -> str:
+    """One line for a group: name, size, VFIO assignability (yes / no / yes? / ?); a group
+    pasidsim assumed is ``group ?`` with why (``short``: without the why, for the picture)."""
     a = group["vfio_assignable"]
-    vfio = "yes?" if a == "unknown" else ("yes" if a else "no")
-    made = ", not in the dump" if group["in_dump"] is False else ""
+    reason = group.get("vfio_reason", "")
+    vfio = ("yes?" if reason.startswith("yes if unbound") else "?") if a == "unknown" \
+        else ("yes" if a else "no")
     n = len(group["devices"])
+    if group.get("assumed"):
+        if short:
+            return f"group ? (not in the dump; VFIO {vfio})"
+        why = group["devices"][0].get("group_unknown_reason", "the dump does not show it")
+        return (f"group ? (not in the dump: {why}; assumed alone for the model; VFIO {vfio})")
+    made = ", not in the dump" if group["in_dump"] is False else ""
     return f"group {group['name']} ({n} device{'s' if n != 1 else ''}{made}; VFIO {vfio})"
 
 
@@ -214,9 +245,12 @@ def tree(view: Topology | Config, only: set[int] | None = None) -> Tree:
             for d in g["devices"]:
                 gn.add(escape(device_label(d)))
     if h.get("no_iommu_devices"):
-        nn = root.add("[bold]no IOMMU[/bold]")
+        nn = root.add("[bold]no IOMMU group[/bold]")
         for d in h["no_iommu_devices"]:
-            nn.add(escape(device_label(d)))
+            why = {"none": " (the dump shows no group for it)",
+                   "unknown": f" (group unknown: {d.get('group_unknown_reason')})"}.get(
+                       d.get("group_status"), "")
+            nn.add(escape(device_label(d) + why))
     return root
 
 

@@ -165,8 +165,11 @@ def _sections(text: str, source: str) -> list[_Section]:
                 s.topo.warn(source, no, f"IOMMU group {g} has no members (truncated listing?)")
         buses = {b.split(":")[1] for b in s.topo.functions}
         s.topo.enumerates_pci = len(s.topo.groups) > 1 and "00" in buses
-        if any(u.startswith("dmar") for u in s.topo.units):
-            s.topo.iommu_type_hint = "vtd"
+        s.topo.groups_shown = True
+        named = [u for u in s.topo.units.values() if u.type]
+        if named:
+            s.topo.iommu_type_hint = named[0].type
+            s.topo.type_evidence = f"{source}:{named[0].line}: unit name {named[0].name}"
     return sections
 
 
@@ -204,7 +207,7 @@ def parse_group_listing(text: str, source: str = "<listing>",
     if len(secs) > 1:
         desc = "; ".join(f"#{i} lines {f.first}-{f.last}: {len(f.topo.groups)} groups/"
                          f"{len(f.topo.groups.devices())} devices" for i, f in enumerate(found))
-        chosen.warn(source, 0, f"{len(secs)} separate listings ({desc}); using #{section} "
+        chosen.note(source, 0, f"{len(secs)} separate listings ({desc}); using #{section} "
                     "(most devices, first among equals); pass section= for another")
     return chosen
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from .model import PciFunction, Topology, decimal, normalize_bdf
+from .model import (IommuUnitInfo, PciFunction, Topology, _bdf_key, decimal, normalize_bdf,
+                    short_bdf)
 
 HEADER_RE = re.compile(
     r"^[ \t]*(?P<bdf>(?:[0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]) "
@@ -148,11 +149,37 @@ def parse_lspci(text: str, source: str = "<lspci>") -> Topology:
     for pf in topo.functions.values():
         if pf.iommu_group is not None:
             topo.groups.add(pf.iommu_group, pf.bdf)
-        if pf.class_name == "IOMMU" and (pf.vendor_id == "1022" or "AMD" in (pf.name or "")):
-            topo.iommu_type_hint = "amd-vi"
+    # pciutils >= 3.7 prints "IOMMU group: N" for every function that has one (-v and up):
+    # when it prints one for some function, the functions without the line have no group
+    topo.groups_shown = bool(topo.groups.groups)
+    if topo.groups_shown:
+        topo.no_group = {b for b, pf in topo.functions.items() if pf.iommu_group is None}
+    amd = sorted((pf.bdf for pf in topo.functions.values() if _is_amd_iommu(pf)),
+                 key=_bdf_sort)
+    for i, bdf in enumerate(amd):
+        # the AMD IOMMU is a PCI function of class "IOMMU" (0806): it is the unit itself.
+        # The kernel names the units ivhd0, ivhd1, ... in IVRS order, which lspci does not
+        # show; with several, BDF order is pasidsim's naming, not the kernel's.
+        name = f"ivhd{i}"
+        pf = topo.functions[bdf]
+        topo.units[name] = IommuUnitInfo(name, "amd-vi", pci_function=bdf, source=source,
+                                         line=pf.line)
+    if amd:
+        topo.iommu_type_hint = "amd-vi"
+        topo.type_evidence = f"AMD IOMMU PCI function {short_bdf(amd[0])}"
     buses = {b.split(":")[1] for b in topo.functions}
     topo.enumerates_pci = len(topo.functions) > 1 and not used_s and "00" in buses
     return topo
+
+
+def _is_amd_iommu(pf: PciFunction) -> bool:
+    return ((pf.class_name == "IOMMU" or pf.class_code == "0806")
+            and (pf.vendor_id == "1022" or "AMD" in (pf.name or "")
+                 or "Advanced Micro Devices" in (pf.name or "")))
+
+
+def _bdf_sort(bdf: str) -> tuple:
+    return _bdf_key(bdf)
 
 
 #: ``Status: Cap- ...``: PCI_STATUS_CAP_LIST clear (lspci -vv).

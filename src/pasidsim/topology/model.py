@@ -199,6 +199,11 @@ class IommuUnitInfo:
     efr2: int | None = None
     features: int | None = None          # SMMUv3 driver feature word (kernel-version specific)
     feature_names: list[str] = field(default_factory=list)
+    ias: int | None = None               # SMMUv3 input/output address sizes (bits)
+    oas: int | None = None
+    options: int | None = None           # SMMUv3 "option mask" (ARM_SMMU_OPT_*)
+    overrides: list[str] = field(default_factory=list)   # "IDR0.COHACC=true" (firmware wins)
+    pci_function: str | None = None      # AMD-Vi: the IOMMU's own PCI function (00:00.2)
     pasid: bool | None = None
     pasid_bits: int | None = None
     max_pasids: int | None = None
@@ -224,9 +229,18 @@ class Topology:
         drivers_reported: a source shows the bound driver of every device it lists (lspci
             ``-v``, sysfs), so a device without ``driver`` is unbound; dmesg alone is partial.
         iommu_type_hint: "vtd"/"amd-vi"/"smmuv3" guessed from the text when no unit says so.
+        type_evidence: what in the dump the hint comes from (``"Intel host bridge 00:00.0"``).
+        groups_shown: some source reports IOMMU groups (lspci ``IOMMU group:`` lines, a group
+            listing, dmesg group messages, sysfs); when False every group is unknown.
+        no_group: devices a snapshot shows to have **no** IOMMU group (lspci printing groups
+            for other functions but not for these: the kernel gave them none).
         sources: names of the inputs.
         formats: formats recognised, e.g. ``["lspci", "dmesg"]``.
-        warnings: ``"source:line: message"`` for every line that could not be used.
+        warnings: ``"source:line: message"`` for every line that could not be used, or
+            sources that contradict each other (``--strict`` rejects these).
+        notes: ``"source:line: message"`` for valid content the importer made a choice about
+            (a second boot in one log, one listing of several, dmesg-only devices dropped);
+            not warnings: ``--strict`` accepts them.
     """
 
     functions: dict[str, PciFunction] = field(default_factory=dict)
@@ -238,14 +252,35 @@ class Topology:
     enumerates_pci: bool = False
     drivers_reported: bool = False
     iommu_type_hint: str | None = None
+    type_evidence: str | None = None
+    groups_shown: bool = False
+    no_group: set[str] = field(default_factory=set)
     sources: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     # -- helpers used by the parsers -----------------------------------------------------
     def warn(self, source: str, line: int, message: str) -> None:
         """Record ``"source:line: message"``."""
         self.warnings.append(f"{source}:{line}: {message}")
+
+    def note(self, source: str, line: int, message: str) -> None:
+        """Record ``"source:line: message"`` as a note (valid content, not a warning)."""
+        self.notes.append(f"{source}:{line}: {message}")
+
+    def unit_functions(self) -> dict[str, str]:
+        """PCI function → unit name, for units that are PCI functions (AMD-Vi)."""
+        return {u.pci_function: n for n, u in self.units.items() if u.pci_function}
+
+    def group_status(self, dev: str) -> str:
+        """``"in_dump"`` (the dump gives its group), ``"none"`` (the dump shows it has no
+        group), ``"iommu"`` (it is an IOMMU unit's own PCI function) or ``"unknown"``."""
+        if dev in self.unit_functions():
+            return "iommu"
+        if self.groups.group_of(dev) is not None:
+            return "in_dump"
+        return "none" if dev in self.no_group else "unknown"
 
     def function(self, bdf: str, source: str = "", line: int = 0) -> PciFunction:
         """The function at *bdf* (normalised), created empty if new."""
@@ -331,7 +366,10 @@ def merge_topologies(parts, source: str = "merged") -> Topology:
         out.sources += [s for s in p.sources if s not in out.sources]
         out.formats += [f for f in p.formats if f not in out.formats]
         out.warnings += p.warnings
-        out.iommu_type_hint = out.iommu_type_hint or p.iommu_type_hint
+        out.notes += p.notes
+        if p.iommu_type_hint and not out.iommu_type_hint:
+            out.iommu_type_hint, out.type_evidence = p.iommu_type_hint, p.type_evidence
+        out.groups_shown = out.groups_shown or p.groups_shown
         out.drivers_reported = out.drivers_reported or p.drivers_reported
         for bdf, pf in p.functions.items():
             if is_log and enumerated and bdf not in out.functions:
@@ -372,8 +410,10 @@ def merge_topologies(parts, source: str = "merged") -> Topology:
                     out.warn(source, 0, f"{dev}: group {g} in {', '.join(p.sources)} "
                              f"conflicts with group {cur} from an earlier snapshot; "
                              "keeping the earlier")
+    for p in snaps:
+        out.no_group |= {d for d in p.no_group if out.groups.group_of(d) is None}
     if dropped:
-        out.warn(source, 0, f"{len(dropped)} PCI function(s) seen only in dmesg, not in the "
+        out.note(source, 0, f"{len(dropped)} PCI function(s) seen only in dmesg, not in the "
                  f"lspci/listing snapshot (hot-removed or hidden): {', '.join(dropped)}; "
                  "dropped")
     for bdf, pf in out.functions.items():

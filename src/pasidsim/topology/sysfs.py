@@ -119,7 +119,7 @@ def read_sysfs(root: str | os.PathLike = "/sys") -> Topology:
                   "(not a Linux sysfs, or no IOMMU)")
         return topo
     if not gdir.is_dir():
-        topo.warn(src, 0, "no kernel/iommu_groups: the IOMMU is off (no groups)")
+        topo.note(src, 0, "no kernel/iommu_groups: the IOMMU is off (no groups)")
     else:
         for g in sorted(gdir.iterdir(), key=lambda p: (decimal(p.name) is None, len(p.name), p.name)):
             if decimal(g.name) is None:
@@ -167,6 +167,11 @@ def read_sysfs(root: str | os.PathLike = "/sys") -> Topology:
         topo.warn(src, 0, f"{invisible} PCI function(s) without readable extended config "
                   "space (run as root to decode PASID/ATS/PRI)")
     topo.enumerates_pci = topo.drivers_reported = len(topo.functions) > 0
+    # sysfs is the kernel's own view: a function without an iommu_group link has no group
+    topo.groups_shown = True
+    topo.no_group = {b for b in topo.functions if topo.groups.group_of(b) is None}
+    if topo.units:
+        topo.type_evidence = f"{src}: class/iommu/{next(iter(topo.units))}"
     return topo
 
 
