@@ -72,6 +72,7 @@ BREACH_INVARIANT = {1: "I1", 2: "I2", 3: "A4"}
 WARN_INVARIANTS = ("M9", "B1", "F3")
 #: log record: actor, opcode, ret, up to 4 args
 REC = 7
+_PAD = ((0, 0, 0, 0), (0, 0, 0), (0, 0), (0,), ())
 
 #: the columns of the metric time series, in order (units in :func:`column_doc`)
 COLUMNS = ("t_ms", "events", "processes_started", "processes_live", "amdgpu_pasids",
@@ -226,9 +227,7 @@ class Simulation:
         self.n = n + 1
         log = self.log
         if log is not None:
-            rec = [actor, code, ret, 0, 0, 0, 0]
-            rec[3:3 + len(args)] = args
-            log.extend(rec)
+            log.extend((actor, code, ret) + args + _PAD[len(args)])
         if s1.breaches is not s0.breaches:
             self._new_breaches(s0, s1, n)
         if s1.warnings is not s0.warnings:
