@@ -130,7 +130,7 @@ def _device(cfg: Config, topo: Topology | None, i: int) -> dict:
         if pf is not None:
             dev["device_name"] = pf.name        # lspci's description ("Intel Corporation …")
             if not pf.caps_visible:             # capabilities not decoded: unknown, not "no"
-                dev.update({k: None for k in _CAP_FIELDS})
+                dev.update({k: None for k in _CAP_FIELDS + ("rciep",)})
         dev["unit_in_dump"] = topo.unit_of.get(d.name)
         dev["group_status"] = topo.group_status(d.name)
         if dev["group_status"] == "unknown":

@@ -364,8 +364,13 @@ def _pasid_table(cfg: Config, topo: Topology | None, shown=lambda i: True, made=
         gi = cfg.device_group[i]
         ats = _yn(d.ats) + (f" ({'on' if pf.ats_enabled else 'off'})" if pf and d.ats else "")
         pri = _yn(d.pri) + (f" ({'on' if pf.pri_enabled else 'off'})" if pf and d.pri else "")
+        eff = str(cfg.max_pasids[i])
+        unit = cfg.iommus[cfg.device_iommu(i)].name if gi >= 0 else None
+        info = topo.units.get(unit) if topo is not None and unit is not None else None
+        if topo is not None and unit is not None and (info is None or info.max_pasids is None):
+            eff = f"? (assumed {eff})"          # the unit's limit is not in the dump
         t.add_row(escape(short_bdf(d.name)), f"{d.pasid_bits} bits",
                   _yn(pf.pasid_enabled) if pf else "?", ats, pri, escape(d.driver or "-"),
                   ("?" if cfg.groups[gi].name in made else escape(cfg.groups[gi].name))
-                  if gi >= 0 else "-", str(cfg.max_pasids[i]))
+                  if gi >= 0 else "-", eff)
     return t
