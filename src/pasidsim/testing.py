@@ -6,7 +6,10 @@ written as scenario files that ``pasidsim run`` replays.
 thread clone, exit, device open/close/mmap, ``iommu_sva_bind_device`` / ``unbind``, ENQCMD and
 the #GP fixup, IOMMU-group DMA ownership claim/release, and the hardware's pending events
 (descriptor completions, page requests) — on values drawn from Bundles of tasks, mms, open
-files, SVA handles and claimed groups.  A call that fails with a kernel errno
+files, SVA handles and claimed groups.  The callers keep the kernel's documented rules (the
+contract invariants assume them): only a device's bound driver binds it, a handle is unbound
+once, only a claimed group is released, ENQCMD goes to a mapped shared-work-queue portal.  A
+call that fails with a kernel errno
 (:class:`~pasidsim.errors.KernelError`) is an accepted outcome; a misuse of the library
 (:class:`~pasidsim.errors.ModelUsageError`, e.g. a task that has exited) is skipped, state
 unchanged.  After every call the machine checks what ``pasidsim run`` checks after every step:
@@ -23,7 +26,7 @@ Use it as a test::
 
     class E6Machine(KernelMachine):                # a historical design
         design = "E6-mmput-free"
-    TestE6 = E6Machine.TestCase                    # fails: A3 (the v5.18-rc1 fork/exit bug)
+    TestE6 = E6Machine.TestCase                    # fails: A3 (v5.18-rc1: PASID freed in __mmput)
 
 Class attributes configure it: ``machine`` (what a scenario's ``machine:`` accepts: ``"default"``,
 a machine or topology file, an inline mapping), ``design`` (a name of
@@ -184,7 +187,13 @@ class KernelMachine(RuleBasedStateMachine):
 
     @rule(target=handles, mm=mms, data=st.data())
     def iommu_sva_bind_device(self, mm, data):
-        dev = data.draw(st.sampled_from(self._device_names()), label="dev")
+        """A device's driver binds an mm (the caller of the SVA API is the driver bound to
+        the device: devices with no driver are not used)."""
+        s = self.system.state
+        bound = [d.name for i, d in enumerate(self.config.devices) if s.devs[i].driver >= 0]
+        if not bound:
+            return multiple()
+        dev = data.draw(st.sampled_from(bound), label="dev")
         return self._ret("iommu_sva_bind_device", dev=dev, mm=mm)
 
     @rule(handle=consumes(handles))

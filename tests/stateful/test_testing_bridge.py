@@ -109,7 +109,20 @@ def test_configuration_is_written_into_the_scenario(tmp_path):
     m = NoSharing()
     assert m.system.policy.handle_sharing is False
     assert m._head["policy_overrides"] == {"handle_sharing": False}
-    assert DEFAULT_OUT == "pasidsim-hypothesis"
+
+
+def test_default_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(OUT_ENV, raising=False)
+    m = E6Machine()
+    tid = m.first_process()
+    m.dev_open(tid, data=_Fixed(dev="dsa0", mmap=False))
+    m.fork(tid)
+    with pytest.raises(InvariantViolation) as info:
+        m.task_exit(tid)
+    assert info.value.path == f"{DEFAULT_OUT}/E6Machine--A3.yaml" == \
+        "pasidsim-hypothesis/E6Machine--A3.yaml"
+    assert (tmp_path / info.value.path).is_file()
 
 
 class _Fixed:
