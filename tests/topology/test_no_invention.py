@@ -343,8 +343,8 @@ def test_real_units_report_what_their_registers_say():
     h = hierarchy(load_topology(DATA / "intel-skx-dell-t440-dmesg-8dmar-iommu-groups.txt"))
     assert len(_units(h)) == 8
     for u in _units(h):
-        assert (u["assumed"], u["max_pasids"], u["sva"], u["assumptions"]) == (False, 0, False,
-                                                                              [])
+        assert (u["assumed"], u["max_pasids"], u["sva"]) == (False, 0, False)
+        assert not any("assumes" in a for a in u["assumptions"])
 
 
 def test_effective_pasid_limit_behind_an_unknown_unit_is_marked_assumed():
@@ -352,3 +352,42 @@ def test_effective_pasid_limit_behind_an_unknown_unit_is_marked_assumed():
     row = next(ln for ln in out.splitlines() if ln.startswith("│ 05:00.0"))
     assert "? (assumed 65536)" in row
 
+
+
+def test_sysfs_amd_unit_is_its_pci_function(tmp_path):
+    """sysfs: class/iommu/ivhd0/device links to the IOMMU's PCI function, which has no
+    iommu_group: it is the unit, and sits behind none."""
+    from pasidsim.topology import read_sysfs
+    root = tmp_path / "sys"
+    pci = root / "bus" / "pci" / "devices"
+    for bdf, grp in (("0000:00:00.2", None), ("0000:05:00.0", "14")):
+        d = pci / bdf
+        d.mkdir(parents=True)
+        (d / "vendor").write_text("0x1022\n")
+        if grp:
+            g = root / "kernel" / "iommu_groups" / grp / "devices" / bdf
+            g.mkdir(parents=True)
+            (d / "iommu_group").symlink_to(root / "kernel" / "iommu_groups" / grp)
+    unit = root / "class" / "iommu" / "ivhd0"
+    (unit / "amd-iommu").mkdir(parents=True)
+    (unit / "device").symlink_to(pci / "0000:00:00.2")
+    topo = read_sysfs(root)
+    assert topo.units["ivhd0"].pci_function == "0000:00:00.2"
+    assert topo.group_status("0000:00:00.2") == "iommu"
+    assert topo.group_status("0000:05:00.0") == "in_dump"
+    cfg = to_config(topo)
+    assert cfg.devices[cfg.device_index("0000:00:00.2")].iommu is None
+    assert cfg.devices[cfg.device_index("0000:05:00.0")].iommu == "ivhd0"
+
+
+def test_catch_all_placement_is_labelled_when_other_scopes_are_not_shown():
+    """T440: dmar7 is INCLUDE_PCI_ALL; the dmesg does not list the device scopes of
+    dmar0-dmar6, so putting all 281 devices behind dmar7 is the model's choice, said so."""
+    h = hierarchy(load_topology(DATA / "intel-skx-dell-t440-dmesg-8dmar-iommu-groups.txt"))
+    dmar7 = next(u for u in _units(h) if u["name"] == "dmar7")
+    assert dmar7["catch_all"] is True and dmar7["assumed"] is False
+    assert any(a.startswith("281 device(s) the dump places behind no unit are put here")
+               and "dmar0, dmar1, dmar2…" in a for a in dmar7["assumptions"])
+    # SPR: the by-unit listing places every device: nothing to say
+    spr = hierarchy(load_topology(DATA / "spr-dsa-iaa-iommu-tree-by-dmar.txt"))
+    assert not any("put here" in a for u in _units(spr) for a in u["assumptions"])

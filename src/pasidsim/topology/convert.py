@@ -24,6 +24,8 @@ Rules:
 
 from __future__ import annotations
 
+import re
+
 from ..config import PCI_PASID_MAX_BITS, Config, DeviceConfig, DriverConfig, IommuUnit
 from .model import Topology, decimal
 
@@ -151,6 +153,11 @@ def _default_ops(topology: Topology, explicit: str | None) -> str:
     return OPS_BY_TYPE.get(hint or "", UNKNOWN_OPS)
 
 
+def _natural(name: str) -> tuple:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p)
+                 for p in re.split(r"([0-9]+)", name) if p)
+
+
 def assumptions(topology: Topology, cfg: Config) -> dict:
     """What the machine *cfg* built from *topology* assumes beyond the dump.
 
@@ -176,6 +183,19 @@ def assumptions(topology: Topology, cfg: Config) -> dict:
                 notes.append(f"driver {u.ops} from the dump: {topology.type_evidence}")
         elif u.ops == UNKNOWN_OPS:
             notes.append("IOMMU driver unknown: the dump does not say which this unit is")
+        if info is not None and info.catch_all:
+            placed = sum(1 for g in cfg.groups if g.iommu == ui for di in g.devices
+                         if cfg.devices[di].name not in topology.unit_of)
+            scoped = set(topology.unit_of.values())
+            others = sorted((n for n, o in topology.units.items()
+                             if n != u.name and not o.catch_all and n not in scoped),
+                            key=_natural)
+            if placed and others:
+                more = "…" if len(others) > 3 else ""
+                notes.append(f"{placed} device(s) the dump places behind no unit are put here "
+                             f"(INCLUDE_PCI_ALL); the device scopes of {', '.join(others[:3])}"
+                             f"{more} are not in the dump, so some of them may sit behind "
+                             "those")
         if info is None or info.max_pasids is None:
             notes.append(f"PASID limit not in the dump: the model assumes {u.max_pasids}")
         if info is None or info.sva is None:

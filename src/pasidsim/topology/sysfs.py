@@ -186,6 +186,8 @@ def _read_unit(u: Path) -> IommuUnitInfo:
             _decoded(unit, decode_vtd_ecap(unit.ecap))
     elif (u / "amd-iommu").is_dir():
         unit.type = "amd-vi"
+        # the AMD IOMMU is a PCI function (class 0806), the parent of its sysfs device
+        unit.pci_function = normalize_bdf(_link_name(u / "device") or "")
         feats = _read(u / "amd-iommu" / "features")
         unit.efr = _hex(feats)
         if feats and ":" in feats:
