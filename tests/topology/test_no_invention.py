@@ -391,3 +391,18 @@ def test_catch_all_placement_is_labelled_when_other_scopes_are_not_shown():
     # SPR: the by-unit listing places every device: nothing to say
     spr = hierarchy(load_topology(DATA / "spr-dsa-iaa-iommu-tree-by-dmar.txt"))
     assert not any("put here" in a for u in _units(spr) for a in u["assumptions"])
+
+
+def test_unit_assumed_for_unplaced_devices_follows_what_the_dump_s_units_say():
+    """An SMMUv3 log naming two units that both lack SVA, and a device whose unit it does not
+    show: the model's unit for it is one of those (which one is not shown), so it is not
+    made SVA-capable -- the assumption is what all the dump's units say, and says so."""
+    log = SMMU_LOG.replace("features 0x001e1fbf", "features 0x00181fef")
+    topo = parse_dmesg(log, "smmu.log")
+    assert {u.sva for u in topo.units.values()} == {False}
+    cfg = to_config(topo)
+    unit = cfg.iommus[cfg.device_iommu(cfg.device_index("0000:75:00.0"))]
+    assert (unit.name, unit.ops, unit.sva) == ("iommu0", "arm-smmu-v3", False)
+    [u] = [u for u in _units(hierarchy(topo)) if u["assumed"]]
+    assert u["sva"] is None and u["model_sva"] is False
+    assert "SVA no: assumed, what all 2 units of the dump say" in u["assumptions"]

@@ -104,8 +104,14 @@ def to_config(topology: Topology, *, default_iommu_ops: str | None = None,
         else:
             catch_all = SYNTHETIC_UNIT if SYNTHETIC_UNIT not in units else "iommu-catchall"
             ops = _default_ops(topology, default_iommu_ops)
-            units[catch_all] = IommuUnit(catch_all, ops=ops,
-                                         iopf_requires_pri=ops == "intel-iommu")
+            # it stands for one of the dump's units (which one is not shown): what they all
+            # say, the model assumes for it too; else the model's defaults (2**20, SVA)
+            sva, maxp = _common(topology, "sva"), _common(topology, "max_pasids")
+            units[catch_all] = IommuUnit(
+                catch_all, ops=ops, iopf_requires_pri=ops == "intel-iommu",
+                sva=True if sva is None else sva,
+                max_pasids=1 << PCI_PASID_MAX_BITS if maxp is None else
+                min(maxp, 1 << PCI_PASID_MAX_BITS))
     devices, drivers = [], {}
     for d in devs:
         pf = topology.functions.get(d)
@@ -153,6 +159,13 @@ def _default_ops(topology: Topology, explicit: str | None) -> str:
     return OPS_BY_TYPE.get(hint or "", UNKNOWN_OPS)
 
 
+def _common(topology: Topology, attr: str):
+    """The value of *attr* every unit of the dump gives, or None (no units, one unknown, or
+    they differ)."""
+    vals = {getattr(u, attr) for u in topology.units.values()}
+    return next(iter(vals)) if len(vals) == 1 else None
+
+
 def _natural(name: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p)
                  for p in re.split(r"([0-9]+)", name) if p)
@@ -196,9 +209,16 @@ def assumptions(topology: Topology, cfg: Config) -> dict:
                              f"(INCLUDE_PCI_ALL); the device scopes of {', '.join(others[:3])}"
                              f"{more} are not in the dump, so some of them may sit behind "
                              "those")
-        if info is None or info.max_pasids is None:
+        n_units = len(topology.units)
+        if info is None and _common(topology, "max_pasids") is not None:
+            notes.append(f"PASID limit {u.max_pasids}: assumed, what all {n_units} units of "
+                         "the dump say")
+        elif info is None or info.max_pasids is None:
             notes.append(f"PASID limit not in the dump: the model assumes {u.max_pasids}")
-        if info is None or info.sva is None:
+        if info is None and _common(topology, "sva") is not None:
+            notes.append(f"SVA {'yes' if u.sva else 'no'}: assumed, what all {n_units} units "
+                         "of the dump say")
+        elif info is None or info.sva is None:
             notes.append("SVA support not in the dump: the model assumes "
                          + ("yes" if u.sva else "no"))
         units[u.name] = notes

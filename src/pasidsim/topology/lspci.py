@@ -216,7 +216,8 @@ def _field(topo: Topology, pf: PciFunction, line: str, source: str, no: int) -> 
     if s.startswith("Capabilities:"):
         pf.caps_visible = pf.caps_visible if "access denied" not in s else False
         if "access denied" in s:
-            topo.warn(source, no, f"{pf.bdf}: capabilities not readable (lspci not run as "
+            # valid output of lspci run as a user: the capabilities stay unknown (a note)
+            topo.note(source, no, f"{pf.bdf}: capabilities not readable (lspci not run as "
                       "root); PASID/ATS/PRI unknown")
             return
         m = _CAP_RE.match(line)

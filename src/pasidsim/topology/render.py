@@ -324,7 +324,7 @@ def _units_table(cfg: Config, topo: Topology | None) -> Table:
                 notes.append("firmware: " + ", ".join(info.overrides))
         # the max_pasids and SVA columns say "? (assumed …)" themselves
         notes += [a for a in assumed.get(u.name, [])
-                  if not a.startswith(("PASID limit", "SVA support"))]
+                  if not a.startswith(("PASID limit not", "SVA support"))]
         t.add_row(escape(name), escape(u.ops), maxp, sva, str(len(gs)),
                   str(sum(len(g.devices) for g in gs)), escape("; ".join(notes)))
     return t

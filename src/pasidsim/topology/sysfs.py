@@ -164,7 +164,7 @@ def read_sysfs(root: str | os.PathLike = "/sys") -> Topology:
             invisible += 1
             pf.caps_visible = False if data else None
     if invisible:
-        topo.warn(src, 0, f"{invisible} PCI function(s) without readable extended config "
+        topo.note(src, 0, f"{invisible} PCI function(s) without readable extended config "
                   "space (run as root to decode PASID/ATS/PRI)")
     topo.enumerates_pci = topo.drivers_reported = len(topo.functions) > 0
     # sysfs is the kernel's own view: a function without an iommu_group link has no group
