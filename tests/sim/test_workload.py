@@ -98,3 +98,13 @@ def test_cli_bad_sweep_or_compare(tmp_path, args, words):
 def test_missing_file_exit_2(tmp_path):
     r = CliRunner().invoke(main, ["simulate", str(tmp_path / "none.yaml")])
     assert r.exit_code == 2 and "cannot read" in r.output
+
+
+def test_schema_and_list():
+    import json
+    r = CliRunner().invoke(main, ["simulate", "--schema"])
+    assert r.exit_code == 0
+    schema = json.loads(r.output)
+    assert {"contexts", "arrival", "lifetime", "design", "machine"} <= set(schema["properties"])
+    r = CliRunner().invoke(main, ["simulate", "--list"])
+    assert r.exit_code == 0 and "amdgpu-ih" in r.output and "sva-dwq" in r.output

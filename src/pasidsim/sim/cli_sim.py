@@ -68,14 +68,20 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="print the run summaries as JSON")
 @click.option("--strict", is_flag=True, help="exit 1 when a run saw a violation")
 @click.option("--list", "list_only", is_flag=True, help="list the built-in workloads")
+@click.option("--schema", "schema_only", is_flag=True,
+              help="print the JSON Schema of workload files")
 def simulate_cmd(workload, design, compare, sweeps, seed, processes, max_events, violations,
                  full_check_every, no_transitions, out_dir, plot_fmt, workers, ray_address,
-                 as_json, strict, list_only) -> None:
+                 as_json, strict, list_only, schema_only) -> None:
     """Simulate WORKLOAD (a file, or a built-in name; default amdgpu-ih) at scale: a seeded
     discrete-event run (SimPy) of processes, devices and latencies on the model's one
     `step`.  Writes the metric time series (CSV; Parquet when pyarrow is installed), plots,
     a summary and, for a run stopped by a violation, a scenario `pasidsim run` replays."""
     console = Console(stderr=as_json, highlight=False)
+    if schema_only:
+        from .workload import workload_json_schema
+        click.echo(json.dumps(workload_json_schema(), indent=2, sort_keys=True))
+        return
     if list_only:
         for name, text in builtin_workloads().items():
             lw = load_workload(name)

@@ -271,5 +271,14 @@ def load_workload(spec: str | Path) -> LoadedWorkload:
     return load_workload_text(text, spec, p.resolve().parent)
 
 
-__all__ = ["Dist", "Context", "Workload", "LoadedWorkload", "load_workload",
+def workload_json_schema() -> dict:
+    """The JSON Schema of workload files (generated from :class:`Workload`;
+    ``pasidsim simulate --schema``)."""
+    schema = Workload.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pasidsim workload"
+    return schema
+
+
+__all__ = ["Dist", "Context", "Workload", "LoadedWorkload", "load_workload", "workload_json_schema",
            "load_workload_text", "validate_workload", "builtin_workloads"]
