@@ -194,7 +194,9 @@ def _run_with_progress(c, run_scenario, total: int, quiet: bool):
 @click.option("--svg", "svg_file", type=click.Path(dir_okay=False, writable=True),
               metavar="FILE",
               help="draw unit → group → device with PASID/ATS/PRI to FILE (.svg or .png)")
-@click.option("--strict", is_flag=True, help="treat any unparsable line as an error")
+@click.option("--strict", is_flag=True,
+              help="treat any unparsable line (a warning) as an error; notes, on valid "
+                   "content the importer made a choice about, are not")
 @click.option("--group", "groups", multiple=True, metavar="NAME",
               help="show only this IOMMU group (repeatable)")
 @click.option("--device", "devices", multiple=True, metavar="NAME",
@@ -202,11 +204,13 @@ def _run_with_progress(c, run_scenario, total: int, quiet: bool):
 def topology(files: tuple[str, ...], as_json: bool, as_tree: bool, svg_file: str | None,
              strict: bool, groups: tuple[str, ...], devices: tuple[str, ...]) -> None:
     """Show a machine's IOMMU units, groups, PASID-capable devices and which groups can be
-    assigned to user space.  FILES are dumps (lspci -vvv, IOMMU-group listings, dmesg) or a
-    sysfs root; with none, the built-in default machine is shown.  --group/--device narrow
-    the views to those groups (the counts of --json stay whole-machine).  --tree prints
-    unit → group → device; --svg FILE draws it (and prints nothing else unless --json or
-    --tree is given)."""
+    assigned to user space.  FILES are dumps (lspci -vvv, IOMMU-group listings, dmesg,
+    /proc/iomem) or a sysfs root; with none, the built-in default machine is shown.  What a
+    dump does not show is unknown ("?", null); where the simulated machine needs it (a unit,
+    a group per device, a PASID limit, SVA) it is labelled as assumed.  The header and
+    --json give the same counts.  --group/--device narrow the views to those groups (the
+    counts of --json stay whole-machine).  --tree prints unit → group → device; --svg FILE
+    draws it (and prints nothing else unless --json or --tree is given)."""
     from .topology import TopologyError, load_topology, render_topology, topology_summary
     from .topology.export import hierarchy, selection, tree
     if files:
