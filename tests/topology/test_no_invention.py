@@ -406,3 +406,17 @@ def test_unit_assumed_for_unplaced_devices_follows_what_the_dump_s_units_say():
     [u] = [u for u in _units(hierarchy(topo)) if u["assumed"]]
     assert u["sva"] is None and u["model_sva"] is False
     assert "SVA no: assumed, what all 2 units of the dump say" in u["assumptions"]
+
+
+def test_a_block_cut_before_its_group_line_stays_unknown():
+    """Only a block that shows the lines lspci prints before "IOMMU group:" (Control, Status,
+    Flags) and no group line has no group; a block cut to its capabilities is unknown."""
+    topo = parse_text("00:01.0 PCI bridge: X\n\tControl: I/O+ Mem+ BusMaster+\n"
+                      "\tIOMMU group: 1\n\n"
+                      "00:00.0 Host bridge: X\n\tControl: I/O- Mem- BusMaster-\n\n"
+                      "# lspci -vvv -s 0000:f2:01.0\n"
+                      "\tCapabilities: [220 v1] Address Translation Service (ATS)\n"
+                      "\t\tATSCap:\tInvalidate Queue Depth: 00\n", "mixed.txt")
+    assert topo.group_status("0000:00:01.0") == "in_dump"
+    assert topo.group_status("0000:00:00.0") == "none"
+    assert topo.group_status("0000:f2:01.0") == "unknown"

@@ -108,6 +108,7 @@ def parse_lspci(text: str, source: str = "<lspci>") -> Topology:
     orphan_warned = False
     pending_s: str | None = None
     used_s = False
+    whole: set[str] = set()     # blocks that show the lines lspci prints before the group
     for no, raw in enumerate(text.splitlines(), 1):
         line = raw.replace("\u00a0", " ").rstrip()
         if not line.strip():
@@ -144,6 +145,8 @@ def parse_lspci(text: str, source: str = "<lspci>") -> Topology:
                               "(truncated block?); ignored")
                     orphan_warned = True
                 continue
+        if line.strip().startswith(("Control:", "Flags:", "Status:")):
+            whole.add(cur.bdf)          # lspci prints these before "IOMMU group:"
         _field(topo, cur, line, source, no)
         topo.drivers_reported = True        # -v output prints "Kernel driver in use" if bound
     for pf in topo.functions.values():
@@ -152,8 +155,9 @@ def parse_lspci(text: str, source: str = "<lspci>") -> Topology:
     # pciutils >= 3.7 prints "IOMMU group: N" for every function that has one (-v and up):
     # when it prints one for some function, the functions without the line have no group
     topo.groups_shown = bool(topo.groups.groups)
-    if topo.groups_shown:
-        topo.no_group = {b for b, pf in topo.functions.items() if pf.iommu_group is None}
+    if topo.groups_shown:       # (a block cut before its group line stays unknown)
+        topo.no_group = {b for b, pf in topo.functions.items()
+                         if pf.iommu_group is None and b in whole}
     amd = sorted((pf.bdf for pf in topo.functions.values() if _is_amd_iommu(pf)),
                  key=_bdf_sort)
     for i, bdf in enumerate(amd):
