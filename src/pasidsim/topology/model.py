@@ -15,7 +15,14 @@ what the snapshots cannot see:
   functions seen only in dmesg are dropped (hot-removed, hidden like the P2SB), with a warning;
   non-PCI devices from dmesg (``platform idma64.0``) are kept, since lspci cannot see them;
 * per-function fields (class, ids, driver, capabilities) are filled from whichever source knows
-  them, capabilities only from a source that decoded them (lspci ``-vv`` or sysfs config space).
+  them, capabilities only from a source that decoded them (lspci ``-vv`` or sysfs config space);
+* a device a snapshot shows to have no group (``no_group``) keeps none unless dmesg adds it
+  to one; units merge by name (an AMD-Vi unit named by its lspci function and by dmesg's
+  ``Found IOMMU`` is one ``ivhdN``).
+
+Unknown stays unknown: a device whose group no source shows has ``group_status`` "unknown"
+(not a group of its own), a unit no source names is not made up here (the simulated
+machine's assumptions are :func:`pasidsim.topology.convert.assumptions`).
 """
 
 from __future__ import annotations
