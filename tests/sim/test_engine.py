@@ -168,3 +168,26 @@ def test_load_text_of_replay_is_a_scenario(gpu_workload):
     loaded = load_text(replay_yaml(sim, res), "r.yaml")
     assert loaded.model.design == "amdgpu-lowest"
     assert loaded.model.order[-1] == "irq"  # the interrupt handler charged the stale fault
+
+
+def test_page_requests_reach_the_iopf_worker_late(monkeypatch):
+    """sva-iopf: descriptors on untouched pages send page requests; the IOPF worker
+    (iopf_handle, a hardware action of the model) handles them pr_latency later; today's
+    design flushes them at unbind, so nothing breaks."""
+    from pasidsim.sim.workload import load_workload
+    calls = []
+    real = engine.step
+
+    def spy(s, a, ctx=0):
+        calls.append(engine.OPS[a.op].name)
+        return real(s, a, ctx)
+
+    monkeypatch.setattr(engine, "step", spy)
+    res = simulate(load_workload("sva-iopf").variant(processes=150))
+    assert res.summary["page_requests"] > 10
+    assert 0 < calls.count("iopf_handle") <= res.summary["page_requests"]
+    assert max(res.column("iopf_depth")) >= 1
+    assert not res.violation_counts
+    no_pr = simulate(load_workload("sva-iopf").variant(processes=150, contexts=[
+        dict(load_workload("sva-iopf").data["contexts"][0], pr_prob=0)]))
+    assert no_pr.summary["page_requests"] == 0

@@ -181,7 +181,7 @@ def _print_table(console: Console, results) -> None:
     t = Table(title="pasidsim simulate", box=None)
     rows = ("events", "processes", "sim_time_ms", "allocations", "alloc_failures",
             "open_failures", "faults", "misattributed", "misattribution_rate", "stale_dropped",
-            "foreign_dma", "max_amdgpu_pasids", "max_pasids", "reuses", "reuse_time_min_ms",
+            "foreign_dma", "page_requests", "max_amdgpu_pasids", "max_pasids", "reuses", "reuse_time_min_ms",
             "reuse_allocs_min", "events_per_s", "stopped")
     t.add_column("")
     for r in results:

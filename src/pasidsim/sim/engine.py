@@ -57,14 +57,17 @@ from .workload import LoadedWorkload
 _C = {n: OP_BY_NAME[n].code for n in (
     "process_create", "dev_open", "close", "task_exit", "amdgpu_cs_submit", "amdgpu_vm_fault",
     "amdgpu_ih_process", "dma_fence_signal", "wq_submit", "dma_complete", "mmap_anon", "touch",
-    "device_driver_attach")}
+    "device_driver_attach", "iopf_handle")}
 C_CREATE, C_OPEN, C_CLOSE, C_EXIT = (_C[n] for n in ("process_create", "dev_open", "close",
                                                       "task_exit"))
 C_CS, C_FAULT, C_IH, C_SIGNAL = (_C[n] for n in ("amdgpu_cs_submit", "amdgpu_vm_fault",
                                                   "amdgpu_ih_process", "dma_fence_signal"))
 C_WQ, C_COMPLETE, C_MMAP, C_TOUCH = (_C[n] for n in ("wq_submit", "dma_complete", "mmap_anon",
                                                       "touch"))
-C_PROBE = _C["device_driver_attach"]
+C_PROBE, C_IOPF = _C["device_driver_attach"], _C["iopf_handle"]
+#: pages of an sva_wq context's buffer (page 0 touched by the CPU, the rest demand-faulted)
+BUFFER_PAGES = 64
+PAGE = 4096
 
 #: breach kind (pasidsim.hw.translate.Breach) -> the invariant that forbids it
 BREACH_INVARIANT = {1: "I1", 2: "I2", 3: "A4"}
@@ -79,7 +82,7 @@ COLUMNS = ("t_ms", "events", "processes_started", "processes_live", "amdgpu_pasi
            "amdgpu_pending_free", "pasids", "pending_free", "alloc_failures", "allocations",
            "reuses", "reuse_time_mean_ms", "reuse_time_min_ms", "reuse_allocs_mean", "faults",
            "stale_dropped", "misattributed", "foreign_dma", "stale_dma", "ih_depth",
-           "inflight", "fences_pending", "violations")
+           "inflight", "fences_pending", "page_requests", "iopf_depth", "violations")
 
 
 def column_doc() -> dict[str, str]:
@@ -105,6 +108,8 @@ def column_doc() -> dict[str, str]:
         "stale_dma": "DMA through a stale cached translation (I1)",
         "ih_depth": "IH-ring entries waiting", "inflight": "descriptors queued",
         "fences_pending": "GPU fences not yet signalled",
+        "page_requests": "page requests sent by devices so far (descriptors on untouched "
+        "pages)", "iopf_depth": "page-request groups waiting for the IOPF worker",
         "violations": "invariant violations counted so far"}
 
 
@@ -359,16 +364,16 @@ class Simulation:
                         self.alloc_failures += 1  # "No more PASIDs available!"
                     else:
                         self._allocated(0, pasid)
-                    ctxs.append([spec, dev, fd, pasid, 0])
+                    ctxs.append([spec, dev, fd, pasid, 0, 0])
                 else:
                     pasid = s.mms[s.tasks[tid].mm].pasid
                     if pasid == IOMMU_PASID_INVALID:
                         continue
                     self._allocated(1, pasid)
-                    addr = do(actor, C_MMAP, (tid, 1, 3), tid)
+                    addr = do(actor, C_MMAP, (tid, BUFFER_PAGES, 3), tid)
                     if addr >= 0:
                         do(actor, C_TOUCH, (tid, addr, 2), tid)
-                    ctxs.append([spec, dev, fd, pasid, addr])
+                    ctxs.append([spec, dev, fd, pasid, addr, 1])
         end = env.now + w.lifetime.sample(rng)
         nxt = [env.now + c[0].job_interval.sample(rng) for c in ctxs]
         while ctxs:
@@ -390,12 +395,16 @@ class Simulation:
                         self.faults += 1
                         self._at(spec.ih_latency.sample(rng), self._ih, c[1])
             elif c[4] >= 0:
-                desc = do(actor, C_WQ, (c[1], c[3], c[4], 2), tid)
+                addr = c[4]
+                if spec.pr_prob and c[5] < BUFFER_PAGES and rng.random() < spec.pr_prob:
+                    addr += c[5] * PAGE  # a page nobody touched: the device will fault
+                    c[5] += 1
+                desc = do(actor, C_WQ, (c[1], c[3], addr, 2), tid)
                 if desc >= 0:
-                    self._at(dur, self._complete, desc)
+                    self._at(dur, self._complete, (desc, spec.pr_latency.sample(rng)))
         if end > env.now:
             yield env.timeout(end - env.now)
-        for spec, dev, fd, pasid, _addr in ctxs:
+        for spec, dev, fd, pasid, _addr, _n in ctxs:
             if spec.kind != "gpu_vm":
                 continue
             if spec.grace > 0:  # the VM teardown's fence: the PASID waits for it
@@ -406,7 +415,7 @@ class Simulation:
             if pasid:
                 self._vm_closed(pasid)
         do(actor, C_EXIT, (tid,), tid)
-        for spec, dev, fd, pasid, _addr in ctxs:
+        for spec, dev, fd, pasid, _addr, _n in ctxs:
             if spec.kind == "sva_wq":
                 self.sva_wait.add(pasid)
         self._check_sva_frees()
@@ -459,12 +468,21 @@ class Simulation:
         elif ret != origin:
             self.misattributed += 1
 
-    def _complete(self, desc: int) -> None:
-        if desc not in self.s.inflight:
+    def _complete(self, arg: tuple) -> None:
+        desc, pr_latency = arg
+        d = self.s.inflight.get(desc)
+        if d is None:
             return  # drained or aborted by the release already
-        self._do(0, C_COMPLETE, (desc,))
+        if self._do(0, C_COMPLETE, (desc,)) == -_errno.EAGAIN:  # a page request was sent
+            self.page_requests += 1
+            self._at(pr_latency, self._iopf, d.dev)
         if self.sva_wait:
             self._check_sva_frees()
+
+    def _iopf(self, dev: int) -> None:
+        q = self.s.iopf.get(dev)
+        if q is not None and (q.groups or q.stale):
+            self._do(0, C_IOPF, (dev,))
 
     def _check_sva_frees(self) -> None:
         if not self.sva_wait:
@@ -486,6 +504,7 @@ class Simulation:
             self.i_reuse_min if n else math.nan, (self.i_reuse_n / n) if n else math.nan,
             self.faults, self.stale_dropped, self.misattributed, self.foreign_dma,
             self.stale_dma, len(s.ih_ring), len(s.inflight), len(self.fence_end),
+            self.page_requests, sum(len(q.groups) for q in s.iopf.values()),
             self.n_violations))
         self.i_reuses, self.i_reuse_t, self.i_reuse_n, self.i_reuse_min = 0, 0.0, 0, math.inf
 
@@ -512,6 +531,7 @@ class Simulation:
         self.stopped = ""
         self.started = self.live = 0
         self.alloc_failures = self.allocations = self.faults = self.open_failures = 0
+        self.page_requests = 0
         self.stale_dropped = self.misattributed = self.foreign_dma = self.stale_dma = 0
         self.allocs = [0, 0]
         self.last_free: list[dict] = [{}, {}]
@@ -557,6 +577,7 @@ class Simulation:
             "misattributed": self.misattributed, "stale_dropped": self.stale_dropped,
             "misattribution_rate": self.misattributed / self.faults if self.faults else 0.0,
             "foreign_dma": self.foreign_dma, "stale_dma": self.stale_dma,
+            "page_requests": self.page_requests,
             "reuses": self.reuses_all,
             "reuse_time_min_ms": self.reuse_min_all if self.reuses_all else None,
             "reuse_allocs_min": self.reuse_allocs_min if self.reuses_all else None,

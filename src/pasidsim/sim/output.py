@@ -17,7 +17,8 @@ from .engine import COLUMNS, SimResult, column_doc
 #: metrics plotted over time (one figure each), with their titles
 TIME_METRICS = ("amdgpu_pasids", "amdgpu_pending_free", "pasids", "pending_free",
                 "alloc_failures", "reuse_time_mean_ms", "reuse_allocs_mean", "misattributed",
-                "stale_dropped", "foreign_dma", "ih_depth", "inflight", "processes_live")
+                "stale_dropped", "foreign_dma", "ih_depth", "inflight", "page_requests",
+                "iopf_depth", "processes_live")
 #: summary values a sweep plots against its parameter
 SUMMARY_METRICS = ("misattribution_rate", "misattributed", "stale_dropped", "foreign_dma",
                    "alloc_failures", "max_amdgpu_pasids", "max_pasids", "reuse_time_min_ms",

@@ -28,7 +28,8 @@ from .engine import SimResult, Simulation
 from .workload import LoadedWorkload, validate_workload
 
 #: context fields a bare sweep parameter sets in every context
-CONTEXT_FIELDS = ("grace", "fault_prob", "ih_latency", "job_interval", "job_duration", "count")
+CONTEXT_FIELDS = ("grace", "fault_prob", "ih_latency", "job_interval", "job_duration", "count",
+                  "pr_prob", "pr_latency")
 POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(Policy) if f.name != "name")
 
 

@@ -111,9 +111,12 @@ class Context(_Strict):
     seed 002, built from the driver's own delayed free).
 
     ``sva_wq``: ``open`` of an idxd *dedicated* work queue (driver kind ``idxd-dwq``): binds the
-    process's mm (``iommu_sva_bind_device``, a global PASID); the process maps and touches a
-    buffer; every ``job_interval`` it submits a descriptor (``wq_submit``) that completes
-    ``job_duration`` later (``dma_complete``).  The process exits without closing: the
+    process's mm (``iommu_sva_bind_device``, a global PASID); the process maps a 64-page
+    buffer and touches its first page; every ``job_interval`` it submits a descriptor
+    (``wq_submit``) that completes ``job_duration`` later (``dma_complete``).  With
+    probability ``pr_prob`` the descriptor writes a page not touched yet: its completion
+    sends a page request (``iommu_report_device_fault``), which the IOPF worker handles
+    ``pr_latency`` later (``iopf_handle``).  The process exits without closing: the
     exit path and the release do the rest, as the design says.
     """
 
@@ -129,14 +132,20 @@ class Context(_Strict):
     fault_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     ih_latency: DistArg = Field(default_factory=lambda: Dist(mean=0.0))
     grace: NonNeg = 0.0
+    pr_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.0, description="sva_wq: probability that a descriptor writes a page of the buffer "
+        "the process has not touched: the device sends a page request (PRI)")
+    pr_latency: DistArg = Field(default_factory=lambda: Dist(mean=0.0), description="sva_wq: "
+                                "delay from a page request to the IOPF worker handling it")
 
     @model_validator(mode="after")
     def _kind_fields(self):
-        if self.kind == "sva_wq":
-            for f in ("fault_prob", "grace"):
-                if getattr(self, f):
-                    raise PydanticCustomError("kind", "{f} applies to gpu_vm contexts only",
-                                              {"f": f, "at": (f,)})
+        wrong = ("fault_prob", "grace") if self.kind == "sva_wq" else ("pr_prob",)
+        for f in wrong:
+            if getattr(self, f):
+                other = "gpu_vm" if self.kind == "sva_wq" else "sva_wq"
+                raise PydanticCustomError("kind", "{f} applies to {other} contexts only",
+                                          {"f": f, "other": other, "at": (f,)})
         return self
 
 
