@@ -191,3 +191,16 @@ def test_page_requests_reach_the_iopf_worker_late(monkeypatch):
     no_pr = simulate(load_workload("sva-iopf").variant(processes=150, contexts=[
         dict(load_workload("sva-iopf").data["contexts"][0], pr_prob=0)]))
     assert no_pr.summary["page_requests"] == 0
+
+
+def test_narrow_pasid_space_exhausts(sva_workload):
+    """A 2-bit PASID space (PASIDs 1..3) behind 4 queues: the fourth bind fails -ENOSPC
+    while 3 PASIDs are in use; the 20-bit space never runs out."""
+    from pasidsim.sim.runs import apply_param
+    from pasidsim.sim.workload import validate_workload
+    base = sva_workload.variant(design="current", policy_overrides={},
+                                lifetime={"dist": "exponential", "mean": 40})
+    narrow = validate_workload(apply_param(base.data, "pasid_bits", 2), base.locator)
+    a, b = simulate(narrow), simulate(base)
+    assert a.summary["alloc_failures"] > 0 and a.summary["max_pasids"] == 3
+    assert b.summary["alloc_failures"] == 0

@@ -52,6 +52,7 @@ from ..machines import machine_config
 from ..scenario.loader import ScenarioError
 from ..state import IOMMU_PASID_INVALID, initial_state
 from ..step import OP_BY_NAME, OPS, Action, step
+from ..topology.model import TopologyError
 from .workload import LoadedWorkload
 
 _C = {n: OP_BY_NAME[n].code for n in (
@@ -193,6 +194,8 @@ class Simulation:
             raise loc.error(("machine",), f"machine file {e}") from None
         except ModelUsageError as e:
             raise loc.error(("machine",), str(e)) from None
+        except TopologyError as e:
+            raise loc.error(("machine", "topology"), f"cannot import topology: {e}") from None
         self.devs = []  # per context: the tuple of its device indices
         for i, c in enumerate(w.contexts):
             names = [c.dev] if isinstance(c.dev, str) else list(c.dev)
@@ -352,7 +355,7 @@ class Simulation:
                     if fd >= 0 or fd != -_errno.EBUSY:
                         break
                 if fd < 0:
-                    if fd in (-_errno.ENOSPC, -_errno.ENOMEM, -_errno.EOVERFLOW):
+                    if fd in (-_errno.ENOSPC, -_errno.ENOMEM):
                         self.alloc_failures += 1
                     else:
                         self.open_failures += 1
