@@ -204,3 +204,29 @@ def test_narrow_pasid_space_exhausts(sva_workload):
     a, b = simulate(narrow), simulate(base)
     assert a.summary["alloc_failures"] > 0 and a.summary["max_pasids"] == 3
     assert b.summary["alloc_failures"] == 0
+
+
+def test_scoped_transition_check_sees_the_actors_mm(sva_workload):
+    """The online transition invariants are evaluated on the acting task and its mm only:
+    an mm PASID change (M1t) made by the acting task is caught, one of another task is
+    outside the scope (the full check at the end of a run covers state invariants only)."""
+    sim = Simulation(sva_workload.variant(processes=3, design="current",
+                                          policy_overrides={}), violations="count")
+    sim.run()
+    s = sim.s
+    tid, task = next((t, x) for t, x in s.tasks.items()) if s.tasks else (None, None)
+    if tid is None:  # every process exited: make one that is bound
+        from pasidsim.step import Action
+        s, tid = engine.step(s, Action(engine.C_CREATE, ()))
+        s, _fd = engine.step(s, Action(engine.C_OPEN, (tid, 0)), tid)
+        task = s.tasks[tid]
+    mm = s.mms[task.mm]
+    assert mm.pasid != engine.IOMMU_PASID_INVALID
+    changed = s._replace(mms=s.mms.set(task.mm, mm._replace(pasid=mm.pasid + 1)))
+    a = engine.Action(engine.C_CLOSE, (tid, 0))
+    sim.counts.clear()
+    sim._transition(s, a, 0, changed, tid, engine.C_CLOSE, 0)
+    assert sim.counts == {"M1t": 1}
+    sim.counts.clear()
+    sim._transition(s, a, 0, changed, tid + 1000, engine.C_CLOSE, 0)  # someone else's step
+    assert sim.counts == {}

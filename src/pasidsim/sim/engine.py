@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
-from immutables import Map
 
 from ..designs import DESIGNS
 from ..drivers.amdgpu import vm_pasid
@@ -116,10 +115,9 @@ def column_doc() -> dict[str, str]:
 
 def _scope(s, tids, mids):
     """``s`` with only tasks ``tids`` and mms ``mids`` (for scoped transition checks)."""
-    tasks, mms = s.tasks, s.mms
-    return s._replace(
-        tasks=Map({t: tasks[t] for t in tids if t in tasks}),
-        mms=Map({m: mms[m] for m in mids if m in mms}))
+    tasks, mms = s.tasks, s.mms  # plain dicts: the transition invariants only read them
+    return s._replace(tasks={t: tasks[t] for t in tids if t in tasks},
+                      mms={m: mms[m] for m in mids if m in mms})
 
 
 _O5 = INVARIANTS_BY_NAME["O5"].check
@@ -240,7 +238,8 @@ class Simulation:
             self._new_breaches(s0, s1, n)
         if s1.warnings is not s0.warnings:
             self._new_warnings(s1, n)
-        if self.transitions:
+        if self.transitions and (s1.tasks is not s0.tasks or s1.mms is not s0.mms
+                                 or s1.groups is not s0.groups):
             self._transition(s0, a, ret, s1, ctx, code, n)
         if self.full_every and (n + 1) % self.full_every == 0:
             self._full_check(n)
