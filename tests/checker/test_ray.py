@@ -75,10 +75,13 @@ def test_a_worker_stops_inside_its_level_when_the_deadline_has_passed():
 
 
 def test_parallel_search_honours_the_deadline_inside_a_level():
+    from pasidsim.check.parallel import ray_runtime
+    ray_runtime(None, 2)  # started beforehand: on a loaded machine a cold start took the budget
     factory = functools.partial(toys.counters_model, 7, 9)  # 10 million states
-    res = explore_parallel(factory, workers=2, min_level=1, max_seconds=3.0)
+    res = explore_parallel(factory, workers=2, min_level=1, max_seconds=8.0)
     assert res.verdict == "bounded" and res.bound == "max_seconds"
     assert 0 < res.states < 10 ** 7
+    assert res.elapsed < 8.0 + 20  # stopped inside a level, not at its end (minutes later)
 
 
 def test_cli_ray_and_swarm(tmp_path):
