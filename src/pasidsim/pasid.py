@@ -170,10 +170,9 @@ def dma_fence_signal(s: SystemState, fence: int) -> tuple[SystemState, int]:
     if s.fences[fence]:
         return s, 0
     s = s._replace(fences=s.fences.set(fence, True))
-    for pasid, f in sorted(s.amdgpu_pending.items()):
-        if f == fence:
-            s = s._replace(amdgpu_pending=s.amdgpu_pending.delete(pasid))
-            s, _ = amdgpu_pasid_free(s, pasid)
+    for pasid in sorted(p for p, f in s.amdgpu_pending.items() if f == fence):  # PASID order
+        s = s._replace(amdgpu_pending=s.amdgpu_pending.delete(pasid))
+        s, _ = amdgpu_pasid_free(s, pasid)
     return s, 0
 
 
