@@ -10,10 +10,12 @@ ids, no date), so a committed picture can be checked for staleness.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 from ..config import Config
+from ..outfile import write_bytes_atomic
 from .export import device_label, group_label, hierarchy, unit_label
 from .model import Topology
 
@@ -130,8 +132,10 @@ def draw(view: Topology | Config, path: str | Path, only: set[int] | None = None
         y = u_top + n_u * _ROW
     with matplotlib.rc_context({"svg.hashsalt": "pasidsim", "svg.fonttype": "none",
                                 "font.family": "DejaVu Sans"}):
-        fig.savefig(path, format=fmt, dpi=100,
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=100,
                     metadata={"Date": None} if fmt == "svg" else {"Software": None})
+    write_bytes_atomic(path, buf.getvalue())  # whole or not at all, even on Ctrl-C
     return drawn
 
 
