@@ -110,7 +110,8 @@ def test_a_bounded_search_says_not_exhaustive_and_exits_3(tmp_path):
     assert suite.failures == 1 and isinstance(case.result[0], Failure)
     assert case.result[0].type == "Bounded" and "not exhaustive" in case.result[0].message
     r = CliRunner().invoke(main, ["check", "h1-fork-exit", "--design", "E6-mmput-free",
-                                  "--max-states", "100000"], terminal_width=200)
+                                  "--max-states", "100000", "--out", str(tmp_path / "cex")],
+                           terminal_width=200)
     assert r.exit_code == 1  # a violation is found before the bound
 
 
@@ -344,7 +345,8 @@ def test_cli_check_plot(tmp_path):
     assert r.exit_code == 0, r.output
     assert pic.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = tmp_path / "levels.svg"
-    r = CliRunner().invoke(main, ["check", "uacce-fork-inherit", "--plot", str(svg)])
+    r = CliRunner().invoke(main, ["check", "uacce-fork-inherit", "--plot", str(svg),
+                                  "--out", str(tmp_path / "cex")])
     assert r.exit_code == 0 and "<svg" in svg.read_text()
     r = CliRunner().invoke(main, ["check", "uacce-fork-inherit", "--plot", str(tmp_path / "x.gif")])
     assert r.exit_code == 2 and "must be .png, .svg or .pdf" in r.output
