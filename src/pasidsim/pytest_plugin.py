@@ -236,7 +236,7 @@ def check_failure_text(cell, compiled) -> str:
     design: NAME (kind) — message`` (the line of the counterexample's last step), then the
     counterexample as ``pasidsim check`` prints it, or why the search was inconclusive / which
     goals were never reached."""
-    from .check.cli_check import _print_trace
+    from .check.cli_check import print_trace
     src = compiled.source
     if cell.verdict == "Bounded":
         return (f"{src}: not exhaustive: {cell.message or 'a bound stopped the search'} "
@@ -247,7 +247,7 @@ def check_failure_text(cell, compiled) -> str:
         out.append(f"{src}:{_last_line(compiled, cell.refs)}: {cell.invariant}: "
                    f"{cell.message}")
         con = _console()
-        _print_trace(con, cell)
+        print_trace(con, cell)
         out.append(con.file.getvalue().rstrip())
         out.append(f"(shortest counterexample, {len(cell.refs)} steps, of {cell.states:,} "
                    "states explored; `pasidsim check FILE` saves it as a scenario that "

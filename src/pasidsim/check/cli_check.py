@@ -188,7 +188,7 @@ def _write_itf(path: Path) -> None:
     write_text_atomic(path.with_suffix(".itf.json"), itf_text(run_itf(res)))
 
 
-def _print_trace(console: Console, cell: Cell) -> None:
+def print_trace(console: Console, cell: Cell) -> None:
     """The counterexample of a cell: what broke, what was expected when that is not it, and
     the steps (setup steps only when a failure was injected into one)."""
     from rich.markup import escape
@@ -431,7 +431,7 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
         # traces: the documented breakages and anything unexpected; the rest are on file
         shown = [c for c in violations if scenario or c.documented or not c.ok]
         for c in shown:
-            _print_trace(console, c)
+            print_trace(console, c)
         if saved:
             others = len(violations) - len(shown)
             console.print(f"counterexamples saved in {out}/ (replay with `pasidsim run FILE`)"

@@ -467,6 +467,16 @@ class Actor(_Strict):
     program: list[Step] = Field(default_factory=list)
 
 
+def known_design(v: str) -> str:
+    """A pydantic validator's body: ``v`` when it names a design of
+    :data:`pasidsim.designs.DESIGNS`, else ValueError listing them (scenario and workload
+    files share it)."""
+    from ..designs import DESIGNS
+    if v not in DESIGNS:
+        raise ValueError(f"unknown design {v!r}; known: {', '.join(DESIGNS)}")
+    return v
+
+
 class Scenario(_Strict):
     """A scenario file.  See the module docstring and ``pasidsim/schema/scenario.schema.json``.
 
@@ -514,10 +524,7 @@ class Scenario(_Strict):
     @field_validator("design")
     @classmethod
     def _known_design(cls, v: str) -> str:
-        from ..designs import DESIGNS
-        if v not in DESIGNS:
-            raise ValueError(f"unknown design {v!r}; known: {', '.join(DESIGNS)}")
-        return v
+        return known_design(v)
 
     def walk(self):
         """Every step as ``(path, step, actor name or None, kernel)``; ``path`` is the YAML
@@ -648,7 +655,7 @@ def write_json_schema(path=None) -> str:
     return str(target)
 
 
-__all__ = ["Scenario", "Actor", "Step", "StateCheck", "FinalCheck", "GroupCheck", "Ref",
+__all__ = ["known_design", "Scenario", "Actor", "Step", "StateCheck", "FinalCheck", "GroupCheck", "Ref",
            "Expect", "FailSpec", "FAULT_KINDS", "InlineMachine", "TopologyMachine", "DriverSpec", "DeviceSpec",
            "IommuSpec", "PolicyOverrides", "STEP_MODELS", "ALIASES", "PREDICATE_NAMES",
            "SCHEMA_VERSION", "scenario_json_schema", "schema_text", "write_json_schema",

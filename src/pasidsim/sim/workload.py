@@ -31,10 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, fiel
     model_validator
 from pydantic_core import PydanticCustomError
 
-from ..designs import DESIGNS
 from ..machines import MachineSpec
 from ..scenario.loader import Locator, ScenarioError, _friendly, parse_yaml
-from ..scenario.schema import PolicyOverrides, WarnName
+from ..scenario.schema import PolicyOverrides, WarnName, known_design
 
 Num = Union[Annotated[int, Strict()], Annotated[float, Strict()]]
 NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -182,9 +181,7 @@ class Workload(_Strict):
     @field_validator("design")
     @classmethod
     def _known_design(cls, v: str) -> str:
-        if v not in DESIGNS:
-            raise ValueError(f"unknown design {v!r}; known: {', '.join(DESIGNS)}")
-        return v
+        return known_design(v)
 
 
 class LoadedWorkload:
