@@ -79,33 +79,45 @@ def iommu_domain_alloc_paging(s: SystemState, dev: int,
                                 pasid_compat=pasid_compat))
 
 
-def _domain_in_use(s: SystemState, domain: int) -> str:
-    """Where ``domain`` is still in use ("" when nowhere): a group's default, blocking or
-    current domain, a ``pasid_array`` slot, a programmed PASID entry."""
-    for gi, g in enumerate(s.groups):
-        if domain in (g.default_domain, g.blocking_domain, g.domain):
-            which = ("default" if domain == g.default_domain else
-                     "blocking" if domain == g.blocking_domain else "current")
-            return f"the {which} domain of group {s.config.groups[gi].name}"
+#: Where a freed domain was still in use: the second argument of
+#: ``Warn.DOMAIN_USE_AFTER_FREE`` (invariant D1).
+DOMAIN_IN_USE_SITES = {1: "the default domain of a group", 2: "the blocking domain of a group",
+                       3: "the current domain of a group", 4: "attached at a PASID of a group",
+                       5: "programmed in a PASID-table entry"}
+
+
+def _domain_in_use(s: SystemState, domain: int) -> int:
+    """Where ``domain`` is still in use (a key of :data:`DOMAIN_IN_USE_SITES`, 0 when
+    nowhere): a group's default, blocking or current domain, a ``pasid_array`` slot, a
+    programmed PASID entry."""
+    for g in s.groups:
+        if domain == g.default_domain:
+            return 1
+        if domain == g.blocking_domain:
+            return 2
+        if domain == g.domain:
+            return 3
         if any(dom == domain for _p, dom, _h in g.pasid_array):
-            return f"attached at a PASID of group {s.config.groups[gi].name}"
+            return 4
     if any(e[0] == domain for e in s.pasid_table.values()):
-        return "programmed in a PASID-table entry"
-    return ""
+        return 5
+    return 0
 
 
 def iommu_domain_free(s: SystemState, domain: int) -> tuple[SystemState, int]:
     """Free a domain; an SVA domain drops the mm_count reference it took (``mmdrop``), which
-    may run ``__mmdrop`` and free the mm's PASID.  Returns 0.  ModelUsageError (state
-    unchanged) for a domain still in use (a group's default, blocking or current domain, a
-    ``pasid_array`` slot, a PASID-table entry): the kernel does not check and would use the
-    freed memory later.
+    may run ``__mmdrop`` and free the mm's PASID.  Returns 0.
+
+    The kernel does not check that the domain is unused: freeing one that a group or a PASID
+    entry still points at is a use after free waiting for the next DMA or detach.  The model
+    records it as ``Warn.DOMAIN_USE_AFTER_FREE(domain, site)`` (site: a key of
+    :data:`DOMAIN_IN_USE_SITES`; invariant D1) and keeps the record, since the IOMMU still
+    walks it; nothing else changes.  ModelUsageError for an unknown or already freed domain.
     Models: drivers/iommu/iommu.c ``iommu_domain_free()`` (+ ``mmdrop`` for SVA)."""
     rec = domain_get(s, domain)
-    why = _domain_in_use(s, domain)
-    if why:
-        raise ModelUsageError(f"domain {domain} is {why}: freeing it would leave the kernel "
-                              "using it after the free (detach it first)")
+    site = _domain_in_use(s, domain)
+    if site:
+        return warn(s, Warn.DOMAIN_USE_AFTER_FREE, domain, site), 0
     s = flush_domain(s, domain)
     s = s._replace(domains=s.domains.delete(domain))
     if rec.type == DomainType.SVA:

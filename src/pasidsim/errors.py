@@ -130,6 +130,7 @@ class Warn(IntEnum):
     IOPF_GROUP_USE_AFTER_FREE = 23  # the IOPF worker ran a group iopf_queue_remove_device freed
     DMA_OWNER_NOT_DEFAULT = 24  # enum v4: user ownership set while a non-default domain is attached
     IOPF_DISABLE_UNBALANCED = 25  # intel_iommu_disable_iopf() without a count (or PRI) to drop
+    DOMAIN_USE_AFTER_FREE = 26  # iommu_domain_free() of a domain a group or PASID entry still uses
 
     def describe(self, a: int = 0, b: int = 0) -> str:
         return f"WARN {self.name.lower()}({a}, {b})"

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .domain import DOMAIN_IN_USE_SITES
 from .errors import Warn
 from .locking import SLEEP_POINTS, CtxKind, key_name
 from .hw.cache import entry_is_current
@@ -384,6 +385,15 @@ def m9_no_use_after_free(s: SystemState):
     return None
 
 
+def d1_no_domain_freed_in_use(s: SystemState):
+    """D1: No iommu_domain is freed while a group or a PASID entry still uses it."""
+    for c, a, b in s.warnings:
+        if c == Warn.DOMAIN_USE_AFTER_FREE:
+            return (f"iommu_domain {a} freed while still {DOMAIN_IN_USE_SITES.get(b, b)} "
+                    "(the IOMMU and the next detach would use the freed domain)")
+    return None
+
+
 def b1_no_bug_on(s: SystemState):
     """B1: The kernel never crashes (BUG_ON)."""
     for c, a, b in s.warnings:
@@ -474,6 +484,8 @@ def unexpected_warning(s: SystemState, allowed: frozenset = frozenset()):
 STATE_INVARIANTS: tuple[Invariant, ...] = (
     Invariant("M9", "no use of an mm or iommu_mm after the mmdrop that freed it",
               m9_no_use_after_free),
+    Invariant("D1", "no iommu_domain is freed while a group or PASID entry still uses it",
+              d1_no_domain_freed_in_use),
     Invariant("B1", "the kernel never crashes (BUG_ON)", b1_no_bug_on),
     Invariant("L1", "no cycle of lock waits (deadlock)", l1_no_deadlock),
     Invariant("L2", "no sleeping lock or allocation in atomic context", l2_no_sleep_in_atomic),

@@ -81,13 +81,15 @@ def test_gp_on_an_unknown_task_is_misuse_under_every_design(design):
     assert s.state is before
 
 
-@pytest.mark.parametrize("attach", ["default", "pasid"])
-def test_freeing_a_domain_in_use_is_a_usage_error_and_dma_still_works(attach):
+@pytest.mark.parametrize("attach,site", [("default", 1), ("pasid", 4)])
+def test_freeing_a_domain_in_use_is_recorded_for_d1_and_dma_still_works(attach, site):
     """#14: freeing a group's attached default domain returned 0 and a later DMA crashed
-    with KeyError.  A domain still in use is refused, state unchanged (the kernel does not
-    check: it would use the freed domain later)."""
+    with KeyError.  The kernel does not check either: the free is recorded as
+    DOMAIN_USE_AFTER_FREE (invariant D1 reports it), the record is kept because the IOMMU
+    still walks it, and nothing else changes."""
     from pasidsim.config import Config, DeviceConfig, IommuUnit
-    from pasidsim.errors import ModelUsageError
+    from pasidsim.errors import Warn
+    from pasidsim.invariants import d1_no_domain_freed_in_use
     from pasidsim.step import Action
     from pasidsim.system import System
     cfg = Config.build(iommus=[IommuUnit("dmar0")],
@@ -99,62 +101,15 @@ def test_freeing_a_domain_in_use_is_a_usage_error_and_dma_still_works(attach):
         assert sys.apply(Action.of("iommu_attach_device_pasid", domain=dom, dev=0,
                                    pasid=5)) == 0
     before = sys.state
-    with pytest.raises(ModelUsageError, match="in use|domain of group|attached at a PASID"):
-        sys.apply(Action.of("iommu_domain_free", domain=dom))
-    assert sys.state is before and dom in sys.state.domains
+    assert d1_no_domain_freed_in_use(before) is None
+    assert sys.apply(Action.of("iommu_domain_free", domain=dom)) == 0
+    after = sys.state
+    assert after.warnings == before.warnings + ((Warn.DOMAIN_USE_AFTER_FREE, dom, site),)
+    assert after._replace(warnings=before.warnings) == before and dom in after.domains
+    assert f"iommu_domain {dom} freed while still" in d1_no_domain_freed_in_use(after)
     assert isinstance(sys.apply(Action.of("dma", dev=0, pasid=0, addr=0x1000)), int)
     if attach == "pasid":
         sys.apply(Action.of("iommu_detach_device_pasid", domain=dom, dev=0, pasid=5))
+        n = len(sys.state.warnings)
         assert sys.apply(Action.of("iommu_domain_free", domain=dom)) == 0
-
-
-def test_step_itself_refuses_a_malformed_action_naming_the_argument():
-    """``step()`` is public too: a hand-built bad action gets a ModelUsageError naming what is
-    wrong (not IndexError/TypeError from inside the model), and the state is untouched."""
-    from pasidsim.step import OP_BY_NAME, Action, step
-    s = System(default_config()).state
-    bind = OP_BY_NAME["iommu_sva_bind_device"].code
-    n = len(OP_BY_NAME["iommu_sva_bind_device"].params)
-    cases = [(None, "not an action"), ((1, 2), "not an action"),
-             (Action(10**6, ()), "not an action"),
-             (Action(bind, (1,)), "expected"),
-             (Action(bind, (99,) + (1,) * (n - 1)), "dev=99 is not a device"),
-             (Action(bind, (-1, 8) + (1,) * (n - 2)), "dev=-1 is not a device"),
-             (Action(bind, (0, 2**70) + (1,) * (n - 2)), "64-bit"),
-             (Action(bind, (0, True) + (1,) * (n - 2)), "must be an int")]
-    for bad, text in cases:
-        with pytest.raises(ModelUsageError, match=text):
-            step(s, bad)
-
-
-_VALUES = [-(2**64), -(2**63) - 1, -1, 0, 1, 2, 3, 7, 8, 9, 10, 11, 12, 64, 2**20, 2**32,
-           2**63, 2**64 - 1, 2**64]
-
-
-@pytest.mark.parametrize("design", ["current", "E4-unbind-free", "E0-io_mm", "H5-task-refcount"])
-def test_random_calls_through_step_raise_only_the_library_errors(design):
-    """Every operation with arguments drawn from ids that exist, ids that do not, negative
-    and 64-bit-edge values: ``step()`` returns a kernel value or raises ModelUsageError;
-    never IndexError, KeyError, TypeError or OverflowError."""
-    import random
-
-    from pasidsim.designs import DESIGNS
-    from pasidsim.step import Action, step
-    rng = random.Random(design)
-    for _trial in range(30):
-        sys_ = System(default_config(), DESIGNS[design])
-        for dev in range(len(sys_.config.devices)):  # drivers bound where they can be
-            sys_.apply(Action.of("device_driver_attach", dev=dev, drv=0))
-        t = sys_.process_create()
-        sys_.apply(Action.of("dev_open", tid=t, dev=0))
-        s = sys_.state
-        for _ in range(40):
-            op = rng.choice(OPS)
-            a = Action(op.code, tuple(rng.choice(_VALUES) for _ in op.params))
-            try:
-                s2, ret = step(s, a)
-            except ModelUsageError:
-                continue
-            assert isinstance(ret, int)
-            if not s2.kthreads:  # a hung call is parked; go on from the state before it
-                s = s2
+        assert dom not in sys.state.domains and len(sys.state.warnings) == n

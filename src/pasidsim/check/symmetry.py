@@ -99,7 +99,7 @@ _VALUE_RETURNS = frozenset(
 _AMDGPU_FREE = frozenset({"amdgpu_pasid_free", "amdgpu_pasid_free_delayed"})
 #: Warn code -> which of its two args are ids; a code not listed is unknown
 _WARN_IDS = {Warn.USE_AFTER_FREE: (1, 0), Warn.REPLACE_SAME_HANDLE: (1, 0),
-             Warn.MMU_NOTIFIER_REGISTER_BUG: (1, 0),
+             Warn.MMU_NOTIFIER_REGISTER_BUG: (1, 0), Warn.DOMAIN_USE_AFTER_FREE: (1, 0),
              Warn.IOASID_WRONG_SET: (0, 1), Warn.DETACH_WRONG_DOMAIN: (0, 1)}
 _WARN_IDS.update(dict.fromkeys((
     Warn.FREE_INVALID_PASID, Warn.FREE_UNALLOCATED_PASID, Warn.UNUSE_DEFAULT_DOMAIN,

@@ -72,7 +72,7 @@ PAGE = 4096
 #: breach kind (pasidsim.hw.translate.Breach) -> the invariant that forbids it
 BREACH_INVARIANT = {1: "I1", 2: "I2", 3: "A4"}
 #: invariants that read the WARN log
-WARN_INVARIANTS = ("M9", "B1", "F3")
+WARN_INVARIANTS = ("M9", "D1", "B1", "F3")
 #: log record: actor, opcode, ret, up to 4 args
 REC = 7
 _PAD = ((0, 0, 0, 0), (0, 0, 0), (0, 0), (0,), ())
