@@ -132,7 +132,8 @@ def run(scenario: str, design: str | None, as_json: bool, mermaid_file: str | No
         itf_file: str | None) -> None:
     """Run SCENARIO (a file, or the name of a built-in scenario) once and print its trace.
 
-    Exit status: 0 when every expectation held, 1 when one failed, 2 on bad input.
+    Exit status: 0 when every expectation held and no invariant broke (unless the scenario
+    counts its violations: `expect_final: {violations: N}`), 1 otherwise, 2 on bad input.
     """
     from .scenario.runner import run_scenario, total_steps
     from .state import Granularity

@@ -183,3 +183,26 @@ def test_ctrl_c_exits_130_with_whole_outputs(tmp_path):
     assert "interrupted" in err and "Traceback" not in err and "Aborted" not in err
     assert junit.read_text() == "previous\n"  # the old report, whole
     assert not list(tmp_path.glob("**/*.tmp*")) and not list(tmp_path.glob("**/.*"))
+
+
+def test_run_exits_1_on_an_invariant_violation_unless_the_scenario_counts_it(tmp_path):
+    """`pasidsim run` used to exit 0 when an invariant broke but every `expect` held (here:
+    a domain freed while still attached, D1), which a script would take for a pass."""
+    text = """
+name: free-attached
+actors:
+  - name: K
+    kernel: true
+    program:
+      - iommu_domain_alloc_paging: {dev: dsa0, as: d}
+      - iommu_attach_device_pasid: {domain: $d, dev: dsa0, pasid: 5, expect: 0}
+      - iommu_domain_free: {domain: $d, expect: 0}
+      - iommu_detach_device_pasid: {domain: $d, dev: dsa0, pasid: 5}
+"""
+    path = tmp_path / "free.yaml"
+    path.write_text(text)
+    res = CliRunner().invoke(main, ["run", str(path), "--no-state"])
+    assert res.exit_code == 1 and "D1" in res.output
+    counted = tmp_path / "counted.yaml"
+    counted.write_text(text + "expect_final: {violations: 2}\n")  # D1 and its WARN
+    assert CliRunner().invoke(main, ["run", str(counted), "--no-state"]).exit_code == 0

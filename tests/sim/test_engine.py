@@ -91,7 +91,7 @@ def test_violation_stops_and_replays(gpu_workload, tmp_path):
     assert first.name == "A4" and first.event == len(run.events) - 1
     # and through the command line, as the user would
     r = CliRunner().invoke(main, ["run", str(path), "--no-state"])
-    assert r.exit_code == 0 and "A4" in r.output
+    assert r.exit_code == 1 and "A4" in r.output  # an invariant broke: status 1
 
 
 def test_counted_violations_go_on(gpu_workload):

@@ -39,7 +39,7 @@ def test_compare_writes_series_summary_plots_and_replay(tmp_path):
     assert (out / "amdgpu_pasids.png").exists()
     rr = CliRunner().invoke(main, ["run", str(out / "violation-amdgpu-lowest.yaml"),
                                    "--no-state"])
-    assert rr.exit_code == 0 and "A4" in rr.output
+    assert rr.exit_code == 1 and "A4" in rr.output
 
 
 def test_sweep_plots_metric_against_parameter(tmp_path):

@@ -62,7 +62,9 @@ class RunResult:
 
     Attributes: ``compiled``; ``events`` (in order); ``final`` (:class:`RunState`);
     ``failures``; ``violations``; ``unfinished`` (``(actor name, status)`` of actors that
-    did not finish their program).  ``ok``: no failure; ``exit_code``: 0 ok, 1 otherwise.
+    did not finish their program).  ``ok``: no failure, and no invariant violation unless the
+    scenario counts them (``expect_final: {violations: N}``, checked as a failure);
+    ``exit_code``: 0 ok, 1 otherwise.
     """
 
     compiled: CompiledScenario
@@ -75,7 +77,8 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and (not self.violations
+                                      or self.compiled.final_violations is not None)
 
     @property
     def exit_code(self) -> int:
