@@ -23,7 +23,6 @@ The target of the issue is >= 20,000 events/s per core.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 from pathlib import Path
@@ -31,20 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from pasidsim.runtime import peak_rss  # noqa: E402
 from pasidsim.sim.engine import Simulation  # noqa: E402
 from pasidsim.sim.workload import load_workload  # noqa: E402
-
-
-def peak_rss() -> int:
-    """Peak resident set size of this process in bytes (VmHWM), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main() -> None:

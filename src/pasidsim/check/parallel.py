@@ -45,12 +45,12 @@ replayed by the coordinator, which re-checks every fingerprint on the path.
 from __future__ import annotations
 
 import gc
-import os
 import time
 from typing import Any, Callable, Sequence
 
+from ..runtime import no_cyclic_gc, peak_rss, ray_runtime, shutdown_ray  # noqa: F401
 from .model import ModelView
-from .search import Link, Recorder, Result, explore, no_cyclic_gc
+from .search import Link, Recorder, Result, explore
 
 Item = tuple[int, int]                                  # (action index, successor fp)
 Expansion = tuple[Any, bool, list[Item], Any]           # (check, reduced by POR, items, state)
@@ -202,22 +202,7 @@ class _RayOwner(_Owner):
 
     def peak_rss(self) -> int:
         """This process's peak resident set size, in bytes."""
-        return _peak_rss()
-
-
-def _peak_rss() -> int:
-    """This process's peak resident set size in bytes: ``VmHWM`` of /proc/self/status (the
-    high-water mark of this address space; ``ru_maxrss`` would count the image of the
-    process that forked this one, which Linux keeps across ``execve``), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return peak_rss()
 
 
 def _blob(factory: Callable[[], Any]) -> bytes:
@@ -334,35 +319,6 @@ class _Pool:
             except Exception:  # a runtime already shut down (Ctrl-C)
                 pass
         self.actors = []
-
-
-def ray_runtime(address: str | None = None, workers: int = 2) -> Any:
-    """Make sure this process is connected to a Ray runtime and return the ``ray`` module.
-
-    ``address`` None: a local runtime, started here (once per process, with at least
-    ``workers`` CPUs so that every worker actor gets one; it stays up for later searches and
-    stops when the process exits) unless one is already connected; else the address of an
-    existing cluster (``ray start --head`` prints it; every node needs pasidsim installed).
-    """
-    import logging
-
-    import ray
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
-                     logging_level=logging.ERROR, log_to_driver=False)
-    return ray
-
-
-def shutdown_ray() -> None:
-    """Stop this process's connection to Ray (and a local runtime it started): after Ctrl-C,
-    so that no worker is left running."""
-    import sys
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
 
 
 def explore_parallel(model_factory: Callable[[], Any], workers: int = 2, *, strategy: str = "bfs",

@@ -18,7 +18,6 @@ then, level by level, successors ordered by (parent's discovery order, action in
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import random
@@ -30,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence
 
+from ..runtime import no_cyclic_gc  # noqa: F401  (re-exported: it was defined here)
 from .model import ModelView, StateCheck
 
 Link = tuple[int | None, int]
@@ -292,22 +292,6 @@ def run_trace(model: Any, trace: Sequence[Any], initial: int = 0) -> list[Any]:
         state = model.step(state, action)
         states.append(state)
     return states
-
-
-@contextmanager
-def no_cyclic_gc():
-    """Suspend Python's cyclic garbage collector for a search.  States are acyclic (tuples,
-    maps and records), so the collector frees nothing there, but a search allocates millions
-    of containers and each of its passes walks every live one: about 12% of the serial search
-    on the standard configuration, and about 40% of a parallel worker's time, which holds
-    the states it receives.  Reference counting still frees every state as usual."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def explore(model: Any, *, strategy: str = "bfs", max_depth: int | None = None,

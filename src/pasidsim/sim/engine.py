@@ -48,6 +48,7 @@ from ..errors import ModelUsageError
 from ..invariants import (INVARIANTS_BY_NAME, check_state, check_transition, quiescence_leaks,
                           unexpected_warning)
 from ..machines import machine_config
+from ..runtime import no_cyclic_gc
 from ..scenario.loader import ScenarioError
 from ..state import IOMMU_PASID_INVALID, initial_state
 from ..step import OP_BY_NAME, OPS, Action, step
@@ -522,7 +523,13 @@ class Simulation:
     # -- run ------------------------------------------------------------------------------
     def run(self) -> SimResult:
         """Run to the end (or the first violation, or ``max_events``); returns the
-        :class:`SimResult`."""
+        :class:`SimResult`.  Python's cyclic garbage collector is off meanwhile
+        (:func:`~pasidsim.runtime.no_cyclic_gc`: states and SimPy's fired events are acyclic,
+        and its passes over the growing heap were 17% of a 100,000-process run)."""
+        with no_cyclic_gc():
+            return self._run()
+
+    def _run(self) -> SimResult:
         self.env = env = simpy.Environment()
         self.s = initial_state(self.config, self.policy)
         self.n = 0

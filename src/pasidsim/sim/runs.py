@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import yaml
 
 from ..policy import Policy
+from ..runtime import ray_runtime, shutdown_ray  # noqa: F401  (re-exported)
 from ..scenario.loader import ScenarioError
 from .engine import SimResult, Simulation
 from .workload import LoadedWorkload, validate_workload
@@ -159,31 +160,6 @@ def run_job(job: Job, replay: bool = True) -> tuple[SimResult, str | None]:
     return res, text
 
 
-def ray_runtime(address: str | None = None, workers: int = 2) -> Any:
-    """Connect to (or start, once per process) a Ray runtime and return ``ray``: a local one
-    with at least ``workers`` CPUs, or the cluster at ``address``.  (The same contract as
-    ``pasidsim.check.parallel.ray_runtime``; the simulator does not import the checker.)"""
-    import logging
-    import os
-
-    import ray
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
-                     logging_level=logging.ERROR, log_to_driver=False)
-    return ray
-
-
-def shutdown_ray() -> None:
-    """Stop this process's Ray connection (and the local runtime it started), after Ctrl-C."""
-    import sys
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
-
-
 def run_jobs(jobs: Sequence[Job], workers: int = 0, address: str | None = None,
              on_done=None) -> list[tuple[SimResult, str | None]]:
     """Run ``jobs``: serially when ``workers <= 1`` and no ``address``, else as Ray tasks
@@ -213,4 +189,5 @@ def run_jobs(jobs: Sequence[Job], workers: int = 0, address: str | None = None,
 
 
 __all__ = ["parse_sweep", "apply_param", "plan", "Job", "run_job", "run_jobs", "ray_runtime",
+           "shutdown_ray",
            "SweepError", "CONTEXT_FIELDS", "POLICY_FIELDS", "ScenarioError"]
