@@ -144,9 +144,9 @@ def amdgpu_ih_process(s: SystemState, dev: int) -> tuple[SystemState, int]:
         return s, -ENOENT
     s = s._replace(ih_ring=s.ih_ring[:i] + s.ih_ring[i + 1:])
     owner = 0  # the lowest file id of a VM of dev holding the PASID (one pass, no sort)
-    if _is_amdgpu(s, dev):
-        owner = min((fid for fid, f in s.files.items()
-                     if f.dev == dev and f.drvdata and vm_pasid(f.drvdata) == pasid), default=0)
+    if pasid and _is_amdgpu(s, dev):  # (vm_pasid inlined: this scan is the handler's cost)
+        owner = min([fid for fid, f in s.files.items()
+                     if f.drvdata & _PASID_MASK == pasid and f.dev == dev] or (0,))
     if owner and owner != origin:
         s = breach(s, Breach.MISATTRIBUTED_FAULT, dev, pasid, origin, owner)
     return s, owner
