@@ -14,6 +14,7 @@ class PortalDriver(Driver):
     """Test driver: a device node whose mmap gives a shared-work-queue portal (no bind)."""
 
     kind = "test-portal"
+    enqcmd_portal = True
 
     def mmap(self, s, file):
         return s, 0

@@ -104,8 +104,6 @@ class KernelMachine(RuleBasedStateMachine):
     owners: tuple[int, ...] = (0xA, 0xB)
     #: at most this many DMA-ownership claims per example
     max_claims: int = 2
-    #: driver kinds whose mapped portals are shared work queues (the ENQCMD rule's targets)
-    swq_driver_kinds: tuple[str, ...] = ("idxd",)
 
     tasks = Bundle("tasks")
     mms = Bundle("mms")
@@ -202,16 +200,14 @@ class KernelMachine(RuleBasedStateMachine):
 
     @rule(tid=tasks, data=st.data())
     def enqcmd(self, tid, data):
-        """ENQCMD to a shared work queue whose portal the task's mm maps: a device driven by
-        a driver of kind ``swq_driver_kinds`` (a task with no such portal does not try: its
-        store would only fault and kill the process; ENQCMD to another device's mapping is
-        not something user space can do)."""
+        """ENQCMD to a device whose portal the task's mm maps (a task with none does not try:
+        its store would only fault and kill the process).  A portal that is not a shared
+        work queue's (a GPU BAR, a dedicated WQ) does not accept it: -EAGAIN."""
         s = self.system.state
         t = s.tasks.get(tid)
         mm = s.mms.get(t.mm) if t is not None else None
         mapped = sorted({self.config.devices[s.files[v.file].dev].name for v in mm.vmas
-                         if v.file and v.file in s.files
-                         and self._swq(s.files[v.file].dev)}) if mm is not None else []
+                         if v.file and v.file in s.files}) if mm is not None else []
         if mapped:
             self._call("enqcmd", tid=tid, dev=data.draw(st.sampled_from(mapped), label="dev"))
 
@@ -250,11 +246,6 @@ class KernelMachine(RuleBasedStateMachine):
             self._apply(a)
 
     # -- calls and checks -------------------------------------------------------------------
-    def _swq(self, dev: int) -> bool:
-        """Is device ``dev`` bound to a driver with shared work queues (ENQCMD portals)?"""
-        drv = self.system.state.devs[dev].driver
-        return drv >= 0 and self.config.drivers[drv].kind in self.swq_driver_kinds
-
     def _holder(self, fd: int, data) -> int:
         """A live task whose process has ``fd`` open (any live task when none has; the
         first process's id when no task is left, which the library refuses)."""

@@ -13,8 +13,9 @@ Kernel sources modeled: arch/x86/kernel/traps.c ``try_fixup_enqcmd_gp()``,
 from __future__ import annotations
 
 from . import locking
-from .errors import EBUSY, EFAULT, EINVAL, ModelUsageError
+from .errors import EAGAIN, EBUSY, EFAULT, EINVAL, ModelUsageError
 from .hw.wq import submit
+from .ops_tables import dev_driver_ops
 from .policy import Enqcmd
 from .locking import CtxKind, LockClass, lock_key
 from .state import (IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PROT_WRITE, SystemState, Task,
@@ -86,7 +87,13 @@ def enqcmd(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
     IA32_PASID MSR and stays queued (``inflight``) until the device completes or drains it; its
     completion write goes to the submitter's address 0.  Without a valid MSR the
     instruction takes #GP: fixed up and retried when the mm has a PASID, else SIGSEGV (the
-    process is killed).  Returns the PASID the descriptor carried (> 0) or ``-EFAULT``.
+    process is killed).  A device whose driver has no shared work queue there (its ops'
+    ``enqcmd_portal`` false: a GPU BAR, a dedicated WQ, no driver) does not accept the
+    deferrable write: ZF=1 ("retry"), nothing is queued.
+    Returns the PASID the descriptor carried (> 0), ``-EFAULT`` (no portal mapped: SIGSEGV),
+    or ``-EAGAIN`` (not accepted; a #GP fixup that ran before it stays: IA32_PASID is set).
+    Models: the ENQCMD instruction (Intel SDM) and arch/x86/kernel/traps.c
+    ``fixup_pasid_exception()``.
     """
     t = task_get(s, tid)
     mm = s.mms.get(t.mm)
@@ -98,6 +105,8 @@ def enqcmd(s: SystemState, tid: int, dev: int) -> tuple[SystemState, int]:
         if ret < 0:
             return s, ret
         t = s.tasks[tid]
+    if not getattr(dev_driver_ops(s, dev), "enqcmd_portal", False):
+        return s, -EAGAIN
     pasid = t.msr & ~MSR_IA32_PASID_VALID
     s, _desc = submit(s, dev, pasid, 0, PROT_WRITE, t.mm, True)
     return s, pasid

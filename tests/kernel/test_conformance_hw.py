@@ -329,3 +329,30 @@ def test_immediate_reuse_without_grace_period_is_what_lowest_free_does():
     sys.wq_submit("d", p, 0x10000, PROT_WRITE)
     sys.iommu_free_global_pasid(p)
     assert sys.iommu_alloc_global_pasid("d") == p  # today's IDA: safety is by caller ordering
+
+
+def test_enqcmd_to_a_portal_that_is_not_a_shared_wq_is_not_accepted():
+    """Found by the Hypothesis bridge: ENQCMD to gpu0's amdgpu mapping was queued as a
+    descriptor there, and the #GP path then broke A3q — a false counterexample.  A device
+    whose driver has no shared work queue does not accept the deferrable write (ZF=1,
+    -EAGAIN); the #GP fixup that ran first keeps IA32_PASID set."""
+    from pasidsim.machines import default_config
+    from pasidsim.policy import CURRENT
+    from pasidsim.state import MSR_IA32_PASID_VALID
+    from pasidsim.system import System
+    sys = System(default_config(), CURRENT)
+    for name, drv in (("dsa0", "idxd"), ("gpu0", "amdgpu")):
+        if sys.state.devs[sys.config.device_index(name)].driver < 0:
+            sys.device_driver_attach(name, drv)
+    t = sys.process_create()
+    q = sys.dev_open(t, "dsa0")  # binds the mm: it gets a PASID
+    g = sys.dev_open(t, "gpu0")
+    sys.mmap(t, g)
+    before = dict(sys.state.inflight)
+    assert sys.apply(_a("enqcmd", tid=t, dev=sys.config.device_index("gpu0"))) == -errno.EAGAIN
+    assert dict(sys.state.inflight) == before  # nothing queued on the GPU
+    pasid = sys.state.mms[sys.mm_of(t)].pasid
+    assert sys.state.tasks[t].msr == pasid | MSR_IA32_PASID_VALID  # the #GP fixup stays
+    assert not check_state(sys.state)
+    sys.mmap(t, q)
+    assert sys.enqcmd(t, "dsa0") == pasid  # the shared WQ takes it

@@ -92,6 +92,9 @@ class Driver:
     release_code: KFunc | None = None
     #: its device files are VFIO device cdevs (``vfio_device_fops``): iommufd binds only those
     vfio_device = False
+    #: the device's mapped portal accepts ENQCMD (a shared work queue's enqueue register);
+    #: elsewhere the deferrable write is not accepted (``x86.enqcmd`` returns -EAGAIN)
+    enqcmd_portal = False
 
     def probe(self, s: SystemState, dev: int) -> tuple[SystemState, int]:
         """``drv->probe``: 0 or -errno (the bus undoes the DMA-API count on failure)."""

@@ -59,6 +59,7 @@ class IdxdDriver(Driver):
     kind = "idxd"
     binds_sva = True
     dedicated = False
+    enqcmd_portal = True  # a shared WQ's portal (ENQCMD)
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
         """``idxd_cdev_open``: bind ``current->mm``; the file keeps the bond.
@@ -183,6 +184,7 @@ class IdxdDedicatedDriver(IdxdDriver):
 
     kind = "idxd-dwq"
     dedicated = True
+    enqcmd_portal = False  # a dedicated WQ takes MOVDIR64B (``wq_submit``), not ENQCMD
 
 
 __all__ = ["IdxdDriver", "IdxdDedicatedDriver", "idxd_enable_system_pasid",

@@ -59,6 +59,9 @@ class UacceDriver(Driver):
 
     kind = "uacce"
     binds_sva = True
+    #: the model's generic SVA accelerator (the demo's ``dsa0``) also takes ENQCMD on its
+    #: mapped queue; real uacce devices (HiSilicon) have their own doorbells
+    enqcmd_portal = True
 
     def open(self, s: SystemState, file: int, tid: int) -> tuple[SystemState, int]:
         """``uacce_fops_open`` (:data:`UACCE_OPEN`; this is its body under ``uacce->mutex``):
