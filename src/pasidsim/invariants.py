@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .domain import DOMAIN_IN_USE_SITES
-from .errors import Warn
+from .errors import Warn, fmt_ret
 from .locking import SLEEP_POINTS, CtxKind, key_name
 from .hw.cache import entry_is_current
 from .hw.translate import current_domain
 from .policy import FreePoint, OwnerModel
-from .step import OPS
+from .step import IN_PROGRESS, OPS
 from .state import (IOMMU_NO_PASID, IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, DomainType,
                     HandleKind, IoasidState, MmState, PasidEntryMode, SystemState)
 
@@ -681,6 +681,41 @@ def check_transition(s0, a, ret, s1, scope: str | None = None) -> list[tuple[str
     return out
 
 
+def atomicity_broken(s0: SystemState, action, ret, s1: SystemState,
+                     whole: bool = True) -> str | None:
+    """ATOMIC: the message when a failed call (``ret`` a ``-errno``) of an atomic operation
+    (``Op.atomic``) changed the state (warnings aside), else None.  ``whole``: the call
+    started and returned in this step (at lock granularity other contexts may run between
+    the steps of one call, so only a whole call is judged)."""
+    if action is None or not whole or not isinstance(ret, int) or ret >= 0 or \
+            ret == IN_PROGRESS or not OPS[action.op].atomic:
+        return None
+    if s0.fingerprint_nowarn() == s1.fingerprint_nowarn():
+        return None
+    return f"{OPS[action.op].name} returned {fmt_ret(ret)} but changed the state"
+
+
+def step_violations(s0: SystemState, action, ret, s1: SystemState,
+                    allowed_warn: frozenset = frozenset(),
+                    whole: bool = True) -> list[tuple[str, str]]:
+    """Everything one step is judged on, as ``(name, message)`` in this order: the state
+    invariants of ``s1`` (W aside), the latest WARN not in ``allowed_warn`` (``W``), and for a
+    step that made a call (``action`` not None) the transition invariants and ``ATOMIC``
+    (:func:`atomicity_broken`).  Used by ``pasidsim run`` (the scenario runner), the
+    Hypothesis bridge (:mod:`pasidsim.testing`); the model checker evaluates the same
+    functions one by one, as its search needs them."""
+    found = [(n, m) for n, m in check_state(s1) if n != "W"]
+    warn = unexpected_warning(s1, allowed_warn)
+    if warn:
+        found.append(("W", warn))
+    if action is not None:
+        found += check_transition(s0, action, ret, s1)
+        msg = atomicity_broken(s0, action, ret, s1, whole)
+        if msg:
+            found.append(("ATOMIC", msg))
+    return found
+
+
 __all__ = ["Invariant", "STATE_INVARIANTS", "TRANSITION_INVARIANTS", "INVARIANTS_BY_NAME",
            "check_state", "check_transition", "quiescence_leaks", "unexpected_warning",
-           "OwnerModel"]
+           "atomicity_broken", "step_violations", "OwnerModel"]

@@ -55,7 +55,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, initia
                                  multiple, precondition, rule)
 
 from .errors import KernelError, ModelUsageError, errname
-from .invariants import check_state, check_transition, quiescence_leaks, unexpected_warning
+from .invariants import quiescence_leaks, step_violations
 from .ops import enabled_events
 from .scenario import StepRef, compile_scenario, load_text
 from .state import IOMMU_PASID_INVALID
@@ -291,15 +291,7 @@ class KernelMachine(RuleBasedStateMachine):
         """What ``pasidsim run`` checks after a step; raises :class:`InvariantViolation`
         for the first property broken."""
         after = self.system.state
-        found = [(n, m) for n, m in check_state(after) if n != "W"]
-        warn = unexpected_warning(after)
-        if warn:
-            found.append(("W", warn))
-        found += check_transition(before, action, ret, after)
-        if ret < 0 and OPS[action.op].atomic and \
-                before.fingerprint_nowarn() != after.fingerprint_nowarn():
-            found.append(("ATOMIC", f"{OPS[action.op].name} returned -"
-                          f"{errname(-ret)} but changed the state"))
+        found = step_violations(before, action, ret, after)
         if not found and self._quiescent():
             leak = quiescence_leaks(after)
             if leak:

@@ -39,9 +39,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..invariants import (STATE_INVARIANTS, TRANSITION_INVARIANTS, quiescence_leaks,
-                          unexpected_warning)
-from ..step import IN_PROGRESS, OPS, Action, step
+from ..invariants import (STATE_INVARIANTS, TRANSITION_INVARIANTS, atomicity_broken,
+                          quiescence_leaks, unexpected_warning)
+from ..step import OPS, Action, step
 from .model import Goal, Invariant
 
 #: Names of the transition-level checks, indexed by what CheckState.last stores.
@@ -160,11 +160,10 @@ class ScenarioModel:
                 bad.append(i)
         # failure atomicity: judged on a call that started and returned in this step (at lock
         # granularity other contexts may run between the steps of one call)
-        if action is not None and isinstance(ret, int) and ret < 0 and ret != IN_PROGRESS \
-                and OPS[action.op].atomic and not ev.progress and not (
+        if action is not None and isinstance(ret, int) and ret < 0 and atomicity_broken(
+                s0, action, ret, s1, whole=not ev.progress and not (
                     s0.kthreads and ref.actor < len(self.compiled.actors)
-                    and self.compiled.ctx(cs.rs, ref.actor) in s0.kthreads) \
-                and s0.fingerprint_nowarn() != s1.fingerprint_nowarn():
+                    and self.compiled.ctx(cs.rs, ref.actor) in s0.kthreads)):
             bad.append(_ATOMIC)
         injected = cs.injected or bool(getattr(ref, "fail", 0))
         if not injected:

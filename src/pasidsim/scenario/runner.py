@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import fmt_ret
-from ..invariants import check_state, check_transition, quiescence_leaks, unexpected_warning
+from ..invariants import quiescence_leaks, step_violations
 from ..step import OPS
 from .compile import CompiledScenario, Event, RunState, StepRef
 from .schema import FAULT_KINDS
@@ -153,19 +153,10 @@ def run_scenario(c: CompiledScenario, *, on_event: Callable[[int, Event], None] 
         if msg:
             res.failures.append(Failure(idx, _where(c, ev), res.step_line(ev), msg))
         if check_invariants:
-            found = [(n, m) for n, m in check_state(rs.sys) if n != "W"]
-            warn = unexpected_warning(rs.sys, c.expect_warn)
-            if warn:
-                found.append(("W", warn))
-            if ev.action is not None:
-                found += check_transition(before.sys, ev.action, ev.ret, rs.sys)
-                whole = not ev.progress and not (  # the call started and returned in this step
-                    ref.actor != c.hw_actor and before.sys.kthreads
-                    and c.ctx(before, ref.actor) in before.sys.kthreads)
-                if isinstance(ev.ret, int) and ev.ret < 0 and OPS[ev.action.op].atomic and \
-                        whole and before.sys.fingerprint_nowarn() != rs.sys.fingerprint_nowarn():
-                    found.append(("ATOMIC", f"{ev.action.name} returned {fmt_ret(ev.ret)} but "
-                                  "changed the state"))
+            whole = not ev.progress and not (  # the call started and returned in this step
+                ref.actor != c.hw_actor and before.sys.kthreads
+                and c.ctx(before, ref.actor) in before.sys.kthreads)
+            found = step_violations(before.sys, ev.action, ev.ret, rs.sys, c.expect_warn, whole)
             for name, msg in found:
                 if (name, msg) not in seen:
                     seen.add((name, msg))
