@@ -607,15 +607,16 @@ class _Builder:
                 else:
                     args.append(Arg(SELF_TID if p == "tid" else SELF_MM, 0))
             elif isinstance(v, Ref):
-                args.append(Arg(REF, self.slots[v.name]))
-                needs.append(self.slots[v.name])
+                # slot(): a name another actor binds later in the file is not compiled yet
+                args.append(Arg(REF, self.slot(v.name)))
+                needs.append(self.slot(v.name))
             elif p in ("dev", "drv", "group"):
                 args.append(Arg(CONST, self._name(p, v, at + (p,))))
             else:
                 args.append(Arg(CONST, int(v)))
         exp, eslot = a.expect, -1
         if exp is not None and exp.kind == "ref":
-            eslot = self.slots[exp.ref]
+            eslot = self.slot(exp.ref)
             needs.append(eslot)
         check = self._check(a.check, at + ("check",)) if a.check is not None else None
         if check is not None:
@@ -632,7 +633,7 @@ class _Builder:
         for key in type(chk).model_fields:
             val = getattr(chk, key)
             if isinstance(val, list):
-                refs.update((v.name, self.slots[v.name]) for v in val if isinstance(v, Ref))
+                refs.update((v.name, self.slot(v.name)) for v in val if isinstance(v, Ref))
         return chk, groups, refs
 
     def _predicate(self, name: str):
