@@ -91,12 +91,16 @@ def _link_name(path: Path) -> str | None:
 
 
 def _hex(text: str | None) -> int | None:
-    if not text:
+    """A 64-bit register value in hex (the first word before any ``:``); None when the file
+    is empty, blank, damaged or holds more than 64 bits (unknown stays unknown)."""
+    words = (text or "").split(":")[0].split()
+    if not words or len(words[0]) > 66:  # "0x" and 64 digits with leading zeros at most
         return None
     try:
-        return int(text.split(":")[0].split()[0], 16)
+        value = int(words[0], 16)
     except ValueError:
         return None
+    return value if 0 <= value < 1 << 64 else None
 
 
 def read_sysfs(root: str | os.PathLike = "/sys") -> Topology:
