@@ -195,12 +195,22 @@ class Action(NamedTuple):
 
     @property
     def name(self) -> str:
-        return OPS[self.op].name
+        """The operation's name; ModelUsageError for an opcode that names none."""
+        return self._op().name
 
     def kwargs(self) -> dict[str, int]:
-        return dict(zip(OPS[self.op].params, self.args))
+        return dict(zip(self._op().params, self.args))
+
+    def _op(self) -> Op:
+        if type(self.op) is not int or not 0 <= self.op < len(OPS):
+            raise ModelUsageError(f"not an opcode: {self.op!r}")
+        return OPS[self.op]
 
     def __repr__(self) -> str:
+        op = self.op
+        if type(op) is not int or not 0 <= op < len(OPS) or type(self.args) is not tuple \
+                or len(self.args) != len(OPS[op].params):  # hand-built, malformed
+            return f"Action(op={op!r}, args={self.args!r}, fail={self.fail!r})"
         tail = f" [fail point {self.fail}]" if self.fail else ""
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.kwargs().items())}){tail}"
 
@@ -230,18 +240,22 @@ def enabled_events(s: SystemState) -> list[Action]:
 
 
 _INDEXED = {"dev": "devices", "drv": "drivers", "group": "groups"}
+#: Range bounds the kernel types ``ioasid_t`` (unsigned 32 bits: ``ioasid_alloc``,
+#: ``iommu_sva_alloc_pasid``), as scenario files have them; the model's ID allocator takes
+#: them as they are.
+_IOASID_T = frozenset({"min", "max"})
 
 
 def check_action(config, action: Action) -> None:
     """Raise :class:`~pasidsim.errors.ModelUsageError` naming the argument when ``action`` is
     not a well-formed call on machine ``config``: an :class:`Action` of a known opcode with
-    one int per parameter (no bool, within a 64-bit kernel argument), ``fail`` an int >= 0,
-    and device, driver and group indexes of this machine (no negative alias).  The library
-    checks this at its boundary (:meth:`System.apply`) and :func:`~pasidsim.step.step` when
-    a call it was given fails inside the model, as the kernel trusts its ``struct device``
-    pointers and the model trusts its ids."""
-    if not isinstance(action, Action) or not isinstance(action.op, int) \
-            or not 0 <= action.op < len(OPS):
+    one int per parameter (no bool, within a 64-bit kernel argument; ``min``/``max`` within
+    ``ioasid_t``), ``fail`` an int >= 0, and device, driver and group indexes of this machine
+    (no negative alias).  The library checks this at its boundary (:meth:`System.apply`) and
+    :func:`~pasidsim.step.step` when a call it was given fails inside the model, as the
+    kernel trusts its ``struct device`` pointers and the model trusts its ids."""
+    if not isinstance(action, Action) or type(action.op) is not int \
+            or not 0 <= action.op < len(OPS):  # no bool: True is not opcode 1
         what = tuple.__repr__(action) if isinstance(action, tuple) else repr(action)
         raise ModelUsageError(f"not an action of a known operation: {what}")
     op = OPS[action.op]
@@ -255,10 +269,14 @@ def check_action(config, action: Action) -> None:
             raise ModelUsageError(f"{op.name}: {p} must be an int, got {v!r}")
         if not -(1 << 63) <= v < (1 << 64):
             raise ModelUsageError(f"{op.name}: {p}={v} does not fit a 64-bit kernel argument")
+        if p in _IOASID_T and not 0 <= v <= 0xFFFFFFFF:
+            raise ModelUsageError(f"{op.name}: {p}={v} does not fit ioasid_t (unsigned 32 "
+                                  "bits)")
         table = _INDEXED.get(p)
         if table is not None and not 0 <= v < len(getattr(config, table)):
+            n = len(getattr(config, table))
             raise ModelUsageError(f"{op.name}: {p}={v} is not a {table[:-1]} of this machine "
-                                  f"(0..{len(getattr(config, table)) - 1})")
+                                  + (f"(0..{n - 1})" if n else f"(it has no {table})"))
 
 
 build()
