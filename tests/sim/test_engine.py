@@ -94,6 +94,31 @@ def test_violation_stops_and_replays(gpu_workload, tmp_path):
     assert r.exit_code == 1 and "A4" in r.output  # an invariant broke: status 1
 
 
+def test_minimized_replay_is_smaller_and_breaks_the_same_invariant(gpu_workload, tmp_path):
+    """--minimize: delta debugging over the processes, then the hardware steps; every
+    step still runs as written and the same invariant breaks."""
+    import yaml
+
+    from pasidsim.sim.replay import minimize_replay, replay_breaks, replay_scenario
+    sim = Simulation(gpu_workload, violations="stop")
+    res = sim.run()
+    full = replay_scenario(sim, res)
+    small = minimize_replay(full, "A4", max_runs=200)
+    procs = [a for a in small["actors"] if a["name"] != "irq"]
+    assert 2 <= len(procs) < len([a for a in full["actors"] if a["name"] != "irq"])
+    assert len(small["order"]) < len(full["order"])
+    assert "Minimized by delta debugging" in small["description"]
+    assert replay_breaks(small, "A4") and not replay_breaks(small, "I2")
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small, sort_keys=False))
+    run = run_scenario(compile_scenario(load_scenario(path)))
+    assert not run.failures and [v.name for v in run.violations] == ["A4"]
+    # one process fewer (any of them) no longer breaks it: 1-minimal over processes
+    from pasidsim.sim.replay import sub_scenario
+    names = {a["name"] for a in procs}
+    assert not any(replay_breaks(sub_scenario(small, names - {n}), "A4") for n in names)
+
+
 def test_counted_violations_go_on(gpu_workload):
     res = simulate(gpu_workload, violations="count")
     assert res.summary["stopped"] == "end"

@@ -92,3 +92,18 @@ def test_ray_workers_give_the_serial_results(sva_workload):
     keys = ("events", "foreign_dma", "allocations", "reuses", "violations")
     assert [{k: s[k] for k in keys} for s in serial] == [{k: s[k] for k in keys} for s in par]
     assert serial[0]["foreign_dma"] > 0 and serial[1]["foreign_dma"] == 0
+
+
+def test_minimize_flag_writes_the_reduced_replay(tmp_path):
+    w = tmp_path / "w.yaml"
+    w.write_text(GPU.replace("processes: 300", "processes: 120"))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["simulate", str(w), "--design", "amdgpu-lowest",
+                                  "--violations", "stop", "--minimize", "--plot", "none",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    (path,) = out.glob("violation-*.yaml")
+    text = path.read_text()
+    assert "Minimized by delta debugging" in text
+    rr = CliRunner().invoke(main, ["run", str(path), "--no-state"])
+    assert rr.exit_code == 1 and "A4" in rr.output and "expectation(s) failed" not in rr.output

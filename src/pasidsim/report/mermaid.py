@@ -128,11 +128,10 @@ def svg_text(result) -> str:
 def html_page(result) -> str:
     """A self-contained HTML page: header, outcome, the SVG diagram, the Mermaid source and
     the trace table.  No scripts, styles or images are loaded from anywhere."""
-    from ..scenario.trace import event_rows
+    from ..scenario.trace import event_rows, fail_counts
     c = result.compiled
     e = html.escape
-    verdict = ("PASS: every expectation held" if result.ok else
-               f"FAIL: {len(result.failures)} expectation(s) failed")
+    verdict = "PASS: every expectation held" if result.ok else f"FAIL: {fail_counts(result)}"
     items = "".join(f"<li>{e(c.source)}:{f.line}: {e(f.where)}: {e(f.message)}</li>"
                     for f in result.failures)
     items += "".join(f"<li>invariant {e(v.name)} after event {v.event + 1}: {e(v.message)}</li>"

@@ -103,6 +103,15 @@ def trace_table(result: RunResult, title: str = "trace") -> Table:
     return t
 
 
+def fail_counts(result: RunResult) -> str:
+    """What made a run fail: ``"2 expectation(s) failed"``, ``"1 invariant violation(s)"``
+    or both."""
+    parts = [f"{len(result.failures)} expectation(s) failed"] if result.failures else []
+    if result.violations and result.compiled.final_violations is None:
+        parts.append(f"{len(result.violations)} invariant violation(s)")
+    return ", ".join(parts) or "0 expectation(s) failed"
+
+
 def summary_text(result: RunResult) -> Text:
     """One paragraph: outcome, failures (with ``file:line``), violations, unfinished actors."""
     c = result.compiled
@@ -113,7 +122,7 @@ def summary_text(result: RunResult) -> Text:
                    "expectation held\n", style="bold green")
     else:
         out.append(f"FAIL: {c.model.name} on design {c.policy.name}: {n} steps, "
-                   f"{len(result.failures)} expectation(s) failed\n", style="bold red")
+                   f"{fail_counts(result)}\n", style="bold red")
     for f in result.failures:
         ref = f" (event {f.event + 1})" if f.event is not None else ""
         out.append(f"  {c.source}:{f.line}: {f.where}{ref}: {f.message}\n", style="red")

@@ -67,12 +67,15 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--ray", "ray_address", metavar="ADDRESS", help="a Ray cluster to use")
 @click.option("--json", "as_json", is_flag=True, help="print the run summaries as JSON")
 @click.option("--strict", is_flag=True, help="exit 1 when a run saw a violation")
+@click.option("--minimize", is_flag=True,
+              help="reduce each violation's replay scenario by delta debugging (at most 300 "
+                   "runs of it: seconds for a few dozen processes, minutes for hundreds)")
 @click.option("--list", "list_only", is_flag=True, help="list the built-in workloads")
 @click.option("--schema", "schema_only", is_flag=True,
               help="print the JSON Schema of workload files")
 def simulate_cmd(workload, design, compare, sweeps, seed, processes, max_events, violations,
                  full_check_every, no_transitions, out_dir, plot_fmt, workers, ray_address,
-                 as_json, strict, list_only, schema_only) -> None:
+                 as_json, strict, minimize, list_only, schema_only) -> None:
     """Simulate WORKLOAD (a file, or a built-in name; default amdgpu-ih) at scale: a seeded
     discrete-event run (SimPy) of processes, devices and latencies on the model's one
     `step`.  Writes the metric time series (CSV; Parquet when pyarrow is installed), plots,
@@ -105,6 +108,8 @@ def simulate_cmd(workload, design, compare, sweeps, seed, processes, max_events,
             if v is not None:
                 kw[k] = v
         jobs = plan(lw, designs, parsed, **kw)
+        for j in jobs:
+            j.minimize = minimize
         from .engine import Simulation
         for j in jobs:  # machine and devices are checked before anything runs
             Simulation(j.workload, design=j.design, record=False, **kw)

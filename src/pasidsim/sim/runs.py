@@ -119,6 +119,8 @@ class Job:
     def __init__(self, params: dict, workload: LoadedWorkload, design: str | None,
                  kw: dict) -> None:
         self.params, self.workload, self.design, self.kw = params, workload, design, kw
+        #: reduce the violation's replay scenario (:func:`~pasidsim.sim.replay.minimize_replay`)
+        self.minimize = False
 
     @property
     def label(self) -> str:
@@ -153,8 +155,8 @@ def run_job(job: Job, replay: bool = True) -> tuple[SimResult, str | None]:
     from .replay import replay_yaml
     sim = Simulation(job.workload, design=job.design, **job.kw)
     res = sim.run()
-    text = replay_yaml(sim, res) if replay and res.violation is not None and \
-        res.log is not None else None
+    text = replay_yaml(sim, res, minimize=job.minimize) if replay and \
+        res.violation is not None and res.log is not None else None
     res.log = None
     res.label = job.label
     return res, text
