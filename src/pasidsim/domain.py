@@ -19,7 +19,8 @@ from .hw.cache import flush_domain, flush_pasid
 from .iopf import intel_iommu_disable_iopf, intel_iommu_enable_iopf, iopf_flush_pasid
 from .mm import mmdrop
 from .pasid import pasid_get, pasid_put
-from .state import IOMMU_NO_PASID, Domain, DomainType, PasidEntryMode, SystemState, warn
+from .state import (IOMMU_NO_PASID, Domain, DomainType, HandleKind, PasidEntryMode,
+                    SystemState, warn)
 
 
 def dev_group(s: SystemState, dev: int) -> int:
@@ -83,13 +84,15 @@ def iommu_domain_alloc_paging(s: SystemState, dev: int,
 #: ``Warn.DOMAIN_USE_AFTER_FREE`` (invariant D1).
 DOMAIN_IN_USE_SITES = {1: "the default domain of a group", 2: "the blocking domain of a group",
                        3: "the current domain of a group", 4: "attached at a PASID of a group",
-                       5: "programmed in a PASID-table entry"}
+                       5: "programmed in a PASID-table entry",
+                       6: "on its mm's list of SVA domains (a bond still uses it)",
+                       7: "the domain of an attach handle (a bond or an iommufd attachment)"}
 
 
 def _domain_in_use(s: SystemState, domain: int) -> int:
     """Where ``domain`` is still in use (a key of :data:`DOMAIN_IN_USE_SITES`, 0 when
     nowhere): a group's default, blocking or current domain, a ``pasid_array`` slot, a
-    programmed PASID entry."""
+    programmed PASID entry, an mm's SVA domain list, an attach handle."""
     for g in s.groups:
         if domain == g.default_domain:
             return 1
@@ -101,6 +104,13 @@ def _domain_in_use(s: SystemState, domain: int) -> int:
             return 4
     if any(e[0] == domain for e in s.pasid_table.values()):
         return 5
+    rec = s.domains[domain]
+    if rec.type == DomainType.SVA:
+        m = s.mms.get(rec.mm)
+        if m is not None and domain in m.sva_domains:
+            return 6
+    if any(h.domain == domain for h in s.handles.values()):
+        return 7
     return 0
 
 
@@ -202,6 +212,9 @@ def _handle_check(s: SystemState, handle: int) -> None:
         return
     if handle not in s.handles:
         raise ModelUsageError(f"unknown attach handle {handle}")
+    if s.handles[handle].kind == HandleKind.SVA and s.handles[handle].domain:
+        raise ModelUsageError(f"attach handle {handle} is an SVA bond's (struct iommu_sva, "
+                              "iommu_sva_bind_device): only the SVA core attaches it")
     for grp in s.groups:
         for _p, _d, h in grp.pasid_array:
             if h == handle:

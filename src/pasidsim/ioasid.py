@@ -99,7 +99,11 @@ def ioasid_alloc(s: SystemState, set: int, min: int, max: int,  # noqa: A002
 
 def _reclaim(s: SystemState, ident: int) -> SystemState:
     data = s.ioasids[ident]
-    s = s._replace(ioasids=s.ioasids.delete(ident), ida=s.ida.clear(ident))
+    if ident in s.ida:
+        s = s._replace(ioasids=s.ioasids.delete(ident), ida=s.ida.clear(ident))
+    else:  # the ID was already freed through another API (one IDA): ida_free() WARNs
+        s = warn(s._replace(ioasids=s.ioasids.delete(ident)), Warn.FREE_UNALLOCATED_PASID,
+                 ident)
     if data.set:
         st = s.ioasid_sets[data.set]
         st = st._replace(nr_ioasids=st.nr_ioasids - 1)

@@ -313,12 +313,12 @@ def _iommu_sva_unbind_device(s: SystemState, handle: int) -> tuple[SystemState, 
         s, _ = iommu_free_global_pasid(s, h.pasid)
         rec = rec._replace(private_pasids=tuple(p for p in rec.private_pasids if p != h.pasid))
     if s.policy.unbind_touches_mm_after_free:
-        # H8 (E16 bug): iommu_domain_free() first, then iommu_mm list manipulation.
-        s, _ = iommu_domain_free(s, h.domain)
-        if mm not in s.mms:
-            return _unbind_done(warn(s, Warn.USE_AFTER_FREE, mm, 5), mm), 0
-        rec = s.mms[mm]
+        # H8 (E16 bug): list_del(&domain->next); iommu_domain_free(), whose mmdrop may free
+        # the mm; then list_empty(&iommu_mm->sva_domains) reads the iommu_mm.
         s = _set_mm(s, mm, sva_domains=tuple(d for d in rec.sva_domains if d != h.domain))
+        s, _ = iommu_domain_free(s, h.domain)  # (the private list is not updated: see the
+        if mm not in s.mms:                     # H8 row of expected/private-pasid-limits)
+            return _unbind_done(warn(s, Warn.USE_AFTER_FREE, mm, 5), mm), 0
     else:
         s = _set_mm(s, mm, sva_domains=tuple(d for d in rec.sva_domains if d != h.domain),
                     private_pasids=rec.private_pasids)

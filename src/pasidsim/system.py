@@ -32,6 +32,14 @@ _ERR_DETAIL = {
 }
 
 
+def _object_id(name: str, value) -> int:
+    """``value`` as an object id (an int, not a bool); ModelUsageError naming ``name``."""
+    if type(value) is not int:
+        raise ModelUsageError(f"{name}={value!r}: an object id is an int, not "
+                              f"{type(value).__name__}")
+    return value
+
+
 class System:
     """A running machine.
 
@@ -93,15 +101,17 @@ class System:
         return [Warn(c).describe(a, b) for c, a, b in self.state.warnings]
 
     def mm_of(self, tid: int) -> int:
-        """The mm id of task ``tid``."""
-        t = self.state.tasks.get(tid)
+        """The mm id of task ``tid``.  ModelUsageError for an unknown task or a ``tid`` that
+        is not an int."""
+        t = self.state.tasks.get(_object_id("tid", tid))
         if t is None:
             raise ModelUsageError(f"unknown or exited task {tid}")
         return t.mm
 
     def mm(self, mm: int):
-        """The :class:`~pasidsim.state.Mm` record of ``mm``, or None once freed."""
-        return self.state.mms.get(mm)
+        """The :class:`~pasidsim.state.Mm` record of ``mm``, or None once freed.
+        ModelUsageError for an ``mm`` that is not an int."""
+        return self.state.mms.get(_object_id("mm", mm))
 
     def group_of(self, dev: int | str) -> int:
         """Group index of a device (by name or index); -1 when it has none."""

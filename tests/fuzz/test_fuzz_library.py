@@ -176,20 +176,17 @@ def test_regression_ioasid_t_range_bounds_beyond_32_bits(call, bound):
     assert getattr(sysm, call)(first, min=4, max=(1 << 32) - 2) >= 0
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="known bug in system.py (not item 5's to change): the views look "
-                          "an unhashable id up in the state's Map")
 @pytest.mark.parametrize("view", ["mm_of", "mm"])
-def test_known_view_with_an_unhashable_id(view):
+def test_regression_view_with_an_unhashable_id(view):
     """Found by the fuzzer (test_call_sequences, amdgpu-pasid-edges@12): ``mm_of({})`` on a
-    machine with a task raises TypeError, not ModelUsageError."""
+    machine with a task raised TypeError; an id that is not an int is a usage error."""
     sysm = System(default_config())
     sysm.process_create()
-    try:
-        getattr(sysm, view)({})
-    except TypeError as e:
-        assert h.known_bug(e) == "view-with-unhashable-id"
-        raise
+    before = sysm.state
+    for bad in ({}, [], True):
+        with pytest.raises(ModelUsageError, match=f"{'tid' if view == 'mm_of' else 'mm'}="):
+            getattr(sysm, view)(bad)
+    assert sysm.state is before
 
 
 def test_machine_without_drivers_names_the_argument():
@@ -200,23 +197,19 @@ def test_machine_without_drivers_names_the_argument():
         System(cfg).device_driver_attach(0, 0)
 
 
-@pytest.mark.xfail(strict=True, raises=ModelInternalError,
-                   reason="known kernel-model bug (ioasid.py, not item 5's to change): "
-                          "reclaiming an IOASID whose ID another API already freed raises "
-                          "KeyError instead of the kernel's ida_free WARN")
-def test_known_ioasid_put_after_its_id_was_freed_by_another_api():
+def test_regression_ioasid_put_after_its_id_was_freed_by_another_api():
     """Found by the fuzzer (seed 1, library:4349): an IOASID's ID freed through
     ``iommu_free_global_pasid`` (a double free the kernel cannot detect: one IDA), then its
-    last ``ioasid_put``: the model raises instead of recording the kernel's WARN."""
+    last ``ioasid_put``: the model raised KeyError; the kernel's ``ida_free`` WARNs, and the
+    IOASID record goes."""
+    from pasidsim.errors import Warn
     sysm = System(default_config())
     ioasid_set = sysm.ioasid_set_alloc(token=7, quota=2, type=1)
     ident = sysm.ioasid_alloc(ioasid_set, min=1, max=10)
     sysm.iommu_free_global_pasid(ident)
-    try:
-        sysm.ioasid_put(ioasid_set, ident)
-    except ModelInternalError as e:
-        assert h.known_bug(e) == "ioasid-reclaim-of-a-freed-id"
-        raise
+    sysm.ioasid_put(ioasid_set, ident)
+    assert sysm.state.warnings[-1] == (Warn.FREE_UNALLOCATED_PASID, ident, 0)
+    assert ident not in sysm.state.ioasids and ident not in sysm.state.ida
 
 
 def _bound_dsa0():
@@ -230,38 +223,34 @@ def _bound_dsa0():
     return sysm, tid, mm.sva_domains[0], mm.pasid
 
 
-@pytest.mark.xfail(strict=True, raises=ModelInternalError,
-                   reason="known kernel-model bug (mm.py/sva.py/domain.py, not item 5's to "
-                          "change): the mm's SVA paths look up a domain a caller freed")
 @pytest.mark.parametrize("then", ["task_exit", "execve"])
-def test_known_sva_domain_detached_and_freed_by_a_caller(then):
+def test_regression_sva_domain_detached_and_freed_by_a_caller(then):
     """Found by the fuzzer (seed 0, library:4431/4729/6968): a caller detaches the core's SVA
     domain from the bound PASID and frees it -- a misuse the kernel cannot see; the mm still
-    lists the domain and its exit (or exec, or a later bind) raises KeyError in the model
-    instead of recording the use after free."""
+    lists the domain, so the free is recorded (DOMAIN_USE_AFTER_FREE, invariant D1), the
+    record is kept and the exit (or exec) runs instead of raising KeyError."""
+    from pasidsim.domain import DOMAIN_IN_USE_SITES
+    from pasidsim.errors import Warn
+    from pasidsim.invariants import d1_no_domain_freed_in_use
     sysm, tid, dom, pasid = _bound_dsa0()
     sysm.iommu_detach_device_pasid(dom, "dsa0", pasid)
     sysm.iommu_domain_free(dom)
-    try:
-        getattr(sysm, then)(tid)
-    except ModelInternalError as e:
-        assert h.known_bug(e) == "sva-domain-or-handle-taken-from-the-core"
-        raise
+    assert sysm.state.warnings[-1][:2] == (Warn.DOMAIN_USE_AFTER_FREE, dom)
+    assert "SVA domains" in DOMAIN_IN_USE_SITES[sysm.state.warnings[-1][2]]
+    assert d1_no_domain_freed_in_use(sysm.state)
+    getattr(sysm, then)(tid)
 
 
-@pytest.mark.xfail(strict=True, raises=ModelInternalError,
-                   reason="known kernel-model bug (sva.py/domain.py, not item 5's to change): "
-                          "an attach reusing the SVA bond's handle retargets the bond")
-def test_known_attach_with_the_sva_bond_s_handle():
+def test_regression_attach_with_the_sva_bond_s_handle():
     """Found by the fuzzer (seed 0, library:7508): ``iommu_attach_device_pasid`` given the
-    handle of an SVA bond re-points the bond at the caller's DMA domain; the unbind at exit
-    then looks up that domain's mm (none): KeyError."""
+    handle of a live SVA bond re-pointed the bond at the caller's DMA domain and the unbind at
+    exit raised KeyError.  Only the SVA core attaches a bond's handle: a usage error, state
+    unchanged."""
     sysm, tid, dom, pasid = _bound_dsa0()
     handle = next(iter(sysm.state.handles.keys()))
     sysm.iommu_detach_device_pasid(dom, "dsa0", pasid)
-    sysm.iommu_attach_device_pasid(1, "dsa0", pasid, handle)
-    try:
-        sysm.task_exit(tid)
-    except ModelInternalError as e:
-        assert h.known_bug(e) == "sva-domain-or-handle-taken-from-the-core"
-        raise
+    before = sysm.state
+    with pytest.raises(ModelUsageError, match="SVA bond"):
+        sysm.iommu_attach_device_pasid(1, "dsa0", pasid, handle)
+    assert sysm.state is before
+    sysm.task_exit(tid)
