@@ -30,7 +30,7 @@ call takes.
 from __future__ import annotations
 
 from . import fault, locking
-from .errors import ModelInternalError
+from .errors import ModelInternalError, ModelUsageError
 from .locking import (CALL, DO, KFUNCS, LOCK, SLEEP, UNLOCK, Blocked, CtxKind, Do, Hung, KFunc,
                       LockKind, key_kind, resolve, sleep_what)
 from .ops import OP_BY_NAME, OPS, Action, Op, check_action, enabled_events
@@ -55,7 +55,8 @@ def step(s: SystemState, a: Action, ctx: int = 0) -> tuple[SystemState, int]:
     (our bug)."""
     check_action(s.static.config, a)  # about 1 µs: no negative index alias, ever
     if ctx in s.kthreads:
-        raise ModelInternalError(f"context {ctx} already has a call in progress")
+        raise ModelUsageError(f"ctx={ctx}: context {ctx} already has a call in progress "
+                              "(continue it with kernel_continue)")
     try:
         th = KThread(int(_KIND[a.op]), a.op, a.args, (), ret=IN_PROGRESS, fail=a.fail)
         if s.static.granularity == Granularity.LOCK:
@@ -90,14 +91,14 @@ def _whole_call(s: SystemState, ctx: int, th: KThread, fn, args: tuple
 def kernel_continue(s: SystemState, ctx: int) -> tuple[SystemState, int]:
     """Run the call in progress of context ``ctx`` to its next preemption point (or to its
     return).  Returns ``(state, ret)``, ``ret`` :data:`IN_PROGRESS` while it has not
-    returned.  ModelInternalError when ``ctx`` has no call in progress or sleeps on a lock
+    returned.  ModelUsageError when ``ctx`` has no call in progress or sleeps on a lock
     that is still held."""
     th = s.kthreads.get(ctx)
     if th is None:
-        raise ModelInternalError(f"context {ctx} has no call in progress")
+        raise ModelUsageError(f"ctx={ctx}: context {ctx} has no call in progress")
     if th.wait:
         if th.wait in s.locks:
-            raise ModelInternalError(f"context {ctx} sleeps on a held lock")
+            raise ModelUsageError(f"ctx={ctx}: context {ctx} sleeps on a held lock")
         th = th._replace(wait=0)
     if s.static.granularity != Granularity.LOCK:  # a call blocked by a hung one: again
         s = s._replace(kthreads=s.kthreads.delete(ctx))
@@ -112,9 +113,9 @@ def start_call(s: SystemState, f: KFunc, args: tuple, ctx: int,
     operation's: a driver's own path, a toy kernel) as context ``ctx`` of ``kind`` and run it
     to its next preemption point (``LOCK`` granularity; at ``CALL`` to its return).  Returns
     ``(state, ret)``, ``ret`` :data:`IN_PROGRESS` until it returns (continue it with
-    :func:`kernel_continue`).  ModelInternalError when ``ctx`` has a call in progress."""
+    :func:`kernel_continue`).  ModelUsageError when ``ctx`` has a call in progress."""
     if ctx in s.kthreads:
-        raise ModelInternalError(f"context {ctx} already has a call in progress")
+        raise ModelUsageError(f"ctx={ctx}: context {ctx} already has a call in progress")
     th = KThread(int(kind), -1, tuple(args), (KFrame(f.index, 0, f.start_locals(tuple(args))),),
                  ret=IN_PROGRESS)
     if s.static.granularity != Granularity.LOCK:

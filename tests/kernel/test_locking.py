@@ -279,3 +279,17 @@ def test_kfunc_indices_do_not_depend_on_import_order():
     runs = [subprocess.run([sys.executable, "-c", code, *order], capture_output=True,
                            text=True, check=True).stdout for order in (mods, mods[::-1])]
     assert runs[0] == runs[1] and runs[0].count("(") > 50
+
+
+def test_a_context_with_a_call_in_progress_is_a_usage_error_naming_ctx():
+    """A caller driving step()/kernel_continue() by hand: a second call on a context whose
+    call is in progress, or continuing a context with none, is the caller's misuse
+    (ModelUsageError naming ``ctx``), not a model bug (ModelInternalError)."""
+    from pasidsim.errors import ModelUsageError
+    s = initial_state(CFG, CURRENT, Granularity.LOCK)
+    s, ret = start_call(s, SPIN_THEN_MUTEX, (), 1)
+    assert ret == IN_PROGRESS
+    with pytest.raises(ModelUsageError, match="ctx=1"):
+        start_call(s, SPIN_THEN_MUTEX, (), 1)
+    with pytest.raises(ModelUsageError, match="ctx=2: .*no call in progress"):
+        kernel_continue(s, 2)
