@@ -54,6 +54,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pasidsim.check.cli_check import _check_cell
 from pasidsim.designs import DESIGNS
 from pasidsim.scenario import builtin_scenarios, load_scenario
@@ -110,3 +112,28 @@ def test_every_allowed_difference_says_how_and_why():
     for key, (fields, why) in CHANGED.items():
         assert fields and set(fields) <= set(FIELDS), key
         assert len(why) > 20, key
+
+
+@pytest.mark.parametrize("reduction", ["symmetry", "por", "symmetry+por"])
+def test_every_cell_gives_the_golden_verdict_under_each_reduction(reduction):
+    """Issue #12: symmetry, partial-order reduction and both give every cell of the matrix
+    (every built-in scenario × every design) the serial search's verdict, first invariant,
+    counterexample length and unreached goals, visiting no more states (the gates in
+    test_symmetry/test_por check the state classes on the built-in and historical cases)."""
+    golden = _golden()
+    builtin = builtin_scenarios()
+    loaded = {s: load_scenario(builtin[s]) for s in sorted({s for s, _d in golden})}
+    settings = {**SETTINGS, "symmetry": "symmetry" in reduction, "por": "por" in reduction}
+    diffs = []
+    for (s, d), want in sorted(golden.items()):
+        cell = _check_cell(loaded, s, d, (None, False), None, settings)
+        got = {"verdict": cell.verdict, "invariant": cell.invariant, "length": len(cell.refs),
+               "unreached": sorted(cell.unreached)}
+        exp = {k: (sorted(want[k]) if k == "unreached" else want[k]) for k in got}
+        if (s, d) in CHANGED:
+            exp = {**exp, **{k: v for k, v in CHANGED[(s, d)][0].items() if k in exp}}
+        if got != exp or cell.states > want["states"]:
+            diffs.append(f"{s} × {d}: (serial, {reduction}) "
+                         f"{ {k: (exp[k], got[k]) for k in got if got[k] != exp[k]} } "
+                         f"states {want['states']} / {cell.states}")
+    assert not diffs, "\n".join(diffs)
