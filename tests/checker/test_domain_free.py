@@ -8,8 +8,7 @@ from pasidsim.scenario import compile_scenario, load_text
 
 # Two kernel contexts tear one PASID attachment down: one detaches, the other frees the
 # domain.  Nothing orders them, so some interleaving frees before the detach.
-RACY = """
-name: free-while-attached
+_SETUP = """
 setup:
   - iommu_domain_alloc_paging: {dev: dsa0, as: d}
   - iommu_attach_device_pasid: {domain: $d, dev: dsa0, pasid: 5, expect: 0}
@@ -18,24 +17,15 @@ actors:
     kernel: true
     program:
       - iommu_detach_device_pasid: {domain: $d, dev: dsa0, pasid: 5}
-  - name: R
+"""
+RACY = "name: free-while-attached" + _SETUP + """  - name: R
     kernel: true
     program:
       - iommu_domain_free: {domain: $d}
 """
 
 # The driver's own order: detach, then free.
-ORDERED = """
-name: free-after-detach
-setup:
-  - iommu_domain_alloc_paging: {dev: dsa0, as: d}
-  - iommu_attach_device_pasid: {domain: $d, dev: dsa0, pasid: 5, expect: 0}
-actors:
-  - name: K
-    kernel: true
-    program:
-      - iommu_detach_device_pasid: {domain: $d, dev: dsa0, pasid: 5}
-      - iommu_domain_free: {domain: $d}
+ORDERED = "name: free-after-detach" + _SETUP + """      - iommu_domain_free: {domain: $d}
 """
 
 
