@@ -18,7 +18,8 @@ name), so a project's other YAML files are left alone.  Each file gives:
   headed by the ``file:line`` of its last step.  A search stopped by a bound (``pasidsim check``
   exit 3, inconclusive) fails too, saying so.  Off with ``pasidsim_check = false``; bounds
   ``pasidsim_check_max_states`` (default 200000) and ``pasidsim_check_max_seconds`` (default
-  120), the command's defaults.  A file whose ``expect_final`` counts violations (``violations:
+  120), the command's defaults; a file's own ``checker:`` section (``max_states``,
+  ``max_seconds``, ``max_depth``, ``symmetry``, ``por``) wins over them.  A file whose ``expect_final`` counts violations (``violations:
   N`` with N > 0: it documents a breakage, typically a historical design) passes ``check`` when
   the checker finds a violation, and fails when every reachable state satisfies every invariant.
 
@@ -158,10 +159,13 @@ class ScenarioCheckItem(_ScenarioItem):
         from .check.runner import check_scenario
         c = self.parent.compiled()
         cfg = self.config
-        cell = check_scenario(c, scenario_name=self.path.stem, design_name=c.policy.name,
-                              max_states=_ini_number(cfg, "pasidsim_check_max_states", int),
-                              max_seconds=_ini_number(cfg, "pasidsim_check_max_seconds",
-                                                      float))
+        own = c.model.checker  # the file's `checker:` bounds win over the ini defaults
+        cell = check_scenario(
+            c, scenario_name=self.path.stem, design_name=c.policy.name,
+            max_states=own.max_states or _ini_number(cfg, "pasidsim_check_max_states", int),
+            max_seconds=own.max_seconds or _ini_number(cfg, "pasidsim_check_max_seconds",
+                                                       float),
+            max_depth=own.max_depth, symmetry=bool(own.symmetry), por=bool(own.por))
         if c.final_violations:  # the file documents a breakage: the checker must find one
             if cell.verdict not in ("Sometimes", "Never"):
                 raise ScenarioFailure(

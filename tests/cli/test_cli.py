@@ -206,3 +206,23 @@ actors:
     counted = tmp_path / "counted.yaml"
     counted.write_text(text + "expect_final: {violations: 2}\n")  # D1 and its WARN
     assert CliRunner().invoke(main, ["run", str(counted), "--no-state"]).exit_code == 0
+
+
+def test_a_scenario_s_checker_bounds_are_the_defaults_and_options_win(tmp_path):
+    """`checker:` in a scenario file sets `pasidsim check FILE`'s bounds and reductions; an
+    option on the command line wins."""
+    from pasidsim.scenario import builtin_scenarios as _b
+    text = _b()["uacce-fork-inherit"].read_text()
+    path = tmp_path / "bounded.yaml"
+    path.write_text(text + "\nchecker: {max_states: 3, symmetry: true}\n")
+    res = CliRunner().invoke(main, ["check", str(path), "--json", "--out", str(tmp_path)])
+    assert res.exit_code == 3, res.output  # bounded at 3 states: inconclusive
+    (cell,) = json.loads(res.stdout)["cells"]
+    assert cell["verdict"] == "Bounded" and cell["states"] <= 4
+    res = CliRunner().invoke(main, ["check", str(path), "--json", "--max-states", "200000",
+                                    "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text + "\nchecker: {max_states: 0}\n")
+    res = CliRunner().invoke(main, ["check", str(bad)])
+    assert res.exit_code == 2 and "checker" in res.stderr and "max_states" in res.stderr

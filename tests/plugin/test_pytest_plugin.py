@@ -143,6 +143,13 @@ def test_bounded_check_fails_as_inconclusive(pytester):
     res.stdout.fnmatch_lines(["scenario_bound.yaml: not exhaustive*"])
 
 
+def test_a_file_s_checker_bounds_win_over_the_ini_defaults(pytester):
+    _write(pytester, "scenario_own_bound.yaml", extra="checker: {max_states: 3}\n")
+    res = _run(pytester, "-o", "pasidsim_check_max_states=200000")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["scenario_own_bound.yaml: not exhaustive*"])
+
+
 def test_bad_bound_is_a_usage_error(pytester):
     _write(pytester, "scenario_bound.yaml")
     res = _run(pytester, "-o", "pasidsim_check_max_states=many")

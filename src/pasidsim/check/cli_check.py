@@ -355,6 +355,14 @@ def check_cmd(scenario, designs, strategy, max_states, max_depth, max_seconds, w
     settings = dict(strategy=strategy, max_states=max_states, max_depth=max_depth,
                     max_seconds=max_seconds, symmetry=symmetry, por=por,
                     inject_faults=True if inject_faults else None, granularity=granularity)
+    if scenario:  # the file's `checker:` replaces the defaults; options given still win
+        own = loaded[next(iter(loaded))].model.checker
+        ctx = click.get_current_context()
+        for key in ("max_states", "max_depth", "max_seconds", "symmetry", "por"):
+            value = getattr(own, key)
+            if value is not None and \
+                    ctx.get_parameter_source(key) == click.core.ParameterSource.DEFAULT:
+                settings[key] = value
     exps = [(expected.get(s, {}).get(d), (s, d) in documented) for s, d in jobs]
     address = None if ray_address in (None, "local") else ray_address
     if ray_address is not None and workers <= 1:

@@ -467,6 +467,23 @@ class Actor(_Strict):
     program: list[Step] = Field(default_factory=list)
 
 
+class CheckerSettings(_Strict):
+    """Bounds and reductions for ``pasidsim check`` of this file (and the pytest plugin's
+    ``::check`` item): each one set here replaces the command's default; an option given on
+    the command line wins.  Unset fields keep the defaults."""
+
+    max_states: Optional[Annotated[int, Strict(), Field(ge=1, le=10**9)]] = Field(
+        None, description="stop a search after this many distinct states (default 200,000)")
+    max_depth: Optional[Annotated[int, Strict(), Field(ge=0, le=10**6)]] = Field(
+        None, description="explore no deeper than this many steps (default: no bound)")
+    max_seconds: Optional[Annotated[float, Field(gt=0, le=10**6)]] = Field(
+        None, description="time bound per cell, in seconds (default 120)")
+    symmetry: Optional[Annotated[bool, Strict()]] = Field(
+        None, description="symmetry reduction (`--symmetry`)")
+    por: Optional[Annotated[bool, Strict()]] = Field(
+        None, description="partial-order reduction (`--por`)")
+
+
 def known_design(v: str) -> str:
     """A pydantic validator's body: ``v`` when it names a design of
     :data:`pasidsim.designs.DESIGNS`, else ValueError listing them (scenario and workload
@@ -518,6 +535,9 @@ class Scenario(_Strict):
         None, description="the final state: checked at the end of `pasidsim run`, and by "
         "`pasidsim check` at every quiescent terminal state (not for `scripted` scenarios; "
         "`violations` is a count of one run, judged by `run` only)")
+    checker: CheckerSettings = Field(
+        default_factory=CheckerSettings, description="bounds and reductions for `pasidsim "
+        "check` of this file and the pytest plugin (command-line options win)")
     _locator: Any = PrivateAttr(None)  # set by the loader: where each field is in the file
     _text: Any = PrivateAttr(None)  # set by the loader: the text it was loaded from
 
@@ -659,5 +679,5 @@ __all__ = ["known_design", "Scenario", "Actor", "Step", "StateCheck", "FinalChec
            "Expect", "FailSpec", "FAULT_KINDS", "InlineMachine", "TopologyMachine", "DriverSpec", "DeviceSpec",
            "IommuSpec", "PolicyOverrides", "STEP_MODELS", "ALIASES", "PREDICATE_NAMES",
            "SCHEMA_VERSION", "scenario_json_schema", "schema_text", "write_json_schema",
-           "errno_value"]
+           "errno_value", "CheckerSettings"]
 
