@@ -11,10 +11,19 @@ record fields of :data:`_SPEC`, ``Group.owner`` (iff the scenario's owner cookie
 contexts), ``pasid_array``, ``pasid_table``/``amdgpu_pending`` values, IOTLB keys / ATC values,
 ``ih_ring``, breaches 2 (mms) and 3 (files), :data:`_WARN_IDS`, an SVA
 handle's ``drvdata`` (a file), ``File.drvdata`` as its plug-in packs it (``amdgpu``: ``fence <<
-20 | pasid``; ``vfio-pci`` and kernel-held idevs: the iommufd context; others: 0), ``tids``.
-An id anywhere else (new plug-in, Warn code, breach) leaves the state unchanged (sound).
+20 | pasid``; ``vfio-pci`` and kernel-held idevs: the iommufd context; others: 0), ``tids``;
+at lock granularity the calls in progress (``kthreads``, keyed by context: a task id, or
+``KTHREAD_CTX`` + a kernel actor's index, which the actor permutation moves): the call's id
+arguments and id return, each frame's id locals (:data:`_FRAME_KINDS`; an operation's
+one-section wrapper waiting at its start: the op's parameters), the files of pending task
+work, and the holder of each lock (lock keys hold device indices, never ids); the calls in
+progress are labelled with their actor, outermost frame first.  An id anywhere else (new
+plug-in, Warn code, breach, a frame of unknown layout) leaves the state unchanged (sound).
 **Kept:** ids below ``base`` (boot default domains), PASIDs, device/group/IOMMU/driver indices,
-frames, addresses, cache sequence numbers, every tuple order.
+frame positions, lock keys, addresses, cache sequence numbers, every tuple order.  Where a call
+in progress compares ids by order (``dev_open`` gives its file id back when it is the last one
+drawn, ``next_id == fid + 1``), only ``next_id`` differs afterwards, which the renaming of the
+next state normalises (the file is gone).
 
 **Binding kinds.**  A slot holds ids iff its op returns one (:data:`_ID_RETURNS`: tids of
 ``process_create``/``clone_thread``/``fork``, files of ``dev_open``/``*_bind_iommufd``, VMAs of
@@ -59,9 +68,10 @@ from ..iopf import IopfGroup
 from ..hw.wq import Desc
 from ..scenario.compile import CONST, REF
 from ..scenario.schema import Ref
+from ..locking import DO, KFUNCS, KTHREAD_CTX
 from ..state import (IFD_AUTO_DOMAIN, Domain, File, Group, Handle, HandleKind, IfdFault, IfdObj,
-                     Ioasid, IoasidSet, Mm, Proc, Task, Vma)
-from ..step import OPS
+                     Ioasid, IoasidSet, KFrame, Mm, Proc, Task, Vma, Work)
+from ..step import OP_BY_NAME, OPS
 from .pasid_model import CheckState
 
 VAL, ID, COOKIE = 0, 1, 2
@@ -114,6 +124,40 @@ _WARN_IDS.update(dict.fromkeys((
 _BREACH_IDS = {1: False, 2: True, 3: True}  # STALE_TRANSLATION, FOREIGN_COMPLETION, MISATTR.
 #: orders of tied actors (equal tree summaries) tried at most per state (4 tied: 24)
 _MAX_TIE_PERMS = 24
+#: lock granularity: the kinds of a frame's locals ``(ret, *params, appended...)`` of every
+#: kernel function with a preemption point (the only frames alive between two steps), by
+#: name.  A frame of a function not listed, or with more locals than listed, leaves the
+#: state unchanged (sound).  ``dev_open``: ``(ret, tid, dev, file)``, ret 0/-errno until it
+#: is the new file; ``uacce_fops_open``: ``(ret, file, tid)``; the releases of
+#: ``drivers.base.teardown_code``: ``(ret, file, handle, pasid)``; bind: ``(handle, dev, mm,
+#: drvdata (a file), flags)``; unbind: ``(ret, handle)``; ``__fput``: ``(ret, file)``.
+_V, _I = 0, 1
+_FRAME_KINDS = {
+    "__fput": (_V, _I), "dev_open": (_I, _I, _V, _I), "uacce_fops_open": (_V, _I, _I),
+    "idxd_cdev_release": (_V, _I, _I, _V), "uacce_fops_release": (_V, _I, _I, _V),
+    "uacce_put_queue": (_V, _I, _I, _V),
+    "iommu_sva_bind_device": (_I, _V, _I, _I, _V), "iommu_sva_unbind_device": (_V, _I)}
+_frame_cache: dict = {}
+
+
+def _frame_kinds(fn: int) -> tuple | None:
+    """The kinds of the locals of a frame of KFunc index ``fn``: :data:`_FRAME_KINDS`, or,
+    for the one-section wrapper of an operation (``step._plain``: alive between steps only
+    while it waits for a lock at its start, ``Blocked``), ``(ret, *the op's params)``; None
+    for an unknown layout."""
+    kinds = _frame_cache.get(fn)
+    if kinds is None and fn not in _frame_cache:
+        f = KFUNCS[fn]
+        kinds = _FRAME_KINDS.get(f.name)
+        op = OP_BY_NAME.get(f.name)
+        if kinds is None and op is not None and len(f.code) == 1 and f.code[0].op == DO:
+            kinds = (_I if f.name in _ID_RETURNS else _V,) + Symmetry._op_kinds(op.code)
+        _frame_cache[fn] = kinds
+    return kinds
+
+
+#: task work a call in progress may hold (``KThread.pending``): which arguments are ids
+_PENDING_IDS = {Work.FPUT: (True,)}
 
 
 def _spec(cls, **kinds) -> tuple:
@@ -313,11 +357,6 @@ class Symmetry:
         if self.reason is not None:
             return Canonical(*cs)
         rs, perms = cs.rs, [self.ident]
-        if rs.sys.kthreads or rs.sys.locks:
-            # a kernel call in progress (lock granularity): its frames and locks hold ids and
-            # task ids this relabelling does not know; the state is its own representative
-            # (sound: less reduction, never a merge)
-            return Canonical(*cs)
         if self.classes and rs.pcs[0] >= self.setup_len:
             perms = self._orders(rs)
         try:
@@ -377,15 +416,20 @@ class Symmetry:
         (it owns only what setup made for it) and no other actor with a task?  Tied members
         of that kind are alike but for ids: every order of them renames to the same state,
         so they are not permuted (index order).  Exited ones are permuted: what a design
-        leaks behind an exited process (an mm, a PASID) tells them apart."""
-        return key[0][0] == 0 and all(not k[2] for k in key[1:])
+        leaks behind an exited process (an mm, a PASID) tells them apart.  A member with a
+        call in progress (lock granularity) is never inert."""
+        return key[0][0] == 0 and not key[0][3] and all(not k[2] and not k[3] for k in key[1:])
 
     def _tree_key(self, rs, r) -> tuple:
         s, out = rs.sys, []
+        c, kth = self.c, rs.sys.kthreads
         for a in self.trees[r]:
             t = s.tasks.get(rs.tids[a])
             m, p = (None, None) if t is None else (s.mms.get(t.mm), s.procs.get(t.pid))
-            out.append((rs.pcs[a], rs.tids[a] > 0, t is not None) + (() if t is None else (
+            th = kth.get(c.ctx(rs, a)) if kth else None
+            call = () if th is None else (th.op, tuple((fr.fn, fr.pc) for fr in th.frames),
+                                          th.wait, len(th.held), len(th.pending))
+            out.append((rs.pcs[a], rs.tids[a] > 0, t is not None, call) + (() if t is None else (
                 t.pasid_activated, t.msr,
                 () if m is None else (m.pasid, m.state, m.mm_users, m.mm_count, len(m.vmas)),
                 () if p is None else (len(p.threads), len(p.files)))))
@@ -430,9 +474,24 @@ class Symmetry:
                         elif type(rec) is Handle and rec.kind != HandleKind.IOMMUFD and rec.drvdata:
                             raise _Unknown
 
+        kth = s.kthreads
         for a in aorder:
             see(rs.tids[a])
             close()
+            if kth:
+                th = kth.get(self.c.ctx(rs, a))
+                if th is not None:
+                    self._thread_ids(th, see)
+                    close()
+        if kth:  # contexts of no actor (none in the compiled scenarios): by id
+            ctxs = {self.c.ctx(rs, a) for a in range(self.n)}
+            for x, th in sorted(kth.items()):
+                if x not in ctxs:
+                    if x >= KTHREAD_CTX:
+                        raise _Unknown
+                    see(x)
+                    self._thread_ids(th, see)
+                    close()
         for k in sorder:
             if self.kinds[k] == ID:
                 see(rs.binds[k])
@@ -480,11 +539,64 @@ class Symmetry:
                 lab[x] = label
         return self._rename(rs, lab, aorder, sorder)
 
+    @staticmethod
+    def _op_kinds(op: int) -> tuple:
+        """Which arguments of operation ``op`` are ids (True)."""
+        o = OPS[op]
+        extra = _OP_ID_PARAMS.get(o.name, ())
+        return tuple(p in _ID_PARAMS or p in extra for p in o.params)
+
+    def _thread_ids(self, th, see) -> None:
+        """Label the ids of a call in progress in an id-free order: the call's arguments,
+        its return (an op returning ids), each frame's id locals (outermost first), the task
+        work it queued.  _Unknown for a frame or work item of unknown layout."""
+        if th.op >= 0:
+            for v, isid in zip(th.args, self._op_kinds(th.op)):
+                if isid:
+                    see(v)
+            if OPS[th.op].name in _ID_RETURNS:
+                see(th.ret)
+        for fr in th.frames:
+            kinds = _frame_kinds(fr.fn)
+            if kinds is None or len(fr.loc) > len(kinds):
+                raise _Unknown
+            for v, k in zip(fr.loc, kinds):
+                if k:
+                    see(v)
+        for w in th.pending:
+            ids = _PENDING_IDS.get(w[0])
+            if ids is None or len(w) - 1 > len(ids):
+                raise _Unknown
+            for v, isid in zip(w[1:], ids):
+                if isid:
+                    see(v)
+
     def _rename(self, rs, lab, aorder, sorder):
         s, base = rs.sys, self.base
 
         def r(x):
             return x if x < base else lab[x]
+
+        newpos = {a: i for i, a in enumerate(aorder)}
+
+        def ctx(x):  # a task id, or a kernel actor's context (KTHREAD_CTX + its index)
+            return KTHREAD_CTX + newpos[x - KTHREAD_CTX] if x >= KTHREAD_CTX else r(x)
+
+        def thread(th):
+            args, ret = th.args, th.ret
+            if th.op >= 0:
+                args = tuple(r(v) if isid else v
+                             for v, isid in zip(args, self._op_kinds(th.op))) + args[
+                                 len(self._op_kinds(th.op)):]
+                if OPS[th.op].name in _ID_RETURNS:
+                    ret = r(ret)
+            frames = tuple(KFrame(fr.fn, fr.pc, tuple(
+                r(v) if k else v for v, k in zip(fr.loc, _frame_kinds(fr.fn))))
+                for fr in th.frames)
+            pending = tuple((w[0],) + tuple(r(v) if isid else v
+                                            for v, isid in zip(w[1:], _PENDING_IDS[w[0]]))
+                            for w in th.pending)
+            return th._replace(args=args, ret=ret, frames=frames, pending=pending)
 
         def table(m, fn, keys=True):
             return Map({r(k) if keys else k: fn(v) for k, v in m.items()}) if m else m
@@ -525,7 +637,10 @@ class Symmetry:
             breaches=tuple(b[:3] + (r(b[3]), r(b[4])) if _BREACH_IDS[b[0]] else b
                            for b in s.breaches),
             ih_ring=tuple(e[:2] + (r(e[2]),) for e in s.ih_ring),
-            warnings=tuple(map(warn, s.warnings)), next_id=base + len(lab))
+            warnings=tuple(map(warn, s.warnings)), next_id=base + len(lab),
+            kthreads=Map({ctx(k): thread(v) for k, v in s.kthreads.items()}) if s.kthreads
+            else s.kthreads,
+            locks=Map({k: ctx(v) for k, v in s.locks.items()}) if s.locks else s.locks)
         kinds, binds, tids, pcs = self.kinds, rs.binds, rs.tids, rs.pcs
         return type(rs)(sys2, tuple(pcs[a] for a in aorder), tuple(r(tids[a]) for a in aorder),
                         tuple(r(binds[k]) if kinds[k] == ID else binds[k] for k in sorder))
