@@ -6,7 +6,8 @@
    process opens every device, then exits; design current, every invariant), checked plain,
    with symmetry, with partial-order reduction and with both: distinct states, transitions,
    seconds, each search bounded by ``--seconds`` (default 60).  A mode whose search was cut
-   by the bound is not run on the larger configurations of that ``D``.
+   by the bound is not run on the larger configurations of that ``D``.  Then the same at lock
+   granularity (calls stop at their preemption points), plain and with symmetry.
 2. **Largest configuration exhausted** within the bound, per mode.
 3. **Bytes per visited state**: the peak of Python's traced memory (``tracemalloc``) during
    a plain search of the standard configuration (bench_check's 3 processes x 2 devices),
@@ -67,22 +68,29 @@ def identical(n: int, d: int) -> str:
             f"actors:\n{acts}")
 
 
-def scaling(seconds: float, quick: bool) -> None:
-    configs = [(n, 1) for n in range(2, 7 if quick else 9)] + \
-        [(n, 2) for n in range(2, 5 if quick else 7)]
-    print(f"scaling: N processes x D accelerators (open each, exit), design current, every "
-          f"invariant; each search bounded by {seconds:.0f} s")
+#: the modes at lock granularity (partial-order reduction is off there)
+LOCK_MODES = MODES[:2]
+
+
+def scaling(seconds: float, quick: bool, granularity: str = "call") -> None:
+    lock = granularity == "lock"
+    configs = [(n, 1) for n in range(2, (5 if lock else 7) if quick else (7 if lock else 11))] + \
+        [(n, 2) for n in range(2, (4 if lock else 5) if quick else (5 if lock else 9))]
+    modes = LOCK_MODES if lock else MODES
+    print(f"scaling at {granularity} granularity: N processes x D accelerators (open each, "
+          f"exit), design current, every invariant; each search bounded by {seconds:.0f} s")
     print(f"  {'N x D':6} {'mode':13} {'verdict':8} {'states':>10} {'transitions':>12} "
           f"{'seconds':>8} {'states/s':>9}")
     cut: set = set()
     largest: dict[tuple, tuple] = {}
     for n, d in configs:
         c = compile_scenario(load_text(identical(n, d), f"<{n}x{d}>"))
-        for mode, kw in MODES:
+        for mode, kw in modes:
             if (mode, d) in cut:
                 continue
             t0 = time.perf_counter()
-            r = check_scenario(c, max_states=None, max_seconds=seconds, **kw)
+            r = check_scenario(c, max_states=None, max_seconds=seconds, granularity=granularity,
+                               **kw)
             wall = time.perf_counter() - t0
             done = r.verdict == "Always"
             print(f"  {n}x{d:<4} {mode:13} {r.verdict:8} {r.states:>10,} {r.transitions:>12,} "
@@ -92,7 +100,7 @@ def scaling(seconds: float, quick: bool) -> None:
             else:
                 cut.add((mode, d))
     print(f"largest configuration exhausted within {seconds:.0f} s, per number of devices:")
-    for mode, _ in MODES:
+    for mode, _ in modes:
         best = sorted(v for k, v in largest.items() if k[0] == mode)
         print(f"  {mode:13} " + "; ".join(f"{n} processes x {d} device(s) in {wall:.1f} s"
                                           for d, n, wall in best))
@@ -211,6 +219,7 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
     args = ap.parse_args()
     scaling(args.seconds, args.quick)
+    scaling(args.seconds, args.quick, "lock")
     bytes_per_state()
     if not args.no_ray:
         ray_vs_serial()

@@ -356,25 +356,35 @@ class Symmetry:
         """The representative of ``cs``'s symmetry class."""
         if self.reason is not None:
             return Canonical(*cs)
-        rs, perms = cs.rs, [self.ident]
+        rs, perms, watch = cs.rs, [self.ident], frozenset()
         if self.classes and rs.pcs[0] >= self.setup_len:
-            perms = self._orders(rs)
+            perms, watch = self._orders(rs)
         try:
-            cands = [Canonical(self._relabel(rs, ao, so), *cs[1:]) for ao, so in perms]
+            self._named_elsewhere = False
+            cands = [Canonical(self._relabel(rs, ao, so, watch), *cs[1:]) for ao, so in perms]
+            if self._named_elsewhere:  # a gone member's id is still named: permute them too
+                perms, _ = self._orders(rs, collapse_gone=False)
+                cands = [Canonical(self._relabel(rs, ao, so), *cs[1:]) for ao, so in perms]
         except (_Unknown, KeyError):  # an unknown Warn code or breach, an id never labelled
             self.fallbacks += 1
             return Canonical(*cs)
         return cands[0] if len(cands) == 1 else min(cands, key=hash)
 
-    def _orders(self, rs) -> list[tuple[tuple, tuple]]:
+    def _orders(self, rs, collapse_gone: bool = True) -> tuple[list[tuple[tuple, tuple]],
+                                                                 frozenset]:
         """The candidate ``(actor_order, slot_order)`` of a state past setup: in each class
         the members sorted by their id-free tree summaries (:meth:`_tree_key`) take the
         class's positions in that order; only members with equal summaries (ties) are
         permuted, every order of them while there are at most :data:`_MAX_TIE_PERMS`, else
         in index order (sound either way: every order is a symmetry; only the reduction may
-        be less than complete for more ties than that)."""
+        be less than complete for more ties than that).  Inert ties (:meth:`_inert`) keep
+        index order; with ``collapse_gone`` false, only those that have not run.  Also
+        returns the ids of the members of gone ties kept in index order (their task ids and
+        the ids their slots were bound to): :meth:`canonical` checks that nothing else in
+        the state names them."""
         placements = []  # per class: [(positions, candidate member orders)]
         total = 1
+        watch: set = set()
         for cl in self.classes:
             key = {r: self._tree_key(rs, r) for r in cl}
             ranked = sorted(cl, key=key.__getitem__)
@@ -384,7 +394,16 @@ class Symmetry:
                 while j < len(ranked) and key[ranked[j]] == key[ranked[i]]:
                     j += 1
                 tie = ranked[i:j]
-                if len(tie) > 1 and not self._inert(key[tie[0]]):
+                inert = len(tie) > 1 and self._inert(key[tie[0]])
+                if inert and not self._unstarted(key[tie[0]]):
+                    if collapse_gone:
+                        for r in tie:
+                            watch.update(rs.tids[a] for a in self.trees[r])
+                            watch.update(rs.binds[k] for k in self.slots[r]
+                                         if self.kinds[k] == ID)
+                    else:
+                        inert = False
+                if len(tie) > 1 and not inert:
                     total *= factorial(len(tie))
                     options.append(tie)
                 else:  # one member, or members that own nothing yet or any more
@@ -408,19 +427,35 @@ class Symmetry:
                     for k, k2 in zip(slots[pos], slots[r]):
                         sorder[k] = k2
             out.append((tuple(aorder), tuple(sorder)))
-        return out
+        return out, frozenset(x for x in watch if x >= self.base)
 
     @staticmethod
     def _inert(key: tuple) -> bool:
-        """Does a tree summary say that the tree has not run: its root at program counter 0
-        (it owns only what setup made for it) and no other actor with a task?  Tied members
-        of that kind are alike but for ids: every order of them renames to the same state,
-        so they are not permuted (index order).  Exited ones are permuted: what a design
-        leaks behind an exited process (an mm, a PASID) tells them apart.  A member with a
-        call in progress (lock granularity) is never inert."""
-        return key[0][0] == 0 and not key[0][3] and all(not k[2] and not k[3] for k in key[1:])
+        """Does a tree summary say that the tree owns nothing a renaming could tell apart?
+        Either it has not run: its root at program counter 0 (it owns only what setup made
+        for it) and no other actor with a task; or it is gone: no actor of it has a task or a
+        call in progress and no object its id slots were bound to is alive (a design's leak
+        behind an exited process -- an mm, a PASID -- is reached through those slots and
+        keeps the members apart).  Tied members of that kind are alike but for ids: every
+        order of them renames to the same state, so they are not permuted (index order; were
+        a dead id of theirs still named somewhere, a warning say, index order is still a
+        symmetric image: sound, only less reduced).  A member with a call in progress (lock
+        granularity) is never inert."""
+        actors, alive, _values = key
+        return Symmetry._unstarted(key) or (
+            not any(alive) and all(not k[2] and not k[3] for k in actors))
+
+    @staticmethod
+    def _unstarted(key: tuple) -> bool:
+        actors = key[0]
+        return actors[0][0] == 0 and not actors[0][3] and \
+            all(not k[2] and not k[3] for k in actors[1:])
 
     def _tree_key(self, rs, r) -> tuple:
+        """The id-free summary of root ``r``'s tree: per actor its program counter, whether
+        it has a task, its call in progress, its task's PASID state, mm and process
+        counters; then, per id slot of the tree, whether the object bound to it is alive;
+        then what its slots hold other than ids (PASIDs, returns, -errno)."""
         s, out = rs.sys, []
         c, kth = self.c, rs.sys.kthreads
         for a in self.trees[r]:
@@ -433,7 +468,15 @@ class Symmetry:
                 t.pasid_activated, t.msr,
                 () if m is None else (m.pasid, m.state, m.mm_users, m.mm_count, len(m.vmas)),
                 () if p is None else (len(p.threads), len(p.files)))))
-        return tuple(out)
+        kinds, binds = self.kinds, rs.binds
+        base = self.base
+        alive = tuple(any(binds[k] in tb for tb in (s.tasks, s.procs, s.mms, s.files, s.domains,
+                                                     s.handles, s.ioasid_sets, s.ifd,
+                                                     s.inflight, s.fences))
+                      for k in self.slots[r] if kinds[k] == ID)
+        # an id slot holding no id (unbound, or an -errno return) holds a value
+        return tuple(out), alive, tuple((0, binds[k]) if kinds[k] != ID or binds[k] < base
+                                        else (1, 0) for k in self.slots[r])
 
     def _drvdata(self, s, f) -> str:
         """How ``f.drvdata`` holds ids: "" none, "id" an iommufd context, "amdgpu" a fence."""
@@ -449,12 +492,24 @@ class Symmetry:
             return ""  # the queue's state and mapped regions: no ids
         raise _Unknown
 
-    def _relabel(self, rs, aorder, sorder):
+    def _relabel(self, rs, aorder, sorder, watch: frozenset = frozenset()):
+        """Label every id of ``rs`` in the traversal order of the module docstring, actors
+        in ``aorder`` and slots in ``sorder``, and return the renamed run state.  Sets
+        ``_named_elsewhere`` when an id of ``watch`` is met other than as an actor's task id
+        or a slot's binding."""
         s, base, lab, queue = rs.sys, self.base, {}, []
         tables = (s.tasks, s.procs, s.mms, s.files, s.domains, s.handles, s.ioasid_sets,
                   s.ifd, s.inflight)
 
         def see(x):
+            if x >= base:
+                if x not in lab:
+                    lab[x] = base + len(lab)
+                    queue.append(x)
+                if watch and x in watch:
+                    self._named_elsewhere = True
+
+        def see_root(x):
             if x >= base and x not in lab:
                 lab[x] = base + len(lab)
                 queue.append(x)
@@ -476,7 +531,7 @@ class Symmetry:
 
         kth = s.kthreads
         for a in aorder:
-            see(rs.tids[a])
+            see_root(rs.tids[a])
             close()
             if kth:
                 th = kth.get(self.c.ctx(rs, a))
@@ -494,7 +549,7 @@ class Symmetry:
                     close()
         for k in sorder:
             if self.kinds[k] == ID:
-                see(rs.binds[k])
+                see_root(rs.binds[k])
         for g in s.groups:
             _walk(g, see)
             if self.owner_is_id:
