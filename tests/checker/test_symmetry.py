@@ -390,3 +390,22 @@ def test_seven_identical_processes_are_exhausted_under_symmetry():
     # without reduction 5 processes already take 9,898 states; the classes of 7 are a few
     # hundred: each reachable multiset of program points and PASID assignments once
     assert res.states < 1000
+
+
+def test_gone_members_are_not_permuted_unless_an_id_of_theirs_is_still_named():
+    """Processes that exited and own nothing keep index order (one candidate, not 4! orders);
+    a dead task id still named in the state (a warning here) brings the permutations back,
+    so two states that differ only by which gone process is named are one class."""
+    from pasidsim.errors import Warn
+    c = compile_scenario(load_text(_identical(4), "<4x1>"))
+    m, st = _after(c, [1, 1, 2, 2, 3, 3, 4, 4])  # each opens and exits
+    sym = m.symmetry
+    assert not st.rs.sys.tasks
+    perms, watch = sym._orders(st.rs)
+    assert len(perms) == 1 and set(st.rs.tids[1:]) <= watch
+    named = [st._replace(rs=st.rs._replace(sys=st.rs.sys._replace(
+        warnings=((Warn.USE_AFTER_FREE, st.rs.tids[i], 0),)))) for i in (1, 2)]
+    assert named[0] != named[1]
+    assert m.canonical(named[0]) == m.canonical(named[1])
+    assert m.canonical(named[0]) != m.canonical(st)
+    assert sym.fallbacks == 0
