@@ -139,8 +139,8 @@ import functools
 f = functools.partial(ScenarioModel, c)
 r = explore_parallel(f, workers) if workers > 1 else explore(f())
 wall = time.perf_counter() - t0
-from pasidsim.check.parallel import _peak_rss
-rss = _peak_rss()
+from pasidsim.runtime import peak_rss
+rss = peak_rss()
 print(json.dumps(dict(verdict=r.verdict, states=r.states, transitions=r.transitions,
                       wall=wall, ray=t_ray, rss=rss, workers_rss=r.worker_peak_rss)))
 """
