@@ -20,7 +20,7 @@ from .locking import Call, Do, KFunc
 from .file_table import fput, get_file, vma_close
 from .mem import _task_mm, unmap_range
 from .mm import mm_alloc, mm_get, mmget, mmput
-from .ops_tables import dev_driver_ops, file_driver_ops
+from .ops_tables import file_driver_ops
 from .policy import Enqcmd
 from .state import (IOMMU_PASID_INVALID, MSR_IA32_PASID_VALID, PAGE_SHIFT, PAGE_SIZE, PROT_READ,
                     PROT_WRITE, File, Proc, SystemState, Task, Vma)

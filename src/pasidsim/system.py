@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 
 from .config import Config
-from .errors import KernelDeadlock, KernelError, ModelUsageError, Warn, errname
+from .errors import KernelDeadlock, KernelError, ModelUsageError, Warn
 from .invariants import l1_no_deadlock
 from .policy import CURRENT, Policy
 from .state import SystemState, initial_state

@@ -128,7 +128,7 @@ def svg_text(result) -> str:
 def html_page(result) -> str:
     """A self-contained HTML page: header, outcome, the SVG diagram, the Mermaid source and
     the trace table.  No scripts, styles or images are loaded from anywhere."""
-    from ..scenario.trace import event_rows, fail_counts
+    from ..scenario.trace import fail_counts
     c = result.compiled
     e = html.escape
     verdict = "PASS: every expectation held" if result.ok else f"FAIL: {fail_counts(result)}"
