@@ -146,17 +146,20 @@ print(json.dumps(dict(verdict=r.verdict, states=r.states, transitions=r.transiti
 """
 
 
-def _child(workers: int) -> dict:
-    code = _CHILD.format(src=str(ROOT / "src"), text=FOUR, workers=workers)
+def _child(workers: int, text: str = FOUR) -> dict:
+    """Check ``text`` serially (``workers`` 1) or on that many Ray actors in a fresh
+    process of this interpreter; returns its JSON figures (verdict, states, transitions,
+    wall, ray start-up seconds, peak resident memory of the process and of each worker)."""
+    code = _CHILD.format(src=str(ROOT / "src"), text=text, workers=workers)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr else "failed")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ray_vs_serial() -> None:
-    serial = _child(1)
-    par = _child(2)
+def ray_vs_serial(text: str = FOUR) -> None:
+    serial = _child(1, text)
+    par = _child(2, text)
     same = (serial["verdict"], serial["states"], serial["transitions"]) == \
         (par["verdict"], par["states"], par["transitions"])
     mem = par["rss"] + sum(par["workers_rss"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -151,3 +152,20 @@ def test_a_compiled_scenario_with_a_relative_machine_file_unpickles_in_another_d
     monkeypatch.chdir(tmp_path)  # elsewhere: s.yaml and m.yaml are not here
     c2 = pickle.loads(blob)
     assert hash(c2.initial()) == hash(c.initial()) and c2.source == "s.yaml"
+
+
+def test_the_scale_benchmark_measures_ray_against_serial_in_fresh_processes():
+    """``benchmarks/bench_scale.py``'s Ray comparison (each side a fresh process): the same
+    verdict, states and transitions, and a peak memory for the process and each worker (it
+    crashed on an import that had moved, unnoticed, since nothing ran it)."""
+    bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    from bench_check import STANDARD
+    from bench_scale import _child
+    serial, par = _child(1, STANDARD), _child(2, STANDARD)
+    for r in (serial, par):
+        assert (r["verdict"], r["states"], r["transitions"]) == ("pass", 1160, 2460)
+        assert r["rss"] > 10 * 2**20
+    assert serial["workers_rss"] == [] and len(par["workers_rss"]) == 2
+    assert all(x > 10 * 2**20 for x in par["workers_rss"]) and par["ray"] > 0
