@@ -109,8 +109,10 @@ def test_cli_ray_and_swarm(tmp_path):
 #: today's design (tests/golden/check_verdicts.json; pending-free differs nowhere: the
 #: amdgpu scenarios it is about)
 _OTHER_DESIGNS = [
-    ("bind-handle-sharing", "E1-singleton-group"), ("driver-unbind-open-files", "E1-singleton-group"),
-    ("enqcmd-thread-fixup", "E15-x86-sva-disabled"), ("dsa-shared-wq-threads", "E15-x86-sva-disabled"),
+    ("bind-handle-sharing", "E1-singleton-group"),
+    ("driver-unbind-open-files", "E1-singleton-group"),
+    ("enqcmd-thread-fixup", "E15-x86-sva-disabled"),
+    ("dsa-shared-wq-threads", "E15-x86-sva-disabled"),
     ("h1-fork-exit", "cyclic"), ("sva-global-pasid-reuse", "cyclic"),
     ("hist-amdgpu-ih-reuse", "pending-free"), ("amdgpu-pasid-edges", "pending-free")]
 
@@ -132,9 +134,10 @@ def test_the_ray_gate_covers_every_scenario_and_every_design():
 
 def test_ray_bfs_gives_the_serial_verdict_on_every_builtin_scenario_and_design():
     """Every built-in scenario on today's design, every historical design on its own
-    scenario and the other designs on two scenarios each (:data:`_OTHER_DESIGNS`), with the Ray actors in charge from the first level (min_level=1): the verdict,
-    the distinct states, the transitions and the violation (name and counterexample length)
-    are the serial search's, with and without symmetry."""
+    scenario and the other designs on two scenarios each (:data:`_OTHER_DESIGNS`), with the
+    Ray actors in charge from the first level (min_level=1): the verdict, the distinct
+    states, the transitions and the violation (name and counterexample length) are the
+    serial search's, with and without symmetry."""
     from pasidsim.state import Granularity
     for name, design, gran in _cases():
         c = compile_scenario(load_scenario(builtin_scenarios()[name]), design=design)
