@@ -421,3 +421,25 @@ def test_a_full_canonical_memo_starts_again_and_the_search_is_unchanged(monkeypa
     small = check_scenario(c, max_states=None, max_seconds=None, symmetry=True)
     assert (small.verdict, small.states, small.transitions) == \
         (whole.verdict, whole.states, whole.transitions) == ("Always", 69, 192)
+
+
+def test_every_kernel_function_with_a_preemption_point_has_a_frame_layout():
+    """A kernel function (``locking.KFunc``) of the model with more than one section can be
+    caught between two steps at lock granularity; symmetry must know which of its locals
+    hold ids (``_FRAME_KINDS``), covering at least ``(ret, *params)``.  A function added
+    without one would silently leave its states unreduced."""
+    import pasidsim.step  # noqa: F401  (builds every operation's KFunc)
+    from pasidsim.check.symmetry import _FRAME_KINDS
+    from pasidsim.locking import DO, KFUNCS
+    model = []
+    for f in KFUNCS.values():
+        if len(f.code) == 1 and f.code[0].op == DO:
+            continue  # one section: alive between steps only waiting at its start
+        a = f.code[0].a
+        if getattr(a[1] if type(a) is tuple else a, "__module__", "").startswith("pasidsim."):
+            model.append(f)
+    assert {f.name for f in model} >= {"__fput", "dev_open", "iommu_sva_bind_device",
+                                       "iommu_sva_unbind_device", "uacce_fops_open"}
+    for f in model:
+        assert f.name in _FRAME_KINDS, f.name
+        assert len(_FRAME_KINDS[f.name]) >= 1 + len(f.params), f.name
