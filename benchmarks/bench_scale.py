@@ -128,28 +128,36 @@ from pasidsim.scenario.loader import load_text
 c = compile_scenario(load_text({text!r}, "<four>"))
 workers = {workers}
 t_ray = 0.0
-if workers > 1:
-    from pasidsim.check.parallel import ray_runtime
-    t0 = time.perf_counter(); ray_runtime(None, workers); t_ray = time.perf_counter() - t0
-t0 = time.perf_counter()
 from pasidsim.check.parallel import explore_parallel
 from pasidsim.check.search import explore
 from pasidsim.check.pasid_model import ScenarioModel
+from pasidsim.runtime import peak_rss
 import functools
 f = functools.partial(ScenarioModel, c)
+idle = []
+if workers > 1:
+    from pasidsim.check.parallel import ray_runtime, _Pool
+    t0 = time.perf_counter(); ray_runtime(None, workers); t_ray = time.perf_counter() - t0
+    pool = _Pool(f, workers, False, False)
+    idle = pool.peak_rss()  # a worker with its model built, before any state
+    pool.close()
+base = peak_rss()
+t0 = time.perf_counter()
 r = explore_parallel(f, workers) if workers > 1 else explore(f())
 wall = time.perf_counter() - t0
-from pasidsim.runtime import peak_rss
 rss = peak_rss()
 print(json.dumps(dict(verdict=r.verdict, states=r.states, transitions=r.transitions,
-                      wall=wall, ray=t_ray, rss=rss, workers_rss=r.worker_peak_rss)))
+                      wall=wall, ray=t_ray, rss=rss, workers_rss=r.worker_peak_rss, base=base,
+                      idle=idle)))
 """
 
 
 def _child(workers: int, text: str = FOUR) -> dict:
     """Check ``text`` serially (``workers`` 1) or on that many Ray actors in a fresh
     process of this interpreter; returns its JSON figures (verdict, states, transitions,
-    wall, ray start-up seconds, peak resident memory of the process and of each worker)."""
+    wall, ray start-up seconds, peak resident memory of the process and of each worker, and
+    before the search: the process's (``base``, after the Ray runtime started) and idle
+    workers' with their model built (``idle``))."""
     code = _CHILD.format(src=str(ROOT / "src"), text=text, workers=workers)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
@@ -157,13 +165,13 @@ def _child(workers: int, text: str = FOUR) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ray_vs_serial(text: str = FOUR) -> None:
+def ray_vs_serial(text: str = FOUR, label: str = "standard machine with 4 processes") -> None:
     serial = _child(1, text)
     par = _child(2, text)
     same = (serial["verdict"], serial["states"], serial["transitions"]) == \
         (par["verdict"], par["states"], par["transitions"])
     mem = par["rss"] + sum(par["workers_rss"])
-    print(f"Ray: standard machine with 4 processes ({serial['states']:,} states, "
+    print(f"Ray: {label} ({serial['states']:,} states, "
           f"{serial['transitions']:,} transitions), each side a fresh process:")
     print(f"  serial {serial['wall']:.2f} s; 2 Ray actors {par['wall']:.2f} s "
           f"(speedup {serial['wall'] / par['wall']:.2f}x; starting the local runtime took "
@@ -172,6 +180,18 @@ def ray_vs_serial(text: str = FOUR) -> None:
           f"{par['rss'] / 1e6:.0f} MB + workers {' + '.join(f'{x / 1e6:.0f}' for x in par['workers_rss'])} MB "
           f"= {mem / 1e6:.0f} MB ({mem / serial['rss']:.2f}x; Ray's own raylet, GCS and "
           f"object store processes not counted)")
+    # what the search itself holds: each process's peak minus what it held before the search
+    s_grow = serial["rss"] - serial["base"]
+    c_grow = par["rss"] - par["base"]
+    w_grow = [w - i for w, i in zip(par["workers_rss"], par["idle"])]
+    grow = c_grow + sum(w_grow)
+    print(f"  grown by the search (peak minus before it; before: serial {serial['base'] / 1e6:.0f}"
+          f" MB, coordinator {par['base'] / 1e6:.0f} MB, idle workers "
+          f"{' + '.join(f'{x / 1e6:.0f}' for x in par['idle'])} MB): serial "
+          f"{s_grow / 1e6:.0f} MB = {s_grow / serial['states']:,.0f} bytes a state; Ray "
+          f"{c_grow / 1e6:.0f} + {' + '.join(f'{x / 1e6:.0f}' for x in w_grow)} MB = "
+          f"{grow / 1e6:.0f} MB = {grow / serial['states']:,.0f} bytes a state "
+          f"({grow / max(s_grow, 1):.2f}x)")
 
 
 def por_room() -> None:

@@ -75,6 +75,91 @@ def test_a_worker_stops_inside_its_level_when_the_deadline_has_passed():
     assert done is not None and len(done[0][2]) == 3  # three successors, when in time
 
 
+def _owned_levels(view, n: int) -> list[tuple[set, int]]:
+    """Run ``n`` in-process :class:`_Owner` s level by level, batches handed over as Ray would
+    (without Ray): each level's fingerprints and transitions."""
+    from pasidsim.check import parallel
+    owners = [parallel._Owner(view, w, n, False) for w in range(n)]
+    pending, seen = [], set()
+    for i, s in enumerate(view.initial_states()):
+        fp = view.fingerprint(s)
+        if fp not in seen:
+            seen.add(fp)
+            pending.append((fp, (None, i)))
+            owners[fp % n].adopt([(fp, (None, i), s)])
+    levels = []
+    for depth in range(100):
+        if not pending:
+            return levels
+        fps = [fp for fp, _ in pending]
+        replies = [o.level(depth, [t for t in pending if t[0] % n == w], fps, True, False)
+                   for w, o in enumerate(owners)]
+        for o in owners:
+            assert len(o.mine.states) < parallel.CHUNK  # the rest are sealed: bytes
+            for peer, batch in enumerate(o.outgoing):
+                if batch is not None:
+                    assert all(type(blob) is bytes for _, blob in batch)
+                    owners[peer].incoming.append(batch)
+        nxt, transitions = [], 0
+        for w, reply in enumerate(replies):
+            todo = [t for t in pending if t[0] % n == w]
+            for (pfp, _), (_, _, items, _) in zip(todo, reply):
+                transitions += len(items)
+                for ai, fp in items:
+                    if fp not in seen:
+                        seen.add(fp)
+                        nxt.append((fp, (pfp, ai)))
+        levels.append((set(fps), transitions))
+        pending = nxt
+    raise AssertionError("no end")
+
+
+def _serial_levels(view) -> list[tuple[set, int]]:
+    level = {view.fingerprint(s): s for s in view.initial_states()}
+    seen, levels = set(level), []
+    while level:
+        nxt, transitions = {}, 0
+        for s in level.values():
+            acts = view.actions(s)
+            for _, t, fp in view.successors(s, acts, range(len(acts))):
+                transitions += 1
+                if fp not in seen:
+                    seen.add(fp)
+                    nxt[fp] = t
+        levels.append((set(level), transitions))
+        level = nxt
+    return levels
+
+
+def test_workers_hold_their_states_in_chunks_and_find_the_serial_levels(monkeypatch):
+    """A worker keeps its states pickled and compressed, a few to a chunk; with chunks of 3
+    states (many chunks, most levels split across them) two workers find every level of the
+    serial BFS, with its transitions, and hold fewer than a chunk of unpickled states between
+    levels."""
+    from pasidsim.check import parallel
+    from pasidsim.check.model import ModelView
+    monkeypatch.setattr(parallel, "CHUNK", 3)
+    view = ModelView(_factory("h1-fork-exit", "current")())
+    serial = _serial_levels(view)
+    assert len(serial) > 5 and max(len(fps) for fps, _ in serial) > 3 * 2
+    assert _owned_levels(view, 2) == serial
+
+
+def test_chunks_of_states_whose_class_pickle_cannot_name_go_through_cloudpickle():
+    from typing import NamedTuple
+
+    from pasidsim.check.parallel import _dumps, _loads
+
+    class Local(NamedTuple):  # not importable by name: the standard pickle refuses it
+        a: int
+        b: tuple
+
+    states = [Local(1, (2, 3)), Local(4, ())]
+    back = _loads(_dumps(states))
+    assert [tuple(x) for x in back] == [tuple(x) for x in states]
+    assert type(back[0]).__name__ == "Local"
+
+
 def test_parallel_search_honours_the_deadline_inside_a_level():
     from pasidsim.check.parallel import ray_runtime
     ray_runtime(None, 2)  # started beforehand: on a loaded machine a cold start took the budget

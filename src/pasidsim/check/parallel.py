@@ -1,8 +1,8 @@
 """Level-synchronous parallel BFS on Ray, with results identical to the serial BFS.
 
 The workers are Ray actors (:class:`_RayOwner`) on a local Ray runtime started on demand or
-on an existing cluster (``address``, :func:`ray_runtime`).  States are *owned*: a state whose fingerprint is ``fp`` lives in worker ``fp % workers``,
-which evaluates and expands it.  The coordinator never holds states (only fingerprints,
+on an existing cluster (``address``, :func:`ray_runtime`).  States are *owned*: a state
+whose fingerprint is ``fp`` lives in worker ``fp % workers``, which evaluates and expands it.  The coordinator never holds states (only fingerprints,
 parent links and check results) and keeps the visited map.  Per BFS level:
 
 1. the coordinator sends each worker the ``(fp, link)`` of the level's states it owns, in
@@ -32,7 +32,10 @@ with one fingerprint are different states of one class; the serial search keeps 
 
 States cross process boundaries once, and only those owned by another worker (about
 ``(workers - 1) / workers`` of the new ones): every worker learns the fingerprints of each
-level, and does not ship a state it knows to be visited.  Small levels (``min_level``) are run
+level, and does not ship a state it knows to be visited.  A worker holds the states of its
+levels, its own and those shipped, pickled and compressed in chunks (:data:`CHUNK`), and
+unpickles one chunk at a time as it expands them: states unpickled one by one share none of
+their records, and held that way cost a worker several times what the serial search pays.  Small levels (``min_level``) are run
 by the coordinator itself until the first large one; then the states of that level are handed
 to their owners and the workers stay in charge.
 
@@ -45,7 +48,9 @@ replayed by the coordinator, which re-checks every fingerprint on the path.
 from __future__ import annotations
 
 import gc
+import pickle
 import time
+import zlib
 from typing import Any, Callable, Sequence
 
 from ..runtime import no_cyclic_gc, peak_rss, ray_runtime, shutdown_ray  # noqa: F401
@@ -57,63 +62,149 @@ Expansion = tuple[Any, bool, list[Item], Any]           # (check, reduced by POR
 Pending = tuple[Any, int, Link, int]                    # (state or None, fp, link, transitions then)
 
 
+#: states a chunk holds at most.  A worker holds the states of its levels pickled and
+#: compressed, CHUNK at a time: pickle's memo stores once what the states of a chunk share
+#: (their records are mostly the same) and zlib packs the rest, about 90 bytes a state on
+#: the four-process configuration (600 pickled, 4 KB unpickled: states unpickled one by one
+#: share nothing, unlike the serial search's, which share their unchanged records with their
+#: parents), for about 4 microseconds a state.
+CHUNK = 256
+
+
+def _dumps(states: list) -> bytes:
+    """``states`` pickled and compressed (zlib level 1); with cloudpickle when the standard
+    pickle cannot name their classes (a test's toy model, rebuilt by value in the workers).
+    :func:`_loads` reverses it."""
+    try:
+        raw = pickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        import ray.cloudpickle as cloudpickle
+        raw = cloudpickle.dumps(states, protocol=pickle.HIGHEST_PROTOCOL)
+    return zlib.compress(raw, 1)
+
+
+def _loads(blob: bytes) -> list:
+    """The states of a chunk made by :func:`_dumps`."""
+    return pickle.loads(zlib.decompress(blob))
+
+
+class _Batch:
+    """States bound for one worker, pickled as they come, :data:`CHUNK` at a time: sealed
+    chunks are ``(header, blob)``, ``header`` the ``(fp, link)`` of each state of ``blob``
+    (a pickled list of states) in order."""
+
+    __slots__ = ("hdr", "states", "sealed")
+
+    def __init__(self) -> None:
+        self.hdr: list[tuple[int, Link]] = []
+        self.states: list = []
+        self.sealed: list[tuple[list, bytes]] = []
+
+    def add(self, fp: int, link: Link, state: Any) -> None:
+        self.hdr.append((fp, link))
+        self.states.append(state)
+        if len(self.states) >= CHUNK:
+            self.seal()
+
+    def seal(self) -> list[tuple[list, bytes]]:
+        """Pickle what is left; returns every chunk."""
+        if self.states:
+            self.sealed.append((self.hdr, _dumps(self.states)))
+            self.hdr, self.states = [], []
+        return self.sealed
+
+
 class _Owner:
-    """One worker's share of the search: the states it owns, level by level.  Batches from
-    peers arrive in :attr:`incoming` before a call; the batches for peers that a call makes
-    are left in :attr:`outgoing` (one per peer, None for none) for the transport."""
+    """One worker's share of the search: the states it owns, level by level, held pickled in
+    chunks (:class:`_Batch`).  Batches from peers arrive in :attr:`incoming` before a call;
+    the batches for peers that a call makes are left in :attr:`outgoing` (one per peer, None
+    for none) for the transport."""
 
     def __init__(self, view: ModelView, me: int, n: int, symmetry: bool) -> None:
         self.view, self.me, self.n = view, me, n
         self.keep_all = symmetry          # keep every copy of a fingerprint (see module doc)
-        self.store: dict[int, dict[Link, Any]] = {}   # next level's candidates: fp -> link -> state
-        self.frontier: list[tuple[int, Any]] = []     # this level's (fp, state), request order
+        self.store: dict[int, dict[Link, tuple[int, int]]] = {}  # fp -> link -> (chunk, index)
+        self.chunks: list[bytes] = []     # the next level's chunks (pickled lists of states)
+        self.mine = _Batch()              # successors this worker owns, for the next level
+        self.frontier: tuple = ([], [])   # this level: (chunk, index) per request, chunks
+        self.todo_fps: list[int] = []     # this level: the fingerprint of each request
         self.known: set[int] = set()      # fingerprints of the states of every level so far
         self.now: set[int] = set()        # kept or shipped in this level
         self.incoming: list[list] = []    # batches from peers, not yet taken
         self.outgoing: list = [None] * n  # batches for peers made by the last call
 
     # -- receiving ----------------------------------------------------------------------------
-    def _keep(self, fp: int, link: Link, state: Any) -> None:
+    def _keep(self, fp: int, link: Link, ref: tuple[int, int]) -> None:
         copies = self.store.get(fp)
         if copies is None:
-            self.store[fp] = {link: state}
+            self.store[fp] = {link: ref}
         elif self.keep_all:
-            copies.setdefault(link, state)
+            copies.setdefault(link, ref)
 
     def adopt(self, items: Sequence[tuple[int, Link, Any]]) -> None:
         """Take the states of a level computed by the coordinator."""
         for fp, link, state in items:
-            self._keep(fp, link, state)
+            self.mine.add(fp, link, state)
 
     def _collect(self) -> None:
-        """Take the peers' batches of the rounds done so far."""
+        """Take this worker's own successors, then the peers' batches of the rounds done so
+        far (that order: of two copies of one state, the own one is kept)."""
+        self._take(self.mine.seal())
+        self.mine = _Batch()
         for batch in self.incoming:
             self._take(batch)
         self.incoming = []
 
-    def _take(self, batch: list) -> None:
-        for fp, link, state in batch:
-            self._keep(fp, link, state)
+    def _take(self, batch: list[tuple[list, bytes]]) -> None:
+        for hdr, blob in batch:
+            no = len(self.chunks)
+            self.chunks.append(blob)
+            for i, (fp, link) in enumerate(hdr):
+                self._keep(fp, link, (no, i))
+
+    def _states(self, positions: Sequence[int]):
+        """``(position, state)`` of the given positions of this level's requests, unpickling
+        one chunk at a time."""
+        refs, chunks = self.frontier
+        by_chunk: dict[int, list[tuple[int, int]]] = {}
+        for p in positions:
+            no, i = refs[p]
+            by_chunk.setdefault(no, []).append((p, i))
+        for no, wanted in by_chunk.items():
+            states = _loads(chunks[no])
+            if not self.view.por:  # no second round (rest) to come: free as we go
+                chunks[no] = b""
+            for p, i in wanted:
+                yield p, states[i]
 
     # -- expanding ----------------------------------------------------------------------------
     def _successors(self, fp: int, state: Any, acts: Sequence[Any], indices: Sequence[int],
-                    outgoing: list[list]) -> list[Item]:
+                    outgoing: list[_Batch]) -> list[Item]:
         items: list[Item] = []
-        n, me, known, now, keep_all = self.n, self.me, self.known, self.now, self.keep_all
+        n, known, now, keep_all = self.n, self.known, self.now, self.keep_all
         for ai, nxt, nfp in self.view.successors(state, acts, indices):
             items.append((ai, nfp))
             if nfp in known or (nfp in now and not keep_all):
                 continue
             now.add(nfp)
-            owner = nfp % n
-            if owner == me:
-                self._keep(nfp, (fp, ai), nxt)
-            else:
-                outgoing[owner].append((nfp, (fp, ai), nxt))
+            outgoing[nfp % n].add(nfp, (fp, ai), nxt)
         return items
 
-    def _ship(self, depth: int, phase: int, outgoing: list[list]) -> None:
-        self.outgoing = [b if b and w != self.me else None for w, b in enumerate(outgoing)]
+    def _ship(self, outgoing: list[_Batch] | None) -> None:
+        """Leave the batches for peers in :attr:`outgoing`; this worker's own go to
+        :attr:`mine`.  None: ship nothing, keep nothing."""
+        if outgoing is None:
+            self.outgoing = [None] * self.n
+            self.mine = _Batch()
+            return
+        self.mine = outgoing[self.me]
+        self.outgoing = [b.seal() or None if w != self.me else None
+                         for w, b in enumerate(outgoing)]
+
+    def _batches(self) -> list[_Batch]:
+        out = [_Batch() for _ in range(self.n)]
+        out[self.me] = self.mine  # states adopted for the next level stay with it
+        return out
 
     def level(self, depth: int, todo: Sequence[tuple[int, Link]], level_fps: Sequence[int],
               expand: bool, want_states: bool, deadline: float | None = None
@@ -126,17 +217,18 @@ class _Owner:
         self._collect()
         self.known.update(level_fps)
         self.now = set()
-        store, frontier = self.store, []
+        store, refs = self.store, []
         for fp, link in todo:
             copies = store[fp]
-            frontier.append((fp, copies[link] if link in copies else next(iter(copies.values()))))
-        self.store, self.frontier = {}, frontier
+            refs.append(copies[link] if link in copies else next(iter(copies.values())))
+        self.frontier, self.todo_fps = (refs, self.chunks), [fp for fp, _ in todo]
+        self.store, self.chunks = {}, []
         view = self.view
-        outgoing: list[list] = [[] for _ in range(self.n)]
-        out: list[Expansion] = []
-        for k, (fp, state) in enumerate(frontier):
+        outgoing = self._batches()
+        out: list[Any] = [None] * len(todo)
+        for k, (p, state) in enumerate(self._states(range(len(todo)))):
             if deadline is not None and not k & 63 and time.time() > deadline:
-                self._ship(depth, 1, [[] for _ in range(self.n)])
+                self._ship(None)
                 return None
             acts = view.actions(state)
             check = view.evaluate(state, acts)
@@ -145,24 +237,24 @@ class _Owner:
                 indices: Sequence[int] = ()
             else:
                 indices = range(len(acts)) if ample is None else ample
-            items = self._successors(fp, state, acts, indices, outgoing)
-            out.append((check, ample is not None, items, state if want_states else None))
-        self._ship(depth, 1, outgoing)
+            items = self._successors(todo[p][0], state, acts, indices, outgoing)
+            out[p] = (check, ample is not None, items, state if want_states else None)
+        self._ship(outgoing)
         return out
 
     def rest(self, depth: int, positions: Sequence[int]) -> list[list[Item]]:
         """Phase 2: expand the actions outside the ample set of the given frontier states."""
         view = self.view
-        outgoing: list[list] = [[] for _ in range(self.n)]
-        out = []
-        for p in positions:
-            fp, state = self.frontier[p]
+        outgoing = self._batches()
+        got: dict[int, list[Item]] = {}
+        for p, state in self._states(positions):
             acts = view.actions(state)
             ample = view.ample(acts)
             assert ample is not None, "phase 2 on a state without ample set"
-            out.append(self._successors(fp, state, acts, view.rest(acts, ample), outgoing))
-        self._ship(depth, 2, outgoing)
-        return out
+            got[p] = self._successors(self.todo_fps[p], state, acts, view.rest(acts, ample),
+                                      outgoing)
+        self._ship(outgoing)
+        return [got[p] for p in positions]
 
 
 class _RayOwner(_Owner):
