@@ -130,6 +130,59 @@ def _parallel(workers: int) -> None:
           f"verdict, states and transitions")
 
 
+def _delta(s0, s1) -> tuple:
+    """What a step changed, down to table entries: per changed field of the
+    :class:`~pasidsim.state.SystemState`, the entries of a table that were set (with their
+    value) or removed, the members of ``devs``/``groups`` that changed, or the new value."""
+    from immutables import Map
+    out = []
+    for i, (a, b) in enumerate(zip(s0, s1)):
+        if a is b or a == b:
+            continue
+        if type(a) is Map:
+            d = [(repr(k), v) for k, v in b.items() if k not in a or a[k] != v]
+            d += [(repr(k), None) for k in a if k not in b]
+            out.append((i, tuple(sorted(d, key=lambda kv: kv[0]))))
+        elif s0._fields[i] in ("devs", "groups"):
+            out.append((i, tuple((j, y) for j, (x, y) in enumerate(zip(a, b)) if x != y)))
+        else:
+            out.append((i, b))
+    return tuple(out)
+
+
+def _memo_bound(c) -> None:
+    """How much a step memoised on its footprint could save: a memo entry maps an action and
+    the records it reads to what it changes, so a transition can be served from the memo only
+    if an earlier one took the same action to the same change; the share of transitions that
+    repeat an (action, change) pair bounds the memo's hits from above (matching the records
+    read as well only lowers it).  With the kernel model's share of the search (``step``'s
+    time, timed here), Amdahl's law bounds the per-core speedup."""
+    from pasidsim.check.pasid_model import ScenarioModel, sys_state
+    from pasidsim.check.search import explore
+    m = ScenarioModel(c)
+    orig, seen, spent, aside = m.step, set(), [0.0], [0.0]
+    clock = time.perf_counter
+
+    def step(cs, ref):
+        t0 = clock()
+        out = orig(cs, ref)
+        t1 = clock()
+        seen.add((ref, _delta(sys_state(cs.rs), sys_state(out.rs))))
+        spent[0] += t1 - t0
+        aside[0] += clock() - t1
+        return out
+
+    m.step = step
+    t0 = clock()
+    r = explore(m)
+    share = spent[0] / (clock() - t0 - aside[0])  # the search's time without the deltas
+    hits = 1 - len(seen) / r.transitions
+    print(f"  a step memoised on its footprint (the records it reads): of {r.transitions:,} "
+          f"transitions, {r.transitions - len(seen):,} ({hits:.0%}) repeat an earlier (action, "
+          f"change) pair, the most it could serve; the model's step is {share:.0%} of the "
+          f"search, so at most {1 / (1 - share * hits):.2f}x per core")
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -323,6 +376,7 @@ def main() -> None:
     print(f"  verdict {cell.verdict}; distinct states {cell.states:,}; transitions "
           f"{cell.transitions:,}")
     print(f"  wall {wall:.2f} s; {cell.states / wall:,.0f} states/s (target >= 25,000 on one core)")
+    _memo_bound(c)
     t0 = time.perf_counter()
     sym = check_scenario(c, max_states=None, max_seconds=None, symmetry=True)
     swall = time.perf_counter() - t0
