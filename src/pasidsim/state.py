@@ -495,17 +495,26 @@ for _cls in (Vma, Mm, Task, Proc, File, Dev, Group, Domain, Handle, Ioasid, Ioas
     fast_pickle(fast_replace(_cls))
 
 
-def _record_hash(self) -> int:
-    """``hash()`` of a record holding tables (``Mm.pt``, ``Domain.iova``): the tables as
-    frozensets of their items.  ``immutables.Map.__hash__`` combines keys and values
-    separately, so two maps that differ only by values swapped between keys hash alike
-    (``{11: True, 15: False}`` vs ``{11: False, 15: True}``); the model checker would then take
-    different states for visited."""
-    return hash(tuple(frozenset(f.items()) if type(f) is Map else f for f in self))
+def _table_hash(cls, field: str):
+    """``__hash__`` for record class ``cls`` holding a table in ``field`` (``Mm.pt``,
+    ``Domain.iova``): the table as the frozenset of its items, the other fields as they are.
+    ``immutables.Map.__hash__`` combines keys and values separately, so two maps that differ
+    only by values swapped between keys hash alike (``{11: True, 15: False}`` vs
+    ``{11: False, 15: True}``); the model checker would then take different states for
+    visited.  Most records hold an empty table: it hashes as 0, without a frozenset."""
+    i = cls._fields.index(field)
+
+    def __hash__(self) -> int:
+        m = self[i]
+        return hash((self[:i], frozenset(m.items()) if m else 0, self[i + 1:]))
+
+    return __hash__
 
 
-Mm.__hash__ = _record_hash  # type: ignore[method-assign,assignment]
-Domain.__hash__ = _record_hash  # type: ignore[method-assign,assignment]
+Mm.__hash__ = _table_hash(Mm, "pt")  # type: ignore[method-assign,assignment]
+Domain.__hash__ = _table_hash(Domain, "iova")  # type: ignore[method-assign,assignment]
+for _cls, _field in ((Mm, "pt"), (Domain, "iova")):  # their only tables
+    assert [f for f, v in _cls._field_defaults.items() if type(v) is Map] == [_field]
 
 _MAP_FIELDS: tuple = ()  # indices of the SystemState fields that hold Maps (set below)
 

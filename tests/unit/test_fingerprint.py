@@ -71,6 +71,12 @@ def test_tables_differing_only_by_swapped_values_hash_differently():
     m1, m2 = Mm(pt=Map({4: (1, 3), 5: (2, 3)})), Mm(pt=Map({4: (2, 3), 5: (1, 3)}))
     c, d = _with(s, mms=Map({7: m1})), _with(s, mms=Map({7: m2}))
     assert c != d and hash(c) != hash(d)
+    from pasidsim.state import Domain, DomainType  # and in a domain's IOVA table
+    d1, d2 = (Domain(DomainType.UNMANAGED, 0, iova=Map(t)) for t in ({4: (1, 3), 5: (2, 3)},
+                                                                       {4: (2, 3), 5: (1, 3)}))
+    e, f = _with(s, domains=Map({9: d1})), _with(s, domains=Map({9: d2}))
+    assert e != f and hash(e) != hash(f)
+    assert hash(Domain(DomainType.UNMANAGED, 0)) != hash(Domain(DomainType.UNMANAGED, 1))
 
 
 def test_equal_tables_hash_equal_whatever_order_they_were_built_in():
