@@ -17,7 +17,11 @@
    and the level-parallel BFS on 2 Ray actors (``pasidsim.check.parallel``), each in a fresh
    process, in the same run: wall time of the search (and of starting the local runtime),
    the speedup, identical verdict/states/transitions, and peak resident memory: the serial
-   process's against the coordinator's plus every worker's.
+   process's against the coordinator's plus every worker's, and what the search grew each by
+   (its peak less its resident memory before the search: the coordinator's with the Ray
+   runtime started, a worker's idle with its model built), which takes out the fixed cost of
+   Ray's processes.  Then the same on 6 identical processes x 1 device (136,673 states,
+   about 2.5 minutes; not with ``--quick``), to show how the two ratios move with the size.
 5. **Partial-order reduction's room**: on the standard configuration, how many pairs of
    steps of different processes enabled in one state commute (the same state whichever runs
    first), exactly and up to symmetry; and what the static independence relation of
@@ -246,6 +250,8 @@ def main() -> None:
     bytes_per_state()
     if not args.no_ray:
         ray_vs_serial()
+        if not args.quick:
+            ray_vs_serial(identical(6, 1), "6 processes x 1 device")
     por_room()
 
 
