@@ -262,8 +262,9 @@ def test_a_compiled_scenario_with_a_relative_machine_file_unpickles_in_another_d
 
 def test_the_scale_benchmark_measures_ray_against_serial_in_fresh_processes():
     """``benchmarks/bench_scale.py``'s Ray comparison (each side a fresh process): the same
-    verdict, states and transitions, and a peak memory for the process and each worker (it
-    crashed on an import that had moved, unnoticed, since nothing ran it)."""
+    verdict, states and transitions, and a peak memory for the process and each worker, and
+    their memory before the search (it crashed on an import that had moved, unnoticed, since
+    nothing ran it)."""
     bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
     if bench not in sys.path:
         sys.path.insert(0, bench)
@@ -275,3 +276,7 @@ def test_the_scale_benchmark_measures_ray_against_serial_in_fresh_processes():
         assert r["rss"] > 10 * 2**20
     assert serial["workers_rss"] == [] and len(par["workers_rss"]) == 2
     assert all(x > 10 * 2**20 for x in par["workers_rss"]) and par["ray"] > 0
+    # what the search grew by: peaks against the memory before it (idle workers' too)
+    assert serial["idle"] == [] and len(par["idle"]) == 2
+    assert all(10 * 2**20 < i <= w for i, w in zip(par["idle"], par["workers_rss"]))
+    assert all(10 * 2**20 < r["base"] <= r["rss"] for r in (serial, par))
