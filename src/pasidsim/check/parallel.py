@@ -123,7 +123,9 @@ class _Owner:
     def __init__(self, view: ModelView, me: int, n: int, symmetry: bool) -> None:
         self.view, self.me, self.n = view, me, n
         self.keep_all = symmetry          # keep every copy of a fingerprint (see module doc)
-        self.store: dict[int, dict[Link, tuple[int, int]]] = {}  # fp -> link -> (chunk, index)
+        # the next level's states: fp -> (chunk, index) of the first copy received; with
+        # keep_all, fp -> {link: (chunk, index)} of every copy
+        self.store: dict[int, Any] = {}
         self.chunks: list[bytes] = []     # the next level's chunks (pickled lists of states)
         self.mine = _Batch()              # successors this worker owns, for the next level
         self.frontier: tuple = ([], [])   # this level: (chunk, index) per request, chunks
@@ -135,10 +137,13 @@ class _Owner:
 
     # -- receiving ----------------------------------------------------------------------------
     def _keep(self, fp: int, link: Link, ref: tuple[int, int]) -> None:
+        if not self.keep_all:
+            self.store.setdefault(fp, ref)
+            return
         copies = self.store.get(fp)
         if copies is None:
             self.store[fp] = {link: ref}
-        elif self.keep_all:
+        else:
             copies.setdefault(link, ref)
 
     def adopt(self, items: Sequence[tuple[int, Link, Any]]) -> None:
@@ -218,9 +223,12 @@ class _Owner:
         self.known.update(level_fps)
         self.now = set()
         store, refs = self.store, []
-        for fp, link in todo:
-            copies = store[fp]
-            refs.append(copies[link] if link in copies else next(iter(copies.values())))
+        if not self.keep_all:
+            refs = [store[fp] for fp, _ in todo]
+        else:
+            for fp, link in todo:
+                copies = store[fp]
+                refs.append(copies[link] if link in copies else next(iter(copies.values())))
         self.frontier, self.todo_fps = (refs, self.chunks), [fp for fp, _ in todo]
         self.store, self.chunks = {}, []
         view = self.view
