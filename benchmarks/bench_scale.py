@@ -1,6 +1,6 @@
 """The checker at scale (issue #12), printed in one run.
 
-    python benchmarks/bench_scale.py [--seconds S] [--quick] [--no-ray]
+    python benchmarks/bench_scale.py [--seconds S] [--quick] [--no-ray] [--ray-large]
 
 1. **Scaling table**: ``N`` identical processes x ``D`` single-device accelerators (each
    process opens every device, then exits; design current, every invariant), checked plain,
@@ -21,7 +21,8 @@
    (its peak less its resident memory before the search: the coordinator's with the Ray
    runtime started, a worker's idle with its model built), which takes out the fixed cost of
    Ray's processes.  Then the same on 6 identical processes x 1 device (136,673 states,
-   about 2.5 minutes; not with ``--quick``), to show how the two ratios move with the size.
+   about 2.5 minutes; not with ``--quick``) and, with ``--ray-large``, on 7 x 1 (2,212,556
+   states, about 45 minutes), to show how the two ratios move with the size.
 5. **Partial-order reduction's room**: on the standard configuration, how many pairs of
    steps of different processes enabled in one state commute (the same state whichever runs
    first), exactly and up to symmetry; and what the static independence relation of
@@ -244,6 +245,9 @@ def main() -> None:
                     help="bound of each search of the scaling table (default 60)")
     ap.add_argument("--quick", action="store_true", help="fewer configurations")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
+    ap.add_argument("--ray-large", action="store_true",
+                    help="also compare Ray with serial on 7 processes x 1 device (2,212,556 "
+                         "states; about 45 minutes and 4 GB on each side)")
     args = ap.parse_args()
     scaling(args.seconds, args.quick)
     scaling(args.seconds, args.quick, "lock")
@@ -252,6 +256,8 @@ def main() -> None:
         ray_vs_serial()
         if not args.quick:
             ray_vs_serial(identical(6, 1), "6 processes x 1 device")
+        if args.ray_large:
+            ray_vs_serial(identical(7, 1), "7 processes x 1 device")
     por_room()
 
 
