@@ -9,6 +9,7 @@ with symmetry replay and are as short as without.  Plus unit tests of ``canonica
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections import deque
 from pathlib import Path
@@ -428,7 +429,7 @@ def test_every_kernel_function_with_a_preemption_point_has_a_frame_layout():
     caught between two steps at lock granularity; symmetry must know which of its locals
     hold ids (``_FRAME_KINDS``), covering at least ``(ret, *params)``.  A function added
     without one would silently leave its states unreduced."""
-    import pasidsim.step  # noqa: F401  (builds every operation's KFunc)
+    importlib.import_module("pasidsim.step")  # builds every operation's KFunc
     from pasidsim.check.symmetry import _FRAME_KINDS
     from pasidsim.locking import DO, KFUNCS
     model = []
