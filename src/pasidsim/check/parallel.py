@@ -2,8 +2,9 @@
 
 The workers are Ray actors (:class:`_RayOwner`) on a local Ray runtime started on demand or
 on an existing cluster (``address``, :func:`ray_runtime`).  States are *owned*: a state
-whose fingerprint is ``fp`` lives in worker ``fp % workers``, which evaluates and expands it.  The coordinator never holds states (only fingerprints,
-parent links and check results) and keeps the visited map.  Per BFS level:
+whose fingerprint is ``fp`` lives in worker ``fp % workers``, which evaluates and expands it.
+The coordinator never holds states (only fingerprints, parent links and check results) and
+keeps the visited map.  Per BFS level:
 
 1. the coordinator sends each worker the ``(fp, link)`` of the level's states it owns, in
    serial discovery order;
@@ -35,9 +36,9 @@ States cross process boundaries once, and only those owned by another worker (ab
 level, and does not ship a state it knows to be visited.  A worker holds the states of its
 levels, its own and those shipped, pickled and compressed in chunks (:data:`CHUNK`), and
 unpickles one chunk at a time as it expands them: states unpickled one by one share none of
-their records, and held that way cost a worker several times what the serial search pays.  Small levels (``min_level``) are run
-by the coordinator itself until the first large one; then the states of that level are handed
-to their owners and the workers stay in charge.
+their records, and held that way cost a worker several times what the serial search pays.
+Small levels (``min_level``) are run by the coordinator itself until the first large one;
+then the states of that level are handed to their owners and the workers stay in charge.
 
 Fingerprints must agree across processes (see :mod:`pasidsim.check.model`): the workers'
 fingerprints of the initial states are compared with the coordinator's when they start, and
